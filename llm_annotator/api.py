@@ -1,0 +1,199 @@
+"""``annotate``: a dataset, a task and models in; an :class:`AnnotationResult` out."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .cache import AnswerCache
+from .data import load_dataset
+from .errors import ConfigError
+from .models import ModelSpec, as_specs
+from .result import AnnotationResult
+from .runner import Runner, RunStats
+from .task import Task, load_task
+from .votes import FORMAT_VERSION, votes_frame, write_atomic
+
+DataLike = Any
+ModelsLike = str | Mapping[str, Any] | ModelSpec | Sequence[str | Mapping[str, Any] | ModelSpec] | None
+
+
+def _open_cache(cache: bool | str | Path | AnswerCache | None) -> AnswerCache | None:
+    if cache is False or cache is None:
+        return None
+    if isinstance(cache, AnswerCache):
+        return cache
+    return AnswerCache(None if cache is True else cache)
+
+
+def _check_arguments(samples: int, budget_usd: float | None, context: int | None) -> None:
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"samples={samples!r}: at least one sample per item is needed",
+                          fix="pass samples=1 or more (CLI: --samples K)")
+    if budget_usd is not None and budget_usd < 0:
+        raise ConfigError(f"budget_usd={budget_usd}: a budget cannot be negative", fix="pass a budget >= 0")
+    if context is not None and context < 0:
+        raise ConfigError(f"context={context}: the context window cannot be negative",
+                          fix="pass 0 for no context or a positive number of previous turns")
+
+
+async def annotate_async(
+    data: DataLike,
+    task: str | Path | Task = "classification",
+    models: ModelsLike = None,
+    *,
+    samples: int = 1,
+    temperature: float | None = None,
+    labels: Sequence[str] | None = None,
+    id_column: str | None = None,
+    context: int | None = None,
+    columns: Mapping[str, str] | None = None,
+    out: str | Path | None = None,
+    cache: bool | str | Path | AnswerCache | None = True,
+    budget_usd: float | None = None,
+    concurrency: int | None = None,
+    max_tokens: int | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    progress: bool | None = None,
+) -> AnnotationResult:
+    """The async twin of :func:`annotate`."""
+    _check_arguments(samples, budget_usd, context)
+    the_task = load_task(task, labels)
+    specs = as_specs(models, temperature=temperature, concurrency=concurrency, max_tokens=max_tokens,
+                     api_base=api_base, api_key=api_key, timeout=timeout)
+    window = the_task.context_window if context is None else context
+    dataset = load_dataset(data, id_column=id_column, context=window, columns=columns)
+    answer_cache = _open_cache(cache)
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        _start_run_dir(out_dir)
+    started = dt.datetime.now(dt.UTC)
+    runner = Runner(dataset, the_task, specs, samples=samples, out_dir=out_dir, cache=answer_cache,
+                    budget_usd=budget_usd, progress=progress)
+    try:
+        votes = await runner.run()
+    finally:
+        if answer_cache is not None and not isinstance(cache, AnswerCache):
+            answer_cache.close()
+    import pandas as pd
+
+    input_columns = [c for c in dataset.columns if c != "context"]
+    items = pd.DataFrame([{c: r.get(c) for c in input_columns} for r in dataset.rows], columns=input_columns)
+    items.insert(0, "item_id", dataset.item_ids)
+    frame = votes_frame(votes)
+    manifest = _manifest(the_task, specs, samples, window, id_column, budget_usd, dataset.source,
+                         input_columns, len(dataset.rows), frame, runner.stats, started,
+                         answer_cache)
+    result = AnnotationResult(frame, the_task, items, samples=samples,
+                              annotators=[s.name for s in specs], manifest=manifest)
+    if out_dir is not None:
+        result.to_csv(out_dir / "labels.csv")
+        result.to_jsonl(out_dir / "labels.jsonl")
+        write_atomic(out_dir / "run.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return result
+
+
+def annotate(data: DataLike, task: str | Path | Task = "classification", models: ModelsLike = None,
+             **options: Any) -> AnnotationResult:
+    """Label ``data`` with ``models`` under ``task``; see the README for every option.
+
+    ``data`` is a path (.csv, .jsonl, .parquet), a list of dicts, a pandas DataFrame or a
+    ``datasets.Dataset``. ``models`` are LiteLLM model strings (default: the embedded
+    ``local/smollm2-135m``), dicts of :class:`ModelSpec` fields, or specs. With ``out``,
+    votes stream to ``out/votes.jsonl`` and a re-run resumes where the last one stopped.
+    """
+    coro = annotate_async(data, task, models, **options)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from a running event loop (a notebook): run in a helper thread.
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    result: AnnotationResult = box["result"]
+    return result
+
+
+def _start_run_dir(out_dir: Path) -> None:
+    """Results of an earlier run are removed before work starts: only votes.jsonl stays."""
+    for name in ("labels.csv", "labels.jsonl", "run.json"):
+        path = out_dir / name
+        if path.exists():
+            path.unlink()
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id_column: str | None,
+              budget_usd: float | None, source: str, columns: list[str], n_items: int, votes: Any,
+              stats: RunStats, started: dt.datetime, cache: AnswerCache | None) -> dict[str, Any]:
+    errors = Counter(str(e).split(":", 1)[0] for e in votes["error"].dropna())
+    invalid_kinds = {"empty", "unparseable", "missing_field", "out_of_label_set", "refused"}
+    status = "complete"
+    if stats.not_issued:
+        status = "stopped_by_budget"
+    return {
+        "format_version": FORMAT_VERSION,
+        "status": status,
+        "task": task.model_dump(),
+        "template_hash": task.template_hash,
+        "labels": list(task.labels),
+        "models": [s.public() for s in specs],
+        "parameters": {"samples": samples, "context": context, "id_column": id_column,
+                       "budget_usd": budget_usd},
+        "data": {"source": source, "n_items": n_items, "columns": columns},
+        "counts": {
+            "votes_requested": stats.requested_votes,
+            "votes": int(len(votes)),
+            "valid": int(votes["label"].notna().sum()),
+            "invalid": int(sum(n for k, n in errors.items() if k in invalid_kinds)),
+            "errors": int(sum(n for k, n in errors.items() if k not in invalid_kinds)),
+            "by_reason": dict(sorted(errors.items())),
+            "resumed": stats.resumed_votes,
+            "cache_hits": stats.cached_votes,
+            "new": stats.new_votes,
+            "not_issued": stats.not_issued,
+            "requests": stats.requests,
+            "failed_requests": stats.failed_requests,
+            "stale_dropped": stats.stale_dropped,
+            "cache_corrupted": stats.cache_corrupted,
+        },
+        "n_not_honoured": stats.n_unsupported,
+        "tokens_in": stats.tokens_in,
+        "tokens_out": stats.tokens_out,
+        "cost_usd": round(stats.cost_usd, 8),
+        "cost_usd_all_votes": round(float(votes["cost_usd"].sum()), 8),
+        "wall_s": round(stats.wall_s, 3),
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cache_dir": str(cache.directory) if cache is not None else None,
+        "versions": {"llm_annotator": _version("llm-annotator-kit"), "litellm": _version("litellm")},
+    }
+
+
+__all__ = ["annotate", "annotate_async"]

@@ -1,0 +1,167 @@
+"""The ``llm-annotator`` command: a thin layer of printing over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import AnnotatorError, ConfigError
+
+
+def _pairs(values: Sequence[str] | None) -> dict[str, str]:
+    out = {}
+    for value in values or []:
+        if "=" not in value:
+            raise ConfigError(f"--map {value!r} is not FIELD=COLUMN", fix="write e.g. --map Utterance=text")
+        field, column = value.split("=", 1)
+        out[field.strip()] = column.strip()
+    return out
+
+
+def _job_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="input table: .csv, .tsv, .jsonl, .json or .parquet")
+    p.add_argument("-t", "--task", default="classification",
+                   help="built-in task name (see 'templates list') or path to a .jinja template")
+    p.add_argument("--labels", help="comma-separated label set (required by 'classification')")
+    p.add_argument("-m", "--model", dest="models", action="append", metavar="MODEL",
+                   help="LiteLLM model string, repeatable (default: local/smollm2-135m, offline)")
+    p.add_argument("-k", "--samples", type=int, default=1, help="answers per item and model (default 1)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
+    p.add_argument("--max-tokens", type=int, default=None, help="answer length limit (default: the task's)")
+    p.add_argument("--id-column", help="column holding unique item ids (default: hash of the row)")
+    p.add_argument("--context", type=int, default=None,
+                   help="previous turns of the dialogue given as context (default: the task's)")
+    p.add_argument("--map", action="append", metavar="FIELD=COLUMN",
+                   help="feed a template field from a differently named column, repeatable")
+    p.add_argument("--api-base", help="API base URL for every model (else LiteLLM's environment)")
+    p.add_argument("--cache-dir", help="answer cache directory (default: $LLM_ANNOTATOR_CACHE_DIR or the user cache)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
+
+
+def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "labels": [x.strip() for x in args.labels.split(",")] if args.labels else None,
+        "id_column": args.id_column, "context": args.context, "columns": _pairs(args.map) or None,
+        "temperature": args.temperature, "max_tokens": args.max_tokens, "api_base": args.api_base,
+        "cache": False if args.no_cache else (args.cache_dir or True),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-annotator",
+        description="Label datasets with large language models; soft labels, confidence, agreement, cost.")
+    parser.add_argument("--version", action="version", version="%(prog)s 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("annotate", help="annotate a dataset; writes votes.jsonl, labels.csv/.jsonl, run.json")
+    _job_arguments(p)
+    p.add_argument("-o", "--out", help="run directory (default: runs/DATA_TASK); a re-run resumes in it")
+    p.add_argument("--concurrency", type=int, default=None, help="requests in flight per model (default 16)")
+    p.add_argument("--budget-usd", type=float, default=None, help="stop issuing requests before this spend")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("plan", help="tokens and dollars of a job, before any call")
+    _job_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    p = sub.add_parser("cache", help="inspect or clear the answer cache")
+    p.add_argument("action", choices=["stats", "clear"])
+    p.add_argument("--cache-dir", help="cache directory (default: $LLM_ANNOTATOR_CACHE_DIR or the user cache)")
+
+    p = sub.add_parser("templates", help="list or show the built-in prompt templates")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("name", nargs="?", help="template name, for 'show'")
+    return parser
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .api import annotate
+
+    task_name = Path(args.task).stem
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}_{task_name}"
+    result = annotate(args.data, args.task, args.models, samples=args.samples, out=out,
+                      concurrency=args.concurrency, budget_usd=args.budget_usd,
+                      progress=False if args.quiet else None, **_job_options(args))
+    m = result.manifest
+    c = m["counts"]
+    print(f"{m['data']['n_items']} items x {len(m['models'])} model(s) x {args.samples} sample(s): "
+          f"{c['valid']} valid votes, {c['invalid']} invalid answers, {c['errors']} failed requests; "
+          f"{c['cache_hits']} from cache, {c['resumed']} resumed; ${m['cost_usd']:.4f} spent in {m['wall_s']:.1f} s")
+    if m["status"] == "stopped_by_budget":
+        print(f"stopped by the budget: {c['not_issued']} votes not requested; raise --budget-usd and re-run to finish")
+    for name in ("votes.jsonl", "labels.csv", "labels.jsonl", "run.json"):
+        print(f"  {out / name}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import plan
+
+    result = plan(args.data, args.task, args.models, samples=args.samples, **_job_options(args))
+    if args.json:
+        print(json.dumps(result.model_dump(), indent=2))
+    else:
+        print(result.table())
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import AnswerCache
+
+    cache = AnswerCache(args.cache_dir)
+    try:
+        if args.action == "stats":
+            stats = cache.stats()
+            print(f"{stats['entries']} answers, {stats['bytes'] / 1e6:.1f} MB in {stats['directory']}")
+        else:
+            print(f"removed {cache.clear()} answers from {cache.directory}")
+    finally:
+        cache.close()
+    return 0
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    from .task import builtin_dir, builtin_names, load_task
+
+    if args.action == "list":
+        for name in builtin_names():
+            task = load_task(name, labels=["x"]) if name == "classification" else load_task(name)
+            labels = "caller's labels" if name == "classification" else ", ".join(task.labels)
+            print(f"{name:18} {labels}")
+        return 0
+    if not args.name:
+        raise ConfigError("'templates show' needs a template name", fix="run 'llm-annotator templates list'")
+    path = builtin_dir() / f"{args.name}.jinja"
+    if not path.is_file():
+        load_task(args.name)  # raises the unknown-task error with the list of names
+    print(path.read_text(encoding="utf-8"), end="")
+    return 0
+
+
+COMMANDS = {"annotate": cmd_annotate, "plan": cmd_plan, "cache": cmd_cache, "templates": cmd_templates}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except AnnotatorError as exc:
+        print(f"llm-annotator: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llm-annotator: interrupted; answers so far are cached, re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Datasets in: files, lists of dicts, DataFrames, HF datasets; item ids; dialogue context."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+Row = dict[str, Any]
+
+#: Column names recognised (case-insensitively) for dialogue context, MELD's first.
+DIALOGUE_COLUMNS = ("Dialogue_ID", "dialogue_id", "dialogue", "scene_id", "conversation_id")
+TURN_COLUMNS = ("Utterance_ID", "utterance_id", "turn", "turn_id")
+SPEAKER_COLUMNS = ("Speaker", "speaker")
+TEXT_COLUMNS = ("Utterance", "utterance", "text")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Rows with stable item ids, in input order."""
+
+    rows: list[Row]
+    item_ids: list[str]
+    columns: list[str]
+    source: str
+
+    def where(self, index: int) -> str:
+        """Human name of a row for error messages: file and 1-based data row."""
+        return f"{self.source} row {index + 1}"
+
+
+def read_table(data: Any, *, columns: Mapping[str, str] | None = None) -> tuple[list[Row], list[str], str]:
+    """Rows, column names and a source name from any supported input."""
+    source = "<data>"
+    if isinstance(data, str | Path):
+        path = Path(data)
+        source = str(path)
+        records, names = _read_file(path)
+    elif isinstance(data, list):
+        source = "<list>"
+        if not all(isinstance(r, Mapping) for r in data):
+            raise DataError("list input must hold one dict per row", fix="pass [{'column': value, ...}, ...]")
+        records = [dict(r) for r in data]
+        names = list(dict.fromkeys(k for r in records for k in r))
+    elif hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas DataFrame
+        source = "<DataFrame>"
+        names = [str(c) for c in data.columns]
+        records = [{str(k): _clean(v) for k, v in r.items()} for r in data.to_dict(orient="records")]
+    elif hasattr(data, "column_names") and hasattr(data, "to_list"):  # datasets.Dataset
+        source = "<Dataset>"
+        names = list(data.column_names)
+        records = [dict(r) for r in data.to_list()]
+    else:
+        raise DataError(f"cannot read data of type {type(data).__name__}",
+                        fix="pass a path (.csv, .jsonl, .parquet), a list of dicts, a DataFrame or a datasets.Dataset")
+    if columns:
+        missing = [src for src in columns.values() if src not in names]
+        if missing:
+            raise DataError(f"{source}: column {missing[0]!r} named in the column map does not exist",
+                            fix=f"use one of {', '.join(names[:12])}")
+        for row in records:
+            for field, src in columns.items():
+                row[field] = row.get(src)
+        names += [f for f in columns if f not in names]
+    if not records:
+        raise DataError(f"{source}: no data rows", fix="give a file with a header and at least one row")
+    return records, names, source
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _read_file(path: Path) -> tuple[list[Row], list[str]]:
+    import pandas as pd
+
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist", fix="check the path")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty", fix="give a file with a header and at least one row")
+    try:
+        if suffix in (".csv", ".tsv", ".csv.gz", ".tsv.gz"):
+            frame = pd.read_csv(path, sep="\t" if "tsv" in suffix else ",", dtype=str,
+                                keep_default_na=False, na_values=[], encoding="utf-8-sig")
+        elif suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
+            return _read_jsonl(path)
+        elif suffix == ".json":
+            loaded = json.loads(path.read_text(encoding="utf-8-sig"))
+            if not isinstance(loaded, list):
+                raise DataError(f"{path}: a .json file must hold a list of objects",
+                                fix="write a JSON array of rows, or use .jsonl")
+            return read_table(loaded)[:2]
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            raise DataError(f"{path}: unknown file type {suffix!r}",
+                            fix="use .csv, .tsv, .jsonl, .json or .parquet")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r})",
+                        fix="re-save the file as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty", fix="give a file with a header and at least one row") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: not a valid table: {str(exc).strip()}",
+                        fix="check quoting and the number of fields per line") from None
+    names = [str(c) for c in frame.columns]
+    records = [{str(k): _clean(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
+    return records, names
+
+
+def _read_jsonl(path: Path) -> tuple[list[Row], list[str]]:
+    records: list[Row] = []
+    with path.open(encoding="utf-8-sig") as handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path} line {number}: not valid JSON ({exc.msg})",
+                                    fix="write one JSON object per line") from None
+                if not isinstance(value, dict):
+                    raise DataError(f"{path} line {number}: a line must hold a JSON object",
+                                    fix="write one JSON object per line")
+                records.append(value)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text (byte {exc.start})", fix="re-save the file as UTF-8") from None
+    names = list(dict.fromkeys(k for r in records for k in r))
+    return records, names
+
+
+def row_hash(row: Mapping[str, Any]) -> str:
+    """A stable id from a row's content: sha256 of its canonical JSON, 16 hex digits."""
+    text = json.dumps({str(k): row[k] for k in sorted(row)}, sort_keys=True,
+                      ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def assign_ids(records: list[Row], source: str, id_column: str | None) -> list[str]:
+    """Item ids: the id column's values (unique), else the row hash.
+
+    Identical rows get the suffixes ``~1``, ``~2`` ... in input order.
+    """
+    if id_column is not None:
+        ids: list[str] = []
+        first: dict[str, int] = {}
+        for index, row in enumerate(records):
+            value = row.get(id_column)
+            if value is None or value == "":
+                if id_column not in row:
+                    raise DataError(f"{source}: id column {id_column!r} does not exist",
+                                    fix="name an existing column with --id-column, or omit it to hash rows")
+                raise DataError(f"{source} row {index + 1}: id column {id_column!r} is empty",
+                                fix="give every row an id")
+            key = str(value)
+            if key in first:
+                raise DataError(f"{source} rows {first[key] + 1} and {index + 1}: duplicate id {key!r} in column {id_column!r}",
+                                fix="make the ids unique, or omit --id-column to hash rows")
+            first[key] = index
+            ids.append(key)
+        return ids
+    counts: dict[str, int] = defaultdict(int)
+    ids = []
+    for row in records:
+        base = row_hash(row)
+        n = counts[base]
+        counts[base] += 1
+        ids.append(base if n == 0 else f"{base}~{n}")
+    return ids
+
+
+def _find(names: Iterable[str], candidates: tuple[str, ...]) -> str | None:
+    lowered = {n.lower(): n for n in names}
+    for cand in candidates:
+        if cand.lower() in lowered:
+            return lowered[cand.lower()]
+    return None
+
+
+def _order_key(value: Any) -> tuple[int, Any]:
+    try:
+        return (0, float(value))
+    except (TypeError, ValueError):
+        return (1, str(value))
+
+
+def add_context(records: list[Row], names: list[str], source: str, window: int) -> None:
+    """Give each row ``context``: the previous ``window`` turns of its dialogue.
+
+    Each turn is ``{"speaker": ..., "utterance": ...}``; dialogues are grouped by a
+    dialogue column (MELD: ``Dialogue_ID``) and ordered by a turn column (``Utterance_ID``).
+    """
+    dialogue = _find(names, DIALOGUE_COLUMNS)
+    turn = _find(names, TURN_COLUMNS)
+    text = _find(names, TEXT_COLUMNS)
+    if dialogue is None or turn is None or text is None:
+        raise DataError(f"{source}: context needs a dialogue column ({DIALOGUE_COLUMNS[0]}), a turn column "
+                        f"({TURN_COLUMNS[0]}) and a text column ({TEXT_COLUMNS[0]})",
+                        fix="add those columns, map them with --map, or set --context 0")
+    speaker = _find(names, SPEAKER_COLUMNS)
+    scenes: dict[Any, list[int]] = defaultdict(list)
+    for index, row in enumerate(records):
+        scenes[row.get(dialogue)].append(index)
+    for members in scenes.values():
+        members.sort(key=lambda i: _order_key(records[i].get(turn)))
+        for position, index in enumerate(members):
+            previous = members[max(0, position - window):position]
+            records[index]["context"] = [
+                {"speaker": records[j].get(speaker, "") if speaker else "", "utterance": records[j].get(text, "")}
+                for j in previous
+            ]
+
+
+def load_dataset(data: Any, *, id_column: str | None = None, context: int = 0,
+                 columns: Mapping[str, str] | None = None) -> Dataset:
+    """Read ``data`` into a :class:`Dataset` with item ids and, if asked, dialogue context."""
+    records, names, source = read_table(data, columns=columns)
+    ids = assign_ids(records, source, id_column)
+    if context > 0:
+        add_context(records, names, source, context)
+    return Dataset(rows=records, item_ids=ids, columns=names, source=source)
+
+
+__all__ = ["Dataset", "add_context", "assign_ids", "load_dataset", "read_table", "row_hash"]

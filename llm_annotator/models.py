@@ -1,0 +1,122 @@
+"""Annotator specifications: a model string plus the parameters that make it distinct."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from .errors import ConfigError
+
+#: The embedded offline model used when no model is named.
+DEFAULT_MODEL = "local/smollm2-135m"
+
+
+class ModelSpec(BaseModel):
+    """One annotator. ``name`` defaults to the model string.
+
+    ``api_key`` is held as a secret: it is never written to a cache key, a vote, a log or
+    ``run.json``. Leave it unset to use LiteLLM's usual environment (``OPENAI_API_KEY`` ...).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    name: str = ""
+    temperature: float = 1.0
+    max_tokens: int | None = None
+    top_p: float | None = None
+    api_base: str | None = None
+    api_key: SecretStr | None = Field(default=None, repr=False)
+    concurrency: int = 16
+    timeout: float = 120.0
+    max_retries: int = 6
+    use_n: bool | None = None          # None: where the provider supports it
+    logprobs: bool | None = None       # None: where the provider supports it
+    json_schema: bool | None = None    # None: where the provider supports it
+    mode: str | None = None            # local models: "score" or "generate"
+    calibrate: bool = False            # local label scoring: contextual calibration
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not value or not value.strip() or value != value.strip():
+            raise ValueError("empty model string")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if not self.name:
+            object.__setattr__(self, "name", self.model)
+        if not 0 <= self.temperature <= 2:
+            raise ValueError(f"temperature {self.temperature} is outside 0..2")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if self.mode not in (None, "score", "generate"):
+            raise ValueError(f"mode {self.mode!r} is not 'score' or 'generate'")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.model.startswith("local/")
+
+    def decoding(self, max_tokens: int) -> dict[str, Any]:
+        """The decoding parameters that define this annotator's answers (cache key part)."""
+        params: dict[str, Any] = {"temperature": self.temperature,
+                                  "max_tokens": self.max_tokens or max_tokens}
+        if self.top_p is not None:
+            params["top_p"] = self.top_p
+        if self.mode is not None:
+            params["mode"] = self.mode
+        if self.calibrate:
+            params["calibrate"] = True
+        for key in sorted(self.extra):
+            if "key" not in key.lower() and "token" not in key.lower() and "secret" not in key.lower():
+                params[key] = self.extra[key]
+        return params
+
+    def public(self) -> dict[str, Any]:
+        """What ``run.json`` records: everything but secrets."""
+        data = self.model_dump(exclude={"api_key", "extra"})
+        data["extra"] = {k: v for k, v in self.extra.items()
+                         if "key" not in k.lower() and "token" not in k.lower() and "secret" not in k.lower()}
+        return data
+
+
+def as_specs(models: Any, **defaults: Any) -> list[ModelSpec]:
+    """Model strings, dicts or specs to a list of specs; ``defaults`` fill unset fields."""
+    if models is None:
+        models = [DEFAULT_MODEL]
+    if isinstance(models, str | dict | ModelSpec):
+        models = [models]
+    defaults = {k: v for k, v in defaults.items() if v is not None}
+    specs: list[ModelSpec] = []
+    for entry in models:
+        try:
+            if isinstance(entry, ModelSpec):
+                spec = entry
+            elif isinstance(entry, str):
+                spec = ModelSpec(model=entry, **defaults)
+            elif isinstance(entry, dict):
+                spec = ModelSpec(**{**defaults, **entry})
+            else:
+                raise ConfigError(f"model {entry!r} is not a model string, dict or ModelSpec",
+                                  fix="pass models=['gpt-4o', ...]")
+        except ValueError as exc:
+            errors = getattr(exc, "errors", None)
+            detail = errors()[0]["msg"] if callable(errors) else str(exc)
+            raise ConfigError(f"model {entry!r}: {str(detail).removeprefix('Value error, ')}",
+                              fix="correct the model's parameters") from None
+        specs.append(spec)
+    names = [s.name for s in specs]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ConfigError(f"annotator {duplicate!r} is named twice",
+                          fix="give each ModelSpec a distinct name=")
+    return specs
+
+
+__all__ = ["DEFAULT_MODEL", "ModelSpec", "as_specs"]

@@ -1,0 +1,173 @@
+"""The result of an annotation run: the votes table and everything derived from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import aggregate
+from .errors import ConfigError, RunDirError
+from .task import Task
+from .votes import read_votes, votes_frame, write_atomic
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas: a text cell starting with = + - @ gets a leading '."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value
+
+
+class AnnotationResult:
+    """Votes of one run, with soft labels, consensus labels and exports.
+
+    ``votes`` is the long table (one row per item, annotator and sample); every other
+    figure is computed from it on demand.
+    """
+
+    def __init__(self, votes: Any, task: Task, items: Any, *, samples: int,
+                 annotators: Sequence[str], manifest: dict[str, Any] | None = None) -> None:
+        self.votes = votes
+        self.task = task
+        self.items = items
+        self.samples = samples
+        self.annotators = list(annotators)
+        self.manifest = manifest or {}
+
+    def __repr__(self) -> str:
+        valid = int(self.votes["label"].notna().sum())
+        return (f"<AnnotationResult task={self.task.name!r} items={len(self.items)} "
+                f"annotators={self.annotators} votes={len(self.votes)} valid={valid}>")
+
+    @property
+    def labels_order(self) -> list[str]:
+        return list(self.task.labels)
+
+    # -- soft labels and consensus -------------------------------------------------
+    def soft_labels(self, *, by_annotator: bool = False, smoothing: float = 0.0) -> Any:
+        """Item x label probabilities, combined across annotators (or per annotator)."""
+        per = aggregate.soft_labels(self.votes, self.task.labels, smoothing=smoothing)
+        if by_annotator:
+            return per
+        return aggregate.combine(per, self.task.labels, self.items["item_id"].tolist())
+
+    def labels(self, method: str = "mean", *, smoothing: float = 0.0) -> Any:
+        """Consensus label per item with confidence, margin, entropy confidence, n_valid, n_requested.
+
+        ``method="mean"`` takes the argmax of the combined soft label;
+        ``method="majority"`` counts valid votes over all annotators and samples.
+        Ties go to the label listed first in the task.
+        """
+        import pandas as pd
+
+        order = self.items["item_id"].tolist()
+        if method == "mean":
+            probs = self.soft_labels(smoothing=smoothing)
+        elif method == "majority":
+            valid, vectors = aggregate.vote_vectors(self.votes, self.task.labels)
+            onehot = (vectors == vectors.max(axis=1, keepdims=True)).astype(float) if len(vectors) else vectors
+            frame = pd.DataFrame(onehot, columns=self.labels_order)
+            frame["item_id"] = valid["item_id"].to_numpy()
+            sums = frame.groupby("item_id", sort=False)[self.labels_order].sum().reindex(order)
+            probs = sums.div(sums.sum(axis=1), axis=0)
+        else:
+            raise ConfigError(f"unknown consensus method {method!r}", fix="use 'mean' or 'majority'")
+        matrix = probs.to_numpy(dtype=float)
+        conf = aggregate.confidence(matrix)
+        n_valid = self.votes[self.votes["label"].notna()].groupby("item_id").size()
+        out = pd.DataFrame({"item_id": order})
+        for k, label in enumerate(self.labels_order):
+            out[f"p_{label}"] = matrix[:, k]
+        out["label"] = aggregate.argmax_labels(matrix, self.labels_order)
+        for name, values in conf.items():
+            out[name] = values
+        out["n_valid"] = n_valid.reindex(order).fillna(0).astype(int).to_numpy()
+        out["n_requested"] = self.samples * len(self.annotators)
+        out["valid_share"] = out["n_valid"] / out["n_requested"]
+        return out
+
+    # -- exports -----------------------------------------------------------------------
+    def to_frame(self, method: str = "mean") -> Any:
+        """One row per item: input columns, per-label probabilities, label, confidence, counts."""
+        labels = self.labels(method)
+        table = self.items.merge(labels, on="item_id", how="left")
+        table["soft_label"] = [list(row) for row in labels[[f"p_{x}" for x in self.labels_order]].to_numpy()]
+        return table
+
+    def to_jsonl(self, path: str | Path, method: str = "mean") -> Path:
+        frame = self.to_frame(method)
+        lines = [json.dumps(_jsonable(r), ensure_ascii=False) for r in frame.to_dict(orient="records")]
+        write_atomic(Path(path), "".join(line + "\n" for line in lines))
+        return Path(path)
+
+    def to_csv(self, path: str | Path, method: str = "mean") -> Path:
+        frame = self.to_frame(method).drop(columns=["soft_label"])
+        for column in frame.columns:
+            if frame[column].dtype == object:
+                frame[column] = frame[column].map(safe_cell)
+        write_atomic(Path(path), frame.to_csv(index=False))
+        return Path(path)
+
+    def to_parquet(self, path: str | Path, method: str = "mean") -> Path:
+        frame = self.to_frame(method)
+        tmp = Path(str(path) + ".tmp")
+        try:
+            frame.to_parquet(tmp, index=False)
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RunDirError(f"cannot write {path}: {exc.strerror}", fix="choose a writable path") from None
+        return Path(path)
+
+    def to_hf_dataset(self, method: str = "mean") -> Any:
+        """A ``datasets.Dataset`` (soft labels as a list column in the task's label order)."""
+        from datasets import Dataset
+
+        return Dataset.from_pandas(self.to_frame(method), preserve_index=False)
+
+    # -- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, run_dir: str | Path) -> AnnotationResult:
+        """Read a finished run directory (``votes.jsonl``, ``labels.jsonl``, ``run.json``)."""
+        import pandas as pd
+
+        run = Path(run_dir)
+        try:
+            manifest = json.loads((run / "run.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{run}: no readable run.json ({exc})",
+                              fix="point to a directory written by 'llm-annotator annotate --out'") from None
+        task = Task.model_validate(manifest["task"])
+        votes = votes_frame(read_votes(run / "votes.jsonl"))
+        items = pd.read_json(run / "labels.jsonl", lines=True, dtype=False)
+        keep = ["item_id", *manifest["data"]["columns"]]
+        items = items[[c for c in keep if c in items.columns]].astype({"item_id": str})
+        return cls(votes, task, items, samples=manifest["parameters"]["samples"],
+                   annotators=[m["name"] for m in manifest["models"]], manifest=manifest)
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, float) and np.isnan(value):
+            out[key] = None
+        elif isinstance(value, np.generic):
+            out[key] = value.item()
+        elif isinstance(value, list):
+            out[key] = [None if isinstance(v, float) and np.isnan(v) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+__all__ = ["AnnotationResult", "safe_cell"]

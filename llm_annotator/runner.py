@@ -1,0 +1,314 @@
+"""Items x annotators x samples to votes: bounded asyncio, cache first, streamed out.
+
+For every wanted vote the order is: the run directory's ``votes.jsonl`` (resume), then
+the answer cache (no call), then a request. Requests run in ``concurrency`` workers
+per annotator; each answer is cached before its vote is appended to the log, so a
+process killed at any moment loses no paid answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import llm
+from .cache import AnswerCache, cache_key
+from .data import Dataset
+from .models import ModelSpec
+from .parse import Parsed, distribution_from_logprobs, parse_answer
+from .prompts import Messages, compile_prompt, prompt_hash
+from .task import Task
+from .votes import Vote, VoteLog
+
+
+@dataclass
+class Budget:
+    """Stops issuing requests before ``limit`` dollars would be exceeded.
+
+    Each request reserves its worst-case cost (prompt tokens plus ``max_tokens`` per
+    choice) before it is sent; the reservation is replaced by the billed cost when it
+    returns. Spend plus reservations never passes the limit, under any concurrency.
+    """
+
+    limit: float | None
+    spent: float = 0.0
+    reserved: float = 0.0
+    refused: int = 0
+
+    def reserve(self, estimate: float) -> bool:
+        if self.limit is None:
+            return True
+        if self.spent + self.reserved + estimate > self.limit + 1e-12:
+            self.refused += 1
+            return False
+        self.reserved += estimate
+        return True
+
+    def settle(self, estimate: float, actual: float) -> None:
+        if self.limit is not None:
+            self.reserved -= estimate
+        self.spent += actual
+
+
+@dataclass
+class _Job:
+    item: int
+    spec: ModelSpec
+    samples: list[int]
+
+
+@dataclass
+class RunStats:
+    requested_votes: int = 0
+    resumed_votes: int = 0
+    cached_votes: int = 0
+    new_votes: int = 0
+    not_issued: int = 0
+    requests: int = 0
+    failed_requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    log_repaired: bool = False
+    stale_dropped: int = 0
+    cache_corrupted: int = 0
+    n_unsupported: list[str] = field(default_factory=list)
+
+
+class Runner:
+    def __init__(self, dataset: Dataset, task: Task, specs: list[ModelSpec], *, samples: int,
+                 out_dir: Path | None, cache: AnswerCache | None, budget_usd: float | None,
+                 progress: bool | None = None, on_vote: Callable[[Vote], None] | None = None) -> None:
+        self.dataset = dataset
+        self.task = task
+        self.specs = specs
+        self.samples = samples
+        self.out_dir = out_dir
+        self.cache = cache
+        self.budget = Budget(budget_usd)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.stats = RunStats()
+        self.schema = task.response_schema()
+        self.on_vote = on_vote
+        self._votes: dict[tuple[str, str, int], Vote] = {}
+        self._log: VoteLog | None = None
+        self._bar: Any = None
+        self._n_ok: dict[str, bool] = {}
+        self._prompt_tokens: dict[tuple[str, int], int] = {}
+
+    # -- preparation: every row is rendered and checked before the first call -------
+    def render_all(self) -> tuple[list[Messages], list[str]]:
+        prompt = compile_prompt(self.task)
+        messages, hashes = [], []
+        for index, (row, item_id) in enumerate(zip(self.dataset.rows, self.dataset.item_ids, strict=True)):
+            rendered = prompt.render(row, item_id=item_id, where=self.dataset.where(index))
+            messages.append(rendered)
+            hashes.append(prompt_hash(rendered, self.schema))
+        return messages, hashes
+
+    def _key(self, spec: ModelSpec, phash: str, sample: int) -> str:
+        return cache_key(model=spec.model, api_base=spec.api_base, prompt_hash=phash,
+                         params=spec.decoding(self.task.max_tokens), sample_index=sample)
+
+    async def run(self) -> list[Vote]:
+        started = time.perf_counter()
+        self.messages, self.hashes = self.render_all()
+        for spec in self.specs:
+            llm.check_model(spec)
+        wanted = {
+            (item_id, spec.name, s): self.hashes[i]
+            for spec in self.specs for i, item_id in enumerate(self.dataset.item_ids)
+            for s in range(self.samples)
+        }
+        self.stats.requested_votes = len(wanted)
+        if self.out_dir is not None:
+            self._log = VoteLog(self.out_dir)
+            self._votes = self._log.open(wanted)
+            self.stats.resumed_votes = len(self._votes)
+            self.stats.log_repaired = self._log.repaired
+            self.stats.stale_dropped = self._log.dropped
+        try:
+            jobs = self._replay_cache(wanted)
+            if self.progress:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=len(wanted), initial=len(self._votes), unit="vote",
+                                 desc="annotating", file=sys.stderr, dynamic_ncols=True)
+            await self._work(jobs)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            if self._log is not None:
+                self._log.close()
+            if self.cache is not None:
+                self.stats.cache_corrupted = self.cache.corrupted
+            self.stats.wall_s = time.perf_counter() - started
+        order = {key: n for n, key in enumerate(wanted)}
+        return sorted(self._votes.values(), key=lambda v: order[v.key])
+
+    def _replay_cache(self, wanted: dict[tuple[str, str, int], str]) -> list[_Job]:
+        """Votes from the cache, and the jobs (item, annotator, missing samples) left over."""
+        jobs: list[_Job] = []
+        replayed: list[Vote] = []
+        for spec in self.specs:
+            for i, item_id in enumerate(self.dataset.item_ids):
+                missing = []
+                for s in range(self.samples):
+                    if (item_id, spec.name, s) in self._votes:
+                        continue
+                    hit = self.cache.get(self._key(spec, self.hashes[i], s)) if self.cache else None
+                    if hit is None:
+                        missing.append(s)
+                        continue
+                    vote = self._vote(i, spec, s, hit, cached=True)
+                    self._votes[vote.key] = vote
+                    replayed.append(vote)
+                if missing:
+                    jobs.append(_Job(i, spec, missing))
+        self.stats.cached_votes = len(replayed)
+        if self._log is not None and replayed:
+            self._log.write(replayed)
+            self._log.flush()
+        if self.on_vote is not None:
+            for vote in replayed:
+                self.on_vote(vote)
+        return jobs
+
+    # -- requests ---------------------------------------------------------------------
+    async def _work(self, jobs: list[_Job]) -> None:
+        queues: dict[str, list[_Job]] = {spec.name: [] for spec in self.specs}
+        for job in reversed(jobs):
+            queues[job.spec.name].append(job)
+        workers = []
+        for spec in self.specs:
+            count = min(spec.concurrency, len(queues[spec.name]))
+            workers += [self._worker(queues[spec.name]) for _ in range(count)]
+        await asyncio.gather(*workers)
+
+    async def _worker(self, queue: list[_Job]) -> None:
+        while queue:
+            await self._do(queue.pop())
+
+    def _estimate(self, spec: ModelSpec, item: int, n: int) -> float:
+        if self.budget.limit is None or llm.price(spec.model, 1000, 1000) == 0.0:
+            return 0.0
+        key = (spec.model, item)
+        if key not in self._prompt_tokens:
+            self._prompt_tokens[key] = llm.count_tokens(spec.model, self.messages[item])
+        return llm.price(spec.model, self._prompt_tokens[key], (spec.max_tokens or self.task.max_tokens) * n)
+
+    async def _do(self, job: _Job) -> None:
+        spec = job.spec
+        caps = llm.capabilities(spec)
+        remaining = list(job.samples)
+        while remaining:
+            use_n = caps.n and self._n_ok.get(spec.name, True)
+            n = len(remaining) if use_n else 1
+            estimate = self._estimate(spec, job.item, n)
+            if not self.budget.reserve(estimate):
+                self.stats.not_issued += len(remaining)
+                return
+            self.stats.requests += 1
+            try:
+                completion = await llm.complete(
+                    spec, self.messages[job.item], n=n, max_tokens=self.task.max_tokens,
+                    response_format=self.schema if caps.response_format else None,
+                    logprobs=min(20, max(5, len(self.task.labels))) if caps.logprobs else None,
+                    local=self._local_params(spec) if spec.is_local else None)
+            except llm.CallFailed as failure:
+                self.budget.settle(estimate, 0.0)
+                self.stats.failed_requests += 1
+                batch = [self._failed_vote(job.item, spec, s, failure) for s in remaining[:n]]
+                remaining = remaining[n:]
+                self._emit(batch)
+                continue
+            self.budget.settle(estimate, completion.cost_usd)
+            self.stats.tokens_in += completion.tokens_in
+            self.stats.tokens_out += completion.tokens_out
+            self.stats.cost_usd += completion.cost_usd
+            choices = completion.choices[:n]
+            if n > 1 and len(choices) < n:
+                self._n_ok[spec.name] = False  # e.g. llama.cpp's server ignores n
+                if spec.name not in self.stats.n_unsupported:
+                    self.stats.n_unsupported.append(spec.name)
+            batch = []
+            for position, (sample, choice) in enumerate(zip(remaining, choices, strict=False)):
+                entry = self._entry(spec, job.item, choice, completion, position, len(choices))
+                if self.cache is not None:
+                    self.cache.set(self._key(spec, self.hashes[job.item], sample), entry)
+                batch.append(self._vote(job.item, spec, sample, entry, cached=False))
+            remaining = remaining[len(choices):]
+            self._emit(batch)
+
+    def _local_params(self, spec: ModelSpec) -> dict[str, Any]:
+        """What the embedded provider needs beyond the messages (label scoring)."""
+        params: dict[str, Any] = {"labels": list(self.task.labels), "output": self.task.output,
+                                  "mode": spec.mode, "calibrate": spec.calibrate}
+        if spec.calibrate:
+            prompt = compile_prompt(self.task)
+            blank = {field: "N/A" for field in prompt.fields}
+            params["calibration_messages"] = prompt.render(blank, item_id="content-free", where="calibration")
+        return params
+
+    def _entry(self, spec: ModelSpec, item: int, choice: llm.Choice, completion: llm.Completion,
+               position: int, count: int) -> dict[str, Any]:
+        """What the cache keeps of one choice; prompt tokens are billed to the first."""
+        tokens_in = completion.tokens_in if position == 0 else 0
+        share, rest = divmod(completion.tokens_out, count)
+        tokens_out = share + (rest if position == 0 else 0)
+        parsed = parse_answer(choice.content, self.task)
+        distribution = choice.distribution
+        if distribution is None and choice.logprobs:
+            distribution = distribution_from_logprobs(choice.content or "", choice.logprobs, parsed, self.task)
+        return {
+            "content": choice.content, "distribution": distribution, "finish_reason": choice.finish_reason,
+            "tokens_in": tokens_in, "tokens_out": tokens_out,
+            "cost_usd": llm.price(spec.model, tokens_in, tokens_out) if count > 1 else completion.cost_usd,
+            "latency_s": round(completion.latency_s, 4),
+        }
+
+    def _vote(self, item: int, spec: ModelSpec, sample: int, entry: dict[str, Any], *, cached: bool) -> Vote:
+        parsed: Parsed = parse_answer(entry.get("content"), self.task)
+        distribution = entry.get("distribution") if parsed.label is not None else None
+        if distribution is not None:
+            distribution = {label: float(distribution.get(label, 0.0)) for label in self.task.labels}
+        error = parsed.error
+        if error is None and entry.get("finish_reason") == "content_filter":
+            error = "refused"
+        return Vote(
+            item_id=self.dataset.item_ids[item], annotator=spec.name, sample_index=sample,
+            label=parsed.label if error is None else None, error=error, raw=entry.get("content"),
+            distribution=distribution, model=spec.model, prompt_hash=self.hashes[item],
+            template_hash=self.task.template_hash, tokens_in=int(entry.get("tokens_in", 0)),
+            tokens_out=int(entry.get("tokens_out", 0)), cost_usd=float(entry.get("cost_usd", 0.0)),
+            latency_s=float(entry.get("latency_s", 0.0)), cached=cached,
+        )
+
+    def _failed_vote(self, item: int, spec: ModelSpec, sample: int, failure: llm.CallFailed) -> Vote:
+        return Vote(
+            item_id=self.dataset.item_ids[item], annotator=spec.name, sample_index=sample,
+            label=None, error=failure.kind, raw=None, distribution=None, model=spec.model,
+            prompt_hash=self.hashes[item], template_hash=self.task.template_hash,
+        )
+
+    def _emit(self, batch: list[Vote]) -> None:
+        for vote in batch:
+            self._votes[vote.key] = vote
+            if self.on_vote is not None:
+                self.on_vote(vote)
+        self.stats.new_votes += len(batch)
+        if self._log is not None:
+            self._log.write(batch)
+            self._log.flush()
+        if self._bar is not None:
+            self._bar.update(len(batch))
+            self._bar.set_postfix_str(f"${self.stats.cost_usd:.4f}", refresh=False)
+
+
+__all__ = ["Budget", "RunStats", "Runner"]

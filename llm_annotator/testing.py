@@ -1,0 +1,268 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
+
+It speaks the chat-completions protocol, so LiteLLM reaches it exactly as it reaches a
+hosted provider (``openai/NAME`` with ``api_base``). What it answers is scripted by a
+*responder*, a function of the request body::
+
+    def respond(request: dict) -> str | list[str] | Reply: ...
+
+    with FakeOpenAI(respond) as server:
+        annotate(rows, task="sentiment", models=["openai/fake"], api_base=server.url)
+
+A string is the content of every choice; a list gives one content per choice (and may
+hold fewer than ``n``); a :class:`Reply` sets status, headers, delay or a raw body to
+inject faults (429 with Retry-After, 500, truncated JSON, dropped connections).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted reply. ``content`` may be a list (one entry per choice)."""
+
+    content: str | list[str] | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    delay: float = 0.0
+    drop: bool = False
+    top_logprobs: dict[str, float] | None = None
+
+
+Responder = Callable[[dict[str, Any]], "str | list[str] | Reply"]
+
+
+def user_text(request: dict[str, Any]) -> str:
+    """The last user message of a chat request."""
+    for message in reversed(request.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content", "")
+            return content if isinstance(content, str) else json.dumps(content)
+    return ""
+
+
+def schema_labels(request: dict[str, Any]) -> list[str]:
+    """The enum of labels in a request's JSON schema, if it has one."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "enum" in node and isinstance(node["enum"], list):
+                found.extend(str(v) for v in node["enum"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(request.get("response_format"))
+    return found
+
+
+def sampling_responder(labels: list[str], field_path: str = "label") -> Responder:
+    """Answers a JSON object with a label drawn from a prompt-seeded distribution.
+
+    The same prompt has the same distribution; each choice of each call draws anew,
+    so repeated samples at temperature > 0 differ, as a real model's do.
+    """
+    counter = {"n": 0}
+    lock = threading.Lock()
+
+    def respond(request: dict[str, Any]) -> list[str]:
+        seed = int(hashlib.sha256(user_text(request).encode()).hexdigest()[:8], 16)
+        weights = [((seed >> (3 * i)) & 7) + 1 for i in range(len(labels))]
+        n = int(request.get("n") or 1)
+        with lock:
+            counter["n"] += 1
+            rng = random.Random(seed * 1000003 + counter["n"])
+        out = []
+        for _ in range(n):
+            label = rng.choices(labels, weights=weights)[0]
+            obj: Any = label
+            for part in reversed(field_path.split(".")):
+                obj = {part: obj}
+            out.append(json.dumps(obj))
+        return out
+
+    return respond
+
+
+class FakeOpenAI:
+    """A threaded HTTP server on 127.0.0.1 that answers ``/v1/chat/completions``."""
+
+    def __init__(self, respond: Responder | None = None, *, latency: float = 0.0,
+                 honour_n: bool = True, model_name: str = "fake") -> None:
+        self.respond = respond or (lambda request: "neutral")
+        self.latency = latency
+        self.honour_n = honour_n
+        self.model_name = model_name
+        self.requests: list[dict[str, Any]] = []
+        self.headers_seen: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> FakeOpenAI:
+        handler = _make_handler(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._server.request_queue_size = 1024
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def calls(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    # -- protocol ------------------------------------------------------------------
+    def completion(self, request: dict[str, Any], contents: list[str],
+                   top: dict[str, float] | None) -> dict[str, Any]:
+        n = int(request.get("n") or 1)
+        if self.honour_n and len(contents) == 1 and n > 1:
+            contents = contents * n
+        if not self.honour_n:
+            contents = contents[:1]
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
+        choices = []
+        for index, content in enumerate(contents):
+            choice: dict[str, Any] = {"index": index, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": content}}
+            if request.get("logprobs"):
+                choice["logprobs"] = {"content": _token_logprobs(content, top, int(request.get("top_logprobs") or 5))}
+            choices.append(choice)
+        completion_tokens = sum(max(1, len(c.split())) for c in contents)
+        return {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
+            "created": int(time.time()), "model": request.get("model", self.model_name),
+            "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+
+def _token_logprobs(content: str, top: dict[str, float] | None, k: int) -> list[dict[str, Any]]:
+    """Split ``content`` into word-ish tokens; the first token of a known label gets ``top``."""
+    tokens: list[str] = []
+    current = ""
+    for ch in content:
+        if ch.isalnum() or ch == "_":
+            current += ch
+        else:
+            if current:
+                tokens.append(current)
+                current = ""
+            tokens.append(ch)
+    if current:
+        tokens.append(current)
+    entries = []
+    for token in tokens:
+        if top and token in top:
+            alternatives = sorted(top.items(), key=lambda kv: -kv[1])[:k]
+            entries.append({"token": token, "logprob": math.log(top[token]),
+                            "top_logprobs": [{"token": t, "logprob": math.log(p)} for t, p in alternatives]})
+        else:
+            entries.append({"token": token, "logprob": 0.0, "top_logprobs": [{"token": token, "logprob": 0.0}]})
+    return entries
+
+
+def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            return
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
+                  content_type: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/").endswith("/models"):
+                body = {"object": "list", "data": [{"id": server.model_name, "object": "model"}]}
+                self._send(200, json.dumps(body).encode())
+            else:
+                self._send(404, b'{"error": {"message": "not found"}}')
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                self._send(404, b'{"error": {"message": "not found"}}')
+                return
+            try:
+                request = json.loads(raw)
+            except json.JSONDecodeError:
+                self._send(400, b'{"error": {"message": "bad json"}}')
+                return
+            with server._lock:
+                server.requests.append(request)
+                server.headers_seen.append(dict(self.headers))
+            reply = server.respond(request)
+            if not isinstance(reply, Reply):
+                reply = Reply(content=reply)
+            delay = server.latency + reply.delay
+            if delay:
+                time.sleep(delay)
+            if reply.drop:
+                self.close_connection = True
+                self.connection.close()
+                return
+            if reply.body is not None:
+                self._send(reply.status, reply.body, reply.headers,
+                           reply.headers.get("Content-Type", "application/json"))
+                return
+            if reply.status != 200:
+                body = {"error": {"message": f"scripted status {reply.status}", "type": "server_error",
+                                  "code": reply.status}}
+                self._send(reply.status, json.dumps(body).encode(), reply.headers)
+                return
+            contents = reply.content if isinstance(reply.content, list) else [reply.content or ""]
+            body = server.completion(request, contents, reply.top_logprobs)
+            self._send(200, json.dumps(body).encode(), reply.headers)
+
+    return Handler
+
+
+__all__ = ["FakeOpenAI", "Reply", "sampling_responder", "schema_labels", "user_text"]

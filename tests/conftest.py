@@ -1,0 +1,52 @@
+"""Shared fixtures: an isolated cache per test, loopback servers, the reference data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from llm_annotator.testing import FakeOpenAI, Responder
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own answer cache; the user's cache is never touched."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LLM_ANNOTATOR_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., FakeOpenAI]]:
+    """Start FakeOpenAI servers on 127.0.0.1; all are stopped after the test."""
+    servers: list[FakeOpenAI] = []
+
+    def start(respond: Responder | None = None, **options: object) -> FakeOpenAI:
+        server = FakeOpenAI(respond, **options).start()  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data``: required under CI=true, else skipped when a clone lacks it."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"reference data missing at {SHARED_DATA} (CI must provide ../shared/data)")
+        pytest.skip(f"reference data not found at {SHARED_DATA}: see docs/data.md for where it comes from")
+    return SHARED_DATA
+
+
+def sentences(n: int) -> list[dict[str, str]]:
+    return [{"id": f"s{i}", "text": f"sentence number {i} about topic {i % 7}"} for i in range(n)]
