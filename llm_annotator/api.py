@@ -169,7 +169,7 @@ def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id
         "data": {"source": source, "n_items": n_items, "columns": columns},
         "counts": {
             "votes_requested": stats.requested_votes,
-            "votes": int(len(votes)),
+            "votes": len(votes),
             "valid": int(votes["label"].notna().sum()),
             "invalid": int(sum(n for k, n in errors.items() if k in invalid_kinds)),
             "errors": int(sum(n for k, n in errors.items() if k not in invalid_kinds)),

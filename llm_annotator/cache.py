@@ -10,6 +10,7 @@ read: a corrupted entry is reported, dropped and fetched again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -92,10 +93,8 @@ class AnswerCache:
         self.corrupted += 1
         warnings.warn(f"cache entry {key[:19]}… in {self.directory} is corrupted ({why}); fetching it again",
                       stacklevel=3)
-        try:
+        with contextlib.suppress(Exception):
             self._cache.delete(key, retry=True)
-        except Exception:
-            pass
 
     def stats(self) -> dict[str, Any]:
         size = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())

@@ -128,6 +128,23 @@ def price(model: str, tokens_in: int, tokens_out: int) -> float:
         return 0.0
 
 
+@functools.cache
+def _provider(model: str, api_base: str | None) -> str:
+    try:
+        return str(litellm().get_llm_provider(model, api_base=api_base)[1])
+    except Exception:
+        return ""
+
+
+def _needs_placeholder_key(spec: ModelSpec) -> bool:
+    """An OpenAI-compatible server at a custom address, and no key anywhere."""
+    base = spec.api_base or os.environ.get("OPENAI_API_BASE") or os.environ.get("OPENAI_BASE_URL")
+    if not base or os.environ.get("OPENAI_API_KEY") or spec.is_local:
+        return False
+    return _provider(spec.model, spec.api_base) in {"openai", "hosted_vllm", "openai_like", "llamafile",
+                                                    "lm_studio", "text-completion-openai"}
+
+
 def _retry_after(exc: BaseException) -> float | None:
     headers = getattr(exc, "litellm_response_headers", None)
     if headers is None:
@@ -162,7 +179,7 @@ def _classify(exc: BaseException) -> tuple[str, bool]:
         return "refused", False
     if isinstance(exc, lm.ContextWindowExceededError):
         return "context_too_long", False
-    if isinstance(exc, lm.AuthenticationError | lm.PermissionDeniedError):
+    if isinstance(exc, lm.AuthenticationError | lm.PermissionDeniedError) or "Missing credentials" in str(exc):
         return "auth", False
     if isinstance(exc, lm.NotFoundError):
         return "not_found", False
@@ -192,7 +209,7 @@ def redact(text: str, spec: ModelSpec) -> str:
 
 
 def _choices(response: Any) -> list[Choice]:
-    out = []
+    out: list[Choice] = []
     for choice in getattr(response, "choices", None) or []:
         message = getattr(choice, "message", None)
         content = getattr(message, "content", None)
@@ -231,6 +248,8 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
         kwargs["api_base"] = spec.api_base
     if spec.api_key is not None:
         kwargs["api_key"] = spec.api_key.get_secret_value()
+    elif _needs_placeholder_key(spec):
+        kwargs["api_key"] = "no-key"  # self-hosted OpenAI-compatible servers check none
     if response_format is not None:
         kwargs["response_format"] = response_format
     if logprobs:

@@ -162,14 +162,14 @@ class LocalModel:
                          n_threads=max(1, os.cpu_count() or 1), verbose=False, logits_all=False)
         template = self.llm.metadata.get("tokenizer.chat_template")
         self.chat = bool(template) if chat is None else chat and bool(template)
-        self._formatter = None
-        if self.chat:
+        self._formatter: Any = None
+        if self.chat:  # build the chat prompt exactly as the model's own template does
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
             vocab = self.llm
             eos = vocab.detokenize([vocab.token_eos()]).decode("utf-8", "ignore")
             bos = vocab.detokenize([vocab.token_bos()]).decode("utf-8", "ignore")
-            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+            self._formatter = Jinja2ChatFormatter(template=str(template), eos_token=eos, bos_token=bos)
         self._calibration: dict[str, list[float]] = {}
 
     # -- prompts ---------------------------------------------------------------------
@@ -227,15 +227,17 @@ class LocalModel:
     # -- generation ------------------------------------------------------------------------
     def generate(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
                  seed: int) -> tuple[str, int, int]:
+        llm: Any = self.llm
+        out: Any
         if self.chat:
-            out = self.llm.create_chat_completion(messages=messages, temperature=temperature,  # type: ignore[arg-type]
-                                                  max_tokens=max_tokens, seed=seed)
-            text = out["choices"][0]["message"]["content"] or ""  # type: ignore[index]
+            out = llm.create_chat_completion(messages=messages, temperature=temperature,
+                                             max_tokens=max_tokens, seed=seed)
+            text = out["choices"][0]["message"]["content"] or ""
         else:
-            out = self.llm.create_completion(self.prompt_text(messages), temperature=temperature,  # type: ignore[assignment]
-                                             max_tokens=max_tokens, seed=seed, stop=["\n\n"])
-            text = out["choices"][0]["text"]  # type: ignore[index]
-        usage = out["usage"]  # type: ignore[index]
+            out = llm.create_completion(self.prompt_text(messages), temperature=temperature,
+                                        max_tokens=max_tokens, seed=seed, stop=["\n\n"])
+            text = out["choices"][0]["text"]
+        usage = out["usage"]
         return text, int(usage["prompt_tokens"]), int(usage["completion_tokens"])
 
 
@@ -293,11 +295,11 @@ def run_local(model: str, messages: list[dict[str, str]], params: dict[str, Any]
             probs = normalise_scores(scores, calibration)
             best = labels[max(range(len(labels)), key=lambda i: probs[i])]
             dist = dict(zip(labels, probs, strict=True))
-            choices = [(best, dist)] * n
+            choices: list[tuple[str, dict[str, float] | None]] = [(best, dist)] * n
             completion_tokens = 0
         else:
             choices = []
-            prompt_tokens = completion_tokens = 0
+            prompt_tokens = completion_tokens = 0  # prompt tokens: those of one pass
             for _ in range(n):
                 text, p_tok, c_tok = instance.generate(
                     messages, temperature=float(params.get("temperature", 1.0)),
@@ -333,7 +335,7 @@ def register(litellm: Any) -> None:
         model_response._hidden_params["label_distributions"] = [d for _, d in result["choices"]]
         return model_response
 
-    class LocalProvider(CustomLLM):  # type: ignore[misc]
+    class LocalProvider(CustomLLM):
         def completion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
                        model_response: Any, print_verbose: Any, encoding: Any, api_key: Any,
                        logging_obj: Any, optional_params: dict, *args: Any, **kwargs: Any) -> Any:

@@ -111,9 +111,11 @@ class AnnotationResult:
         return Path(path)
 
     def to_csv(self, path: str | Path, method: str = "mean") -> Path:
+        import pandas as pd
+
         frame = self.to_frame(method).drop(columns=["soft_label"])
         for column in frame.columns:
-            if frame[column].dtype == object:
+            if not pd.api.types.is_numeric_dtype(frame[column]):
                 frame[column] = frame[column].map(safe_cell)
         write_atomic(Path(path), frame.to_csv(index=False))
         return Path(path)
@@ -157,7 +159,7 @@ class AnnotationResult:
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in record.items():
         if isinstance(value, float) and np.isnan(value):
             out[key] = None

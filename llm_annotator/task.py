@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -84,10 +85,10 @@ class Task(BaseModel):
         text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def with_labels(self, labels: list[str] | tuple[str, ...]) -> Task:
+    def with_labels(self, labels: Sequence[str]) -> Task:
         """The same task with the caller's label set (for ``classification``)."""
         try:
-            return Task.model_validate({**self.model_dump(), "labels": labels})
+            return Task.model_validate({**self.model_dump(), "labels": tuple(labels)})
         except ValueError as exc:
             raise TaskError(f"label set for task {self.name!r}: {_first_error(exc)}",
                             fix="pass distinct, non-empty labels") from None
@@ -180,7 +181,7 @@ def parse_task_text(text: str, source: str) -> Task:
                         fix="correct the front matter of the template") from None
 
 
-def load_task(task: str | Path | Task, labels: list[str] | tuple[str, ...] | None = None) -> Task:
+def load_task(task: str | Path | Task, labels: Sequence[str] | None = None) -> Task:
     """A task by built-in name (``emotion_melt``), by path, or as given.
 
     ``labels`` replaces the task's label set (required for ``classification``).

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -208,15 +209,16 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return
 
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
                   content_type: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
+            lines = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
+                     f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+            lines += [f"{key}: {value}" for key, value in (headers or {}).items()]
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
         def do_GET(self) -> None:
             if self.path.rstrip("/").endswith("/models"):
@@ -238,7 +240,7 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return
             with server._lock:
                 server.requests.append(request)
-                server.headers_seen.append(dict(self.headers))
+                server.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
             reply = server.respond(request)
             if not isinstance(reply, Reply):
                 reply = Reply(content=reply)

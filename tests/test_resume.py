@@ -1,0 +1,111 @@
+"""A run killed with SIGKILL and started again ends with exactly the uninterrupted votes."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+
+from llm_annotator.testing import user_text
+from llm_annotator.votes import VoteLog, read_votes
+
+LABELS = ["positive", "negative", "neutral"]
+
+
+def deterministic(request):
+    digest = int(hashlib.sha256(user_text(request).encode()).hexdigest()[:6], 16)
+    return json.dumps({"sentiment": LABELS[digest % 3]})
+
+
+def write_data(path, n):
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)],
+                  "text": [f"review {i}: it was {'good' if i % 2 else 'bad'}" for i in range(n)]}).to_csv(path, index=False)
+
+
+def command(data, out, url):
+    return [sys.executable, "-m", "llm_annotator", "annotate", str(data), "-t", "sentiment", "-m", "openai/fake",
+            "--api-base", url, "--samples", "3", "--id-column", "id", "--out", str(out), "--concurrency", "8", "-q"]
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fake_server, tmp_path):
+    server = fake_server(deterministic, latency=0.01, honour_n=False)
+    data = tmp_path / "reviews.csv"
+    write_data(data, 150)
+    env = {**os.environ, "LLM_ANNOTATOR_CACHE_DIR": str(tmp_path / "cache-killed")}
+    out = tmp_path / "killed"
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(40):
+        proc = subprocess.Popen(command(data, out, server.url), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            proc.wait(timeout=rng.uniform(2.5, 4.5))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0, proc.stderr.read().decode()
+        break
+    else:
+        raise AssertionError("the run never finished")
+    assert kills >= 2
+    killed_requests = server.calls
+
+    env_clean = {**os.environ, "LLM_ANNOTATOR_CACHE_DIR": str(tmp_path / "cache-clean")}
+    clean = tmp_path / "clean"
+    subprocess.run(command(data, clean, server.url), env=env_clean, check=True, capture_output=True)
+    clean_requests = server.calls - killed_requests
+
+    cols = ["item_id", "annotator", "sample_index", "label", "raw", "error"]
+    got = pd.DataFrame([{c: getattr(v, c) for c in cols} for v in read_votes(out / "votes.jsonl")])
+    want = pd.DataFrame([{c: getattr(v, c) for c in cols} for v in read_votes(clean / "votes.jsonl")])
+    assert len(want) == 450 and want["label"].notna().all()
+    assert not got.duplicated(["item_id", "annotator", "sample_index"]).any()
+    key = ["item_id", "sample_index"]
+    pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
+                                  want.sort_values(key).reset_index(drop=True))
+    # paid answers are cached before their vote is written: a kill re-asks at most the calls in flight
+    assert killed_requests <= clean_requests + kills * 8
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "complete" and manifest["counts"]["valid"] == 450
+
+
+def test_a_torn_last_line_is_repaired_on_resume(tmp_path):
+    log = VoteLog(tmp_path)
+    log.open({})
+    log.close()
+    good = ('{"item_id":"a","annotator":"m","sample_index":0,"label":"x","error":null,"raw":"x",'
+            '"distribution":null,"model":"m","prompt_hash":"p","template_hash":"t","tokens_in":1,'
+            '"tokens_out":1,"cost_usd":0.0,"latency_s":0.1,"cached":false}\n')
+    (tmp_path / "votes.jsonl").write_text(good + good.replace('"a"', '"b"')[:57])
+    log = VoteLog(tmp_path)
+    kept = log.open({("a", "m", 0): "p", ("b", "m", 0): "p"})
+    log.close()
+    assert list(kept) == [("a", "m", 0)] and log.repaired
+    assert (tmp_path / "votes.jsonl").read_text() == good
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    first = VoteLog(tmp_path)
+    first.open({})
+    try:
+        second = VoteLog(tmp_path)
+        try:
+            second.open({})
+            raise AssertionError("second writer was allowed")
+        except Exception as exc:  # RunDirError
+            assert "another process is annotating" in str(exc)
+    finally:
+        first.close()
+
+
+def test_votes_file_never_breaks_reading_after_kills(tmp_path):
+    # reading a file whose last line is torn yields only whole votes
+    path = tmp_path / "votes.jsonl"
+    path.write_text('{"item_id": "a"')
+    assert list(read_votes(path)) == []
