@@ -168,6 +168,18 @@ def _retry_after(exc: BaseException) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+#: Per (model, api_base): 0 json_schema, 1 json_object with the schema, 2 no response_format.
+_SCHEMA_FORM: dict[tuple[str, str | None], int] = {}
+
+
+def _schema_form(response_format: dict[str, Any], form: int) -> dict[str, Any] | None:
+    if form == 0:
+        return response_format
+    if form == 1:
+        return {"type": "json_object", "schema": response_format["json_schema"]["schema"]}
+    return None
+
+
 def _classify(exc: BaseException) -> tuple[str, bool]:
     """(error kind, retryable) for an exception raised by LiteLLM."""
     lm = litellm()
@@ -250,20 +262,29 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
         kwargs["api_key"] = spec.api_key.get_secret_value()
     elif _needs_placeholder_key(spec):
         kwargs["api_key"] = "no-key"  # self-hosted OpenAI-compatible servers check none
-    if response_format is not None:
-        kwargs["response_format"] = response_format
     if logprobs:
         kwargs["logprobs"] = True
         kwargs["top_logprobs"] = logprobs
     if spec.is_local and local is not None:
         kwargs.update(local)
     kwargs.update(spec.extra)
+    where = (spec.model, spec.api_base)
     attempt = 0
     while True:
+        form = _SCHEMA_FORM.get(where, 0)
+        if response_format is not None:
+            kwargs["response_format"] = _schema_form(response_format, form)
+            if kwargs["response_format"] is None:
+                kwargs.pop("response_format")
         started = time.perf_counter()
         try:
             response = await asyncio.wait_for(lm.acompletion(**kwargs), timeout=spec.timeout + 5)
         except Exception as exc:
+            if "response_format" in kwargs and "response_format" in str(exc):
+                # The server refuses this form of JSON schema (llama.cpp's wants json_object):
+                # fall back to the next form, and remember it for this model and address.
+                _SCHEMA_FORM[where] = max(_SCHEMA_FORM.get(where, 0), form + 1)
+                continue
             kind, retryable = _classify(exc)
             if kind == "auth":
                 raise ModelError(f"model {spec.name!r} refused the credentials: {redact(str(exc), spec)}",

@@ -171,6 +171,7 @@ class LocalModel:
             bos = vocab.detokenize([vocab.token_bos()]).decode("utf-8", "ignore")
             self._formatter = Jinja2ChatFormatter(template=str(template), eos_token=eos, bos_token=bos)
         self._calibration: dict[str, list[float]] = {}
+        self._prefix: list[int] = []
 
     # -- prompts ---------------------------------------------------------------------
     def prompt_text(self, messages: list[dict[str, str]]) -> str:
@@ -207,8 +208,15 @@ class LocalModel:
         if len(base_tokens) + 16 > self.llm.n_ctx():
             raise ModelError(f"the prompt has {len(base_tokens)} tokens, more than the context of "
                              f"{self.llm.n_ctx()}", fix="raise LLM_ANNOTATOR_N_CTX or shorten the prompt")
-        self.llm.reset()
-        self.llm.eval(base_tokens[:common])
+        # Reuse the key/value cache of the prefix shared with the previous prompt (the
+        # system prompt and instructions of a template are the same for every row).
+        reuse = 0
+        limit = min(len(self._prefix), common - 1)
+        while reuse < limit and self._prefix[reuse] == base_tokens[reuse]:
+            reuse += 1
+        self.llm.n_tokens = reuse
+        self.llm.eval(base_tokens[reuse:common])
+        self._prefix = base_tokens[:common]
         start_logits = self._logits()
         scores = []
         for seq in sequences:
@@ -222,12 +230,14 @@ class LocalModel:
                     self.llm.eval([token])
                     logits = self._logits()
             scores.append(total)
+        self.llm.n_tokens = common
         return scores, len(base_tokens)
 
     # -- generation ------------------------------------------------------------------------
     def generate(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
                  seed: int) -> tuple[str, int, int]:
         llm: Any = self.llm
+        self._prefix = []  # generation moves the key/value cache on
         out: Any
         if self.chat:
             out = llm.create_chat_completion(messages=messages, temperature=temperature,

@@ -96,6 +96,25 @@ class AnnotationResult:
         out["valid_share"] = out["n_valid"] / out["n_requested"]
         return out
 
+    # -- agreement ---------------------------------------------------------------------
+    def agreement(self, gold: str | None = None, *, level: str = "nominal") -> dict[str, Any]:
+        """Agreement between annotators (each represented by its own argmax label per item).
+
+        Krippendorff's alpha, Fleiss' kappa, percent agreement, pairwise Cohen's kappa, and,
+        with ``gold`` (an input column holding reference labels), accuracy, macro-F1, UAR
+        and Cohen's kappa of every annotator against it. Formulas: ``llm_annotator.agreement``.
+        """
+        from .agreement import agreement_table, annotator_labels
+
+        table = annotator_labels(self.votes, self.task.labels, self.items["item_id"].tolist())
+        gold_values = None
+        if gold is not None:
+            if gold not in self.items.columns:
+                raise ConfigError(f"gold column {gold!r} is not an input column",
+                                  fix=f"use one of {', '.join(map(str, self.items.columns[1:]))}")
+            gold_values = [None if v == "" else v for v in self.items[gold].tolist()]
+        return agreement_table(table, self.task.labels, gold=gold_values, level=level)
+
     # -- exports -----------------------------------------------------------------------
     def to_frame(self, method: str = "mean") -> Any:
         """One row per item: input columns, per-label probabilities, label, confidence, counts."""

@@ -293,7 +293,7 @@ class Runner:
     def _failed_vote(self, item: int, spec: ModelSpec, sample: int, failure: llm.CallFailed) -> Vote:
         return Vote(
             item_id=self.dataset.item_ids[item], annotator=spec.name, sample_index=sample,
-            label=None, error=failure.kind, raw=None, distribution=None, model=spec.model,
+            label=None, error=f"{failure.kind}: {failure.detail}", raw=None, distribution=None, model=spec.model,
             prompt_hash=self.hashes[item], template_hash=self.task.template_hash,
         )
 

@@ -142,7 +142,7 @@ class VoteLog:
                     self.repaired = rewrite = True
                     continue
                 if (wanted.get(vote.key) != vote.prompt_hash or vote.key in kept
-                        or vote.error in TRANSIENT_ERRORS):
+                        or str(vote.error).split(":", 1)[0] in TRANSIENT_ERRORS):
                     self.dropped += 1
                     rewrite = True
                     continue

@@ -1,0 +1,88 @@
+"""Quality and speed of the embedded models on MELD dev (human labels), honestly measured.
+
+    python benchmarks/local_quality.py [--meld-dir ../shared/data/meld] [--limit N]
+
+For each embedded model and each of emotion_melt / emotion_context, annotates the MELD
+dev split by label scoring through ``annotate`` (the same path as any run) and reports
+accuracy, macro-F1 and unweighted average recall against the human labels, with and
+without contextual calibration, and the time per item. Calibration is computed from the
+same scores: p_cal ∝ p / p_cf, where p_cf is the model's distribution for a content-free
+row (every field "N/A"); tests/test_local.py checks this equals ``calibrate=True``.
+Writes benchmarks/results/local_quality.json and the table in docs/local-models.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from llm_annotator import annotate  # noqa: E402
+from llm_annotator.agreement import vs_gold  # noqa: E402
+from llm_annotator.prompts import compile_prompt  # noqa: E402
+from llm_annotator.task import load_task  # noqa: E402
+
+MODELS = ["local/smollm2-135m", "local/gemma3-270m"]
+TASKS = ["emotion_melt", "emotion_context"]
+
+
+def content_free(task_name: str, model: str) -> np.ndarray:
+    task = load_task(task_name)
+    row = {field: "N/A" for field in compile_prompt(task).fields}
+    result = annotate([row], task_name, [model], context=0, cache=True, progress=False)
+    return result.soft_labels().to_numpy(dtype=float)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meld-dir", default=str(ROOT.parent / "shared" / "data" / "meld"))
+    parser.add_argument("--limit", type=int, default=None, help="first N utterances only")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "local_quality"))
+    args = parser.parse_args()
+    dev = pd.read_csv(Path(args.meld_dir) / "dev_sent_emo.csv")
+    if args.limit:
+        dev = dev.head(args.limit)
+    rows = []
+    for model in MODELS:
+        for task_name in TASKS:
+            started = time.perf_counter()
+            result = annotate(dev, task_name, [model], id_column="Sr No.", progress=False,
+                              out=Path(args.out) / f"{model.split('/')[1]}_{task_name}")
+            seconds = time.perf_counter() - started
+            labels = list(result.task.labels)
+            probs = result.soft_labels().to_numpy(dtype=float)
+            prior = content_free(task_name, model)
+            calibrated = probs / prior
+            calibrated /= calibrated.sum(axis=1, keepdims=True)
+            gold = dev["Emotion"].tolist()
+            for name, matrix in (("no", probs), ("yes", calibrated)):
+                pred = [labels[i] for i in matrix.argmax(axis=1)]
+                m = vs_gold(gold, pred, labels)
+                rows.append({"model": model, "task": task_name, "calibrated": name, "n": m["n"],
+                             "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "uar": m["uar"],
+                             "cohen_kappa": m["cohen_kappa"],
+                             "predicted": dict(pd.Series(pred).value_counts()),
+                             "seconds_per_item": seconds / len(dev) if result.manifest["counts"]["new"] else None})
+            print(rows[-2], rows[-1], sep="\n", flush=True)
+    always_neutral = vs_gold(dev["Emotion"].tolist(), ["neutral"] * len(dev), labels)
+    report = {"date": dt.date.today().isoformat(), "machine": platform.platform(),
+              "processor": platform.machine(), "n_items": len(dev), "rows": rows,
+              "always_neutral": {k: always_neutral[k] for k in ("accuracy", "macro_f1", "uar")},
+              "command": "python benchmarks/local_quality.py"}
+    out = ROOT / "benchmarks" / "results" / "local_quality.json"
+    out.write_text(json.dumps(report, indent=2, default=int) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
