@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -51,12 +52,22 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(width: int | None = None) -> argparse.ArgumentParser:
+    formatter: Any = argparse.HelpFormatter
+    if width is not None:
+        formatter = functools.partial(argparse.HelpFormatter, width=width)
     parser = argparse.ArgumentParser(
-        prog="llm-annotator",
+        prog="llm-annotator", formatter_class=formatter,
         description="Label datasets with large language models; soft labels, confidence, agreement, cost.")
     parser.add_argument("--version", action="version", version="%(prog)s 0.1.0")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    class _Sub:
+        @staticmethod
+        def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, formatter_class=formatter, **kwargs)
+
+    sub = _Sub()
 
     p = sub.add_parser("annotate", help="annotate a dataset; writes votes.jsonl, labels.csv/.jsonl, run.json")
     _job_arguments(p)
@@ -147,6 +158,10 @@ COMMANDS = {"annotate": cmd_annotate, "plan": cmd_plan, "cache": cmd_cache, "tem
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--markdown"]:
+        print(reference_markdown(), end="")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -165,3 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def reference_markdown() -> str:
+    """docs/cli.md, generated from the parser (a test fails when the file drifts)."""
+    parser = build_parser(width=100)  # argparse wraps to the terminal: fix the width
+    parts = ["# Command-line reference", "",
+             "Generated from the parser by `python -m llm_annotator.cli --markdown > docs/cli.md`;",
+             "a test fails when this page and the CLI disagree.", "",
+             "```", parser.format_help().rstrip(), "```", ""]
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        choices: Any = action.choices
+        for name, sub in choices.items():
+            parts += [f"## llm-annotator {name}", "", "```", sub.format_help().rstrip(), "```", ""]
+    return "\n".join(parts)
