@@ -157,6 +157,122 @@ __all__ = ["cohen_kappa", "confusion", "fleiss_kappa", "krippendorff_alpha", "pe
            "reliability_matrix", "vs_gold"]
 
 
+# -- vectorised nominal alpha and the bootstrap -------------------------------------------
+def item_coincidences(matrix: np.ndarray, k: int) -> np.ndarray:
+    """Per item, its contribution to Krippendorff's coincidence matrix (items x K*K).
+
+    ``o_ck = Σ_u (n_uc n_uk − [c = k] n_uc) / (m_u − 1)`` over items u with m_u ≥ 2 values;
+    summing rows (with bootstrap weights) gives the coincidence matrix of any resample.
+    """
+    counts = _category_counts(matrix, k)
+    m = counts.sum(axis=1)
+    ok = m >= 2
+    outer = counts[:, :, None] * counts[:, None, :]
+    outer[:, np.arange(k), np.arange(k)] -= counts
+    out = np.zeros((counts.shape[0], k * k))
+    out[ok] = (outer[ok] / (m[ok] - 1)[:, None, None]).reshape(-1, k * k)
+    return out
+
+
+def alpha_from_coincidence(o: np.ndarray) -> float:
+    """Nominal alpha ``1 − (n − 1) Σ_{c≠k} o_ck / Σ_{c≠k} n_c n_k`` from a K x K matrix."""
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    off = ~np.eye(len(o), dtype=bool)
+    expected = np.outer(n_c, n_c)[off].sum()
+    if n <= 1 or expected == 0:
+        return float("nan")
+    return float(1 - (n - 1) * o[off].sum() / expected)
+
+
+def _gold_scores(g: np.ndarray, p: np.ndarray, k: int, weights: np.ndarray) -> dict[str, float]:
+    """accuracy, macro-F1, UAR, kappa from code arrays (-1 = missing) and item weights."""
+    ok = (g >= 0) & (p >= 0) & (weights > 0)
+    m = np.bincount(g[ok] * k + p[ok], weights=weights[ok], minlength=k * k).reshape(k, k)
+    n = m.sum()
+    if n == 0:
+        return dict.fromkeys(("accuracy", "macro_f1", "uar", "cohen_kappa"), float("nan"))
+    support, predicted, tp = m.sum(axis=1), m.sum(axis=0), np.diag(m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, tp / support, 0.0)
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = (support > 0) | (predicted > 0)
+    po = tp.sum() / n
+    pe = float((support / n) @ (predicted / n))
+    return {"accuracy": float(po), "macro_f1": float(f1[present].mean()),
+            "uar": float(recall[support > 0].mean()),
+            "cohen_kappa": float((po - pe) / (1 - pe)) if pe < 1 else float("nan")}
+
+
+def bootstrap_intervals(table: Any, labels: Sequence[str], gold: Sequence[Any] | None = None, *,
+                        rounds: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Percentile bootstrap intervals over items for alpha, percent agreement and vs-gold figures.
+
+    Items are drawn with replacement ``rounds`` times (seeded: reproducible); each figure
+    is recomputed on every resample from per-item parts, so 100k items take seconds.
+    """
+    classes = list(labels)
+    k = len(classes)
+    matrix = reliability_matrix(table, classes)
+    n_items = matrix.shape[1]
+    rng = np.random.default_rng(seed)
+    weights = np.stack([np.bincount(rng.integers(0, n_items, n_items), minlength=n_items)
+                        for _ in range(rounds)]).astype(float)
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+
+    def interval(values: np.ndarray) -> dict[str, float]:
+        values = values[~np.isnan(values)]
+        if not len(values):
+            return {"low": float("nan"), "high": float("nan")}
+        return {"low": float(np.quantile(values, lo)), "high": float(np.quantile(values, hi))}
+
+    out: dict[str, Any] = {"rounds": rounds, "seed": seed, "level": level}
+    if matrix.shape[0] > 1:
+        parts = item_coincidences(matrix, k)
+        coincidences = weights @ parts
+        out["krippendorff_alpha"] = interval(np.array([alpha_from_coincidence(o.reshape(k, k))
+                                                       for o in coincidences]))
+        counts = _category_counts(matrix, k)
+        m = counts.sum(axis=1)
+        usable = m >= 2
+        agree = np.zeros(n_items)
+        agree[usable] = (counts[usable] * (counts[usable] - 1)).sum(axis=1) / (m[usable] * (m[usable] - 1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pa = (weights * agree).sum(axis=1) / (weights * usable).sum(axis=1)
+        out["percent_agreement"] = interval(pa)
+    if gold is not None:
+        index = {c: i for i, c in enumerate(classes)}
+        g = np.array([index.get(v, -1) if not _missing(v) else -1 for v in gold])
+        out["vs_gold"] = {}
+        for w, name in enumerate(table.columns):
+            p = np.nan_to_num(matrix[w], nan=-1).astype(int)
+            rows = [_gold_scores(g, p, k, weights[r]) for r in range(rounds)]
+            out["vs_gold"][str(name)] = {key: interval(np.array([r[key] for r in rows]))
+                                         for key in ("accuracy", "macro_f1", "uar", "cohen_kappa")}
+    return out
+
+
+def self_consistency(votes: Any, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Within each annotator: alpha over its k samples (samples as coders) and mean top share."""
+    out: dict[str, dict[str, float]] = {}
+    valid = votes[votes["label"].notna()]
+    for name, group in votes.groupby("annotator", sort=False):
+        table = valid[valid["annotator"] == name].pivot_table(
+            index="item_id", columns="sample_index", values="label", aggfunc="first")
+        if table.shape[1] < 2:
+            out[str(name)] = {"samples": int(group["sample_index"].nunique()), "alpha": float("nan"),
+                              "mean_top_share": float("nan")}
+            continue
+        matrix = reliability_matrix(table, list(labels))
+        counts = _category_counts(matrix, len(labels))
+        m = counts.sum(axis=1)
+        share = counts.max(axis=1)[m > 0] / m[m > 0]
+        out[str(name)] = {"samples": int(table.shape[1]), "alpha": krippendorff_alpha(matrix),
+                          "mean_top_share": float(share.mean())}
+    return out
+
+
 def annotator_labels(votes: Any, labels: Sequence[str], item_order: Sequence[str]) -> Any:
     """Items x annotators table of each annotator's own label (argmax of its soft label).
 
@@ -202,3 +318,58 @@ def agreement_table(table: Any, labels: Sequence[str], *, gold: Sequence[Any] | 
     if gold is not None:
         out["vs_gold"] = {name: vs_gold(list(gold), table[name].tolist(), classes) for name in table.columns}
     return out
+
+
+def to_json(figures: dict[str, Any]) -> str:
+    """JSON text of agreement figures (NaN as null)."""
+    import json
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and np.isnan(value):
+            return None
+        return value
+
+    return json.dumps(clean(figures), indent=2, ensure_ascii=False) + "\n"
+
+
+def format_report(figures: dict[str, Any], gold: str | None = None) -> str:
+    """The agreement figures as plain-text tables."""
+    ci = figures.get("ci", {})
+
+    def num(value: float, key: str | None = None, source: dict[str, Any] | None = None) -> str:
+        text = "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.4f}"
+        bounds = (source or ci).get(key) if key else None
+        if isinstance(bounds, dict) and "low" in bounds and not np.isnan(bounds["low"]):
+            text += f" [{bounds['low']:.4f}, {bounds['high']:.4f}]"
+        return text
+
+    names = figures["annotators"]
+    lines = [f"items: {figures['n_items']}   annotators: {', '.join(names)}"]
+    if len(names) > 1:
+        lines += [f"Krippendorff's alpha: {num(figures['krippendorff_alpha'], 'krippendorff_alpha')}",
+                  f"Fleiss' kappa:        {num(figures['fleiss_kappa'])}",
+                  f"percent agreement:    {num(figures['percent_agreement'], 'percent_agreement')}",
+                  "", "pairwise Cohen's kappa:"]
+        width = max(len(n) for n in names) + 2
+        lines.append(" " * width + "".join(n[:12].rjust(14) for n in names))
+        for a in names:
+            lines.append(a.ljust(width) + "".join(num(figures["pairwise_cohen_kappa"][a][b]).rjust(14) for b in names))
+    consistency = {k: v for k, v in figures.get("self_consistency", {}).items() if v.get("samples", 1) > 1}
+    if consistency:
+        lines += ["", "self-consistency over samples (alpha, mean top share):"]
+        lines += [f"  {name}: {num(v['alpha'])}, {num(v['mean_top_share'])}" for name, v in consistency.items()]
+    if "vs_gold" in figures:
+        lines += ["", f"against gold ({gold}):",
+                  f"  {'annotator':28} {'n':>6} {'accuracy':>24} {'macro_f1':>8} {'uar':>8} {'kappa':>8} {'ECE':>8}"]
+        for name, m in figures["vs_gold"].items():
+            bounds = ci.get("vs_gold", {}).get(name, {})
+            ece = figures.get("calibration", {}).get(name, {}).get("ece", float("nan"))
+            lines.append(f"  {name[:28]:28} {m['n']:>6} {num(m['accuracy'], 'accuracy', bounds):>24} "
+                         f"{num(m['macro_f1']):>8} {num(m['uar']):>8} {num(m['cohen_kappa']):>8} {num(ece):>8}")
+    return "\n".join(lines)

@@ -80,6 +80,30 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     _job_arguments(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
+    p = sub.add_parser("agree", help="agreement between label columns of a table, or the annotators of a run")
+    p.add_argument("source", help="a run directory, or a table (.csv, .jsonl, .parquet)")
+    p.add_argument("--columns", nargs="+", metavar="COLUMN",
+                   help="label columns as annotators (needed for a table; added to a run's models)")
+    p.add_argument("--gold", help="column holding reference labels (accuracy, macro-F1, UAR, kappa, calibration)")
+    p.add_argument("--labels", help="comma-separated label set (default: the run's task, or every value seen)")
+    p.add_argument("--id-column", help="column holding unique item ids")
+    p.add_argument("--level", default="nominal", choices=["nominal", "ordinal", "interval"],
+                   help="Krippendorff's alpha level of measurement (default nominal)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds for intervals (0: none)")
+    p.add_argument("--out", help="where to write agreement.json (default: RUN/agreement.json or ./agreement.json)")
+
+    p = sub.add_parser("report", help="self-contained HTML report of a run (plots need the 'report' extra)")
+    p.add_argument("run", help="a run directory written by 'annotate'")
+    p.add_argument("--gold", help="input column holding reference labels")
+    p.add_argument("--columns", nargs="+", metavar="COLUMN", help="input label columns to include as annotators")
+    p.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
+
+    p = sub.add_parser("review", help="export the items that most need a human look (CSV and Label Studio JSON)")
+    p.add_argument("run", help="a run directory written by 'annotate'")
+    p.add_argument("-n", "--items", type=int, default=100, help="how many items (default 100)")
+    p.add_argument("--text-column", help="input column shown to reviewers in Label Studio (default: the first text column)")
+    p.add_argument("--out", help="output prefix (default: RUN/review → review.csv, review.label_studio.json)")
+
     p = sub.add_parser("cache", help="inspect or clear the answer cache")
     p.add_argument("action", choices=["stats", "clear"])
     p.add_argument("--cache-dir", help="cache directory (default: $LLM_ANNOTATOR_CACHE_DIR or the user cache)")
@@ -121,6 +145,59 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agree(args: argparse.Namespace) -> int:
+    from .agreement import format_report, to_json
+    from .result import AnnotationResult
+
+    source = Path(args.source)
+    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    if source.is_dir():
+        result = AnnotationResult.load(source)
+        if args.columns:
+            result = result.with_columns(args.columns)
+        default_out = source / "agreement.json"
+    else:
+        from .columns import result_from_columns
+
+        if not args.columns:
+            raise ConfigError(f"{source} is a table: name the label columns to compare",
+                              fix="add --columns COLUMN [COLUMN ...]")
+        result = result_from_columns(source, args.columns, labels=labels, id_column=args.id_column)
+        default_out = Path("agreement.json")
+    figures = result.agreement(gold=args.gold, level=args.level, bootstrap=args.bootstrap)
+    print(format_report(figures, gold=args.gold))
+    out = Path(args.out) if args.out else default_out
+    from .votes import write_atomic
+
+    write_atomic(out, to_json(figures))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .result import AnnotationResult
+
+    result = AnnotationResult.load(args.run)
+    if args.columns:
+        result = result.with_columns(args.columns)
+    out = write_report(result, args.out or Path(args.run) / "report.html", gold=args.gold)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from .result import AnnotationResult
+    from .review import export_review
+
+    result = AnnotationResult.load(args.run)
+    prefix = Path(args.out) if args.out else Path(args.run) / "review"
+    paths = export_review(result, prefix, n=args.items, text_column=args.text_column)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from .cache import AnswerCache
 
@@ -154,7 +231,8 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"annotate": cmd_annotate, "plan": cmd_plan, "cache": cmd_cache, "templates": cmd_templates}
+COMMANDS = {"annotate": cmd_annotate, "plan": cmd_plan, "agree": cmd_agree, "report": cmd_report,
+            "review": cmd_review, "cache": cmd_cache, "templates": cmd_templates}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import aggregate
+from .agreement import vs_gold as vs_gold_table
 from .errors import ConfigError, RunDirError
 from .task import Task
 from .votes import read_votes, votes_frame, write_atomic
@@ -73,6 +74,9 @@ class AnnotationResult:
         order = self.items["item_id"].tolist()
         if method == "mean":
             probs = self.soft_labels(smoothing=smoothing)
+        elif method == "dawid_skene":
+            fit = self.dawid_skene()
+            probs = pd.DataFrame(fit.posteriors, index=fit.items, columns=self.labels_order)
         elif method == "majority":
             valid, vectors = aggregate.vote_vectors(self.votes, self.task.labels)
             onehot = (vectors == vectors.max(axis=1, keepdims=True)).astype(float) if len(vectors) else vectors
@@ -81,7 +85,7 @@ class AnnotationResult:
             sums = frame.groupby("item_id", sort=False)[self.labels_order].sum().reindex(order)
             probs = sums.div(sums.sum(axis=1), axis=0)
         else:
-            raise ConfigError(f"unknown consensus method {method!r}", fix="use 'mean' or 'majority'")
+            raise ConfigError(f"unknown consensus method {method!r}", fix="use 'mean', 'majority' or 'dawid_skene'")
         matrix = probs.to_numpy(dtype=float)
         conf = aggregate.confidence(matrix)
         n_valid = self.votes[self.votes["label"].notna()].groupby("item_id").size()
@@ -97,23 +101,81 @@ class AnnotationResult:
         return out
 
     # -- agreement ---------------------------------------------------------------------
-    def agreement(self, gold: str | None = None, *, level: str = "nominal") -> dict[str, Any]:
-        """Agreement between annotators (each represented by its own argmax label per item).
+    def gold_labels(self, column: str) -> list[Any]:
+        """The values of an input column, as gold labels (empty cells are missing)."""
+        if column not in self.items.columns or column == "item_id":
+            raise ConfigError(f"gold column {column!r} is not an input column",
+                              fix=f"use one of {', '.join(map(str, self.items.columns[1:]))}")
+        return [None if v is None or v == "" or (isinstance(v, float) and np.isnan(v)) else str(v).strip()
+                for v in self.items[column].tolist()]
 
-        Krippendorff's alpha, Fleiss' kappa, percent agreement, pairwise Cohen's kappa, and,
-        with ``gold`` (an input column holding reference labels), accuracy, macro-F1, UAR
-        and Cohen's kappa of every annotator against it. Formulas: ``llm_annotator.agreement``.
+    def agreement(self, gold: str | None = None, *, level: str = "nominal", bootstrap: int = 1000,
+                  seed: int = 0) -> dict[str, Any]:
+        """Agreement between annotators, within each annotator, and against a gold column.
+
+        Each annotator is represented by its own label per item (argmax of its soft label).
+        Returns Krippendorff's alpha, Fleiss' kappa, percent agreement, pairwise Cohen's
+        kappa, self-consistency over samples, and with ``gold`` (an input column) accuracy,
+        macro-F1, UAR, Cohen's kappa and calibration (ECE, Brier, reliability) of every
+        annotator and of the consensus; ``ci`` holds seeded percentile-bootstrap intervals
+        over items (``bootstrap`` rounds; 0 for none). Formulas: docs/agreement.md.
         """
-        from .agreement import agreement_table, annotator_labels
+        from .agreement import (
+            agreement_table,
+            annotator_labels,
+            bootstrap_intervals,
+            self_consistency,
+        )
+        from .calibration import calibration
 
-        table = annotator_labels(self.votes, self.task.labels, self.items["item_id"].tolist())
-        gold_values = None
-        if gold is not None:
-            if gold not in self.items.columns:
-                raise ConfigError(f"gold column {gold!r} is not an input column",
+        order = self.items["item_id"].tolist()
+        table = annotator_labels(self.votes, self.task.labels, order)
+        gold_values = self.gold_labels(gold) if gold is not None else None
+        out = agreement_table(table, self.task.labels, gold=gold_values, level=level)
+        out["self_consistency"] = self_consistency(self.votes, self.task.labels)
+        if gold_values is not None:
+            per = self.soft_labels(by_annotator=True)
+            out["calibration"] = {}
+            for name in self.annotators:
+                probs = per.xs(name, level="annotator")[self.labels_order].reindex(order).to_numpy(dtype=float)
+                out["calibration"][name] = calibration(probs, gold_values, self.labels_order)
+            consensus = self.labels()
+            out["vs_gold"]["consensus"] = vs_gold_table(gold_values, consensus["label"].tolist(), self.labels_order)
+            out["calibration"]["consensus"] = calibration(
+                consensus[[f"p_{x}" for x in self.labels_order]].to_numpy(dtype=float), gold_values, self.labels_order)
+        if bootstrap:
+            out["ci"] = bootstrap_intervals(table, self.task.labels, gold_values, rounds=bootstrap, seed=seed)
+        return out
+
+    def with_columns(self, columns: Sequence[str]) -> AnnotationResult:
+        """This result plus input columns imported as annotators (e.g. human labels)."""
+        import pandas as pd
+
+        from .columns import column_votes
+
+        rows = self.items.to_dict(orient="records")
+        extra = []
+        for column in columns:
+            if column not in self.items.columns:
+                raise ConfigError(f"column {column!r} is not an input column of this run",
                                   fix=f"use one of {', '.join(map(str, self.items.columns[1:]))}")
-            gold_values = [None if v == "" else v for v in self.items[gold].tolist()]
-        return agreement_table(table, self.task.labels, gold=gold_values, level=level)
+            extra += column_votes(rows, self.items["item_id"].tolist(), column, self.task)
+        from .votes import votes_frame
+
+        votes = pd.concat([self.votes, votes_frame(extra)], ignore_index=True)
+        return AnnotationResult(votes, self.task, self.items, samples=self.samples,
+                                annotators=[*self.annotators, *columns], manifest=self.manifest)
+
+    def dawid_skene(self, *, per_sample: bool = False, n_iter: int = 100, tol: float = 1e-5) -> Any:
+        """Fit Dawid-Skene over the valid votes (each model an annotator; or each sample)."""
+        from .dawid_skene import dawid_skene
+
+        valid = self.votes[self.votes["label"].notna()]
+        workers = valid["annotator"].astype(str)
+        if per_sample:
+            workers = workers + "#" + valid["sample_index"].astype(str)
+        return dawid_skene(valid["item_id"].tolist(), workers.tolist(), valid["label"].tolist(),
+                           self.labels_order, n_iter=n_iter, tol=tol, item_order=self.items["item_id"].tolist())
 
     # -- exports -----------------------------------------------------------------------
     def to_frame(self, method: str = "mean") -> Any:

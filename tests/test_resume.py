@@ -34,16 +34,17 @@ def command(data, out, url):
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fake_server, tmp_path):
     server = fake_server(deterministic, latency=0.01, honour_n=False)
     data = tmp_path / "reviews.csv"
-    write_data(data, 150)
+    write_data(data, 400)
     env = {**os.environ, "LLM_ANNOTATOR_CACHE_DIR": str(tmp_path / "cache-killed")}
     out = tmp_path / "killed"
     rng = random.Random(7)
     kills = 0
-    for _ in range(40):
+    for attempt in range(7):
         proc = subprocess.Popen(command(data, out, server.url), env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            proc.wait(timeout=rng.uniform(2.5, 4.5))
+            # five runs are killed at a random moment; the last ones may finish
+            proc.wait(timeout=rng.uniform(2.0, 5.0) if attempt < 5 else 600)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -53,7 +54,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fake_server, tmp
         break
     else:
         raise AssertionError("the run never finished")
-    assert kills >= 2
+    assert kills >= 2, "the job finished before it could be killed twice: make it longer"
     killed_requests = server.calls
 
     env_clean = {**os.environ, "LLM_ANNOTATOR_CACHE_DIR": str(tmp_path / "cache-clean")}
@@ -64,7 +65,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fake_server, tmp
     cols = ["item_id", "annotator", "sample_index", "label", "raw", "error"]
     got = pd.DataFrame([{c: getattr(v, c) for c in cols} for v in read_votes(out / "votes.jsonl")])
     want = pd.DataFrame([{c: getattr(v, c) for c in cols} for v in read_votes(clean / "votes.jsonl")])
-    assert len(want) == 450 and want["label"].notna().all()
+    assert len(want) == 1200 and want["label"].notna().all()
     assert not got.duplicated(["item_id", "annotator", "sample_index"]).any()
     key = ["item_id", "sample_index"]
     pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
@@ -72,7 +73,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fake_server, tmp
     # paid answers are cached before their vote is written: a kill re-asks at most the calls in flight
     assert killed_requests <= clean_requests + kills * 8
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["status"] == "complete" and manifest["counts"]["valid"] == 450
+    assert manifest["status"] == "complete" and manifest["counts"]["valid"] == 1200
 
 
 def test_a_torn_last_line_is_repaired_on_resume(tmp_path):

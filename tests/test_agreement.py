@@ -1,0 +1,126 @@
+import json
+import subprocess
+import sys
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import cohen_kappa_score, f1_score, recall_score
+
+from llm_annotator import agreement as A
+from llm_annotator.calibration import accuracy_coverage, bootstrap, calibration
+from llm_annotator.columns import result_from_columns
+
+LABELS = ["a", "b", "c", "d"]
+
+
+def test_melt_published_labels_reproduce_the_measured_figures(shared_data):
+    result = result_from_columns(shared_data / "melt" / "meld_train.csv", ["Emotion", "llm_label"])
+    figures = result.agreement(gold="Emotion", bootstrap=0)
+    assert figures["n_items"] == 7024
+    assert round(figures["percent_agreement"], 4) == 0.5357
+    assert round(figures["pairwise_cohen_kappa"]["Emotion"]["llm_label"], 3) == 0.392
+    assert round(figures["krippendorff_alpha"], 3) == 0.388
+    gpt = figures["vs_gold"]["llm_label"]
+    assert round(gpt["accuracy"], 4) == 0.5357 and round(gpt["cohen_kappa"], 3) == 0.392
+    # GPT-4o moves sadness towards neutral and anger towards surprise (MELT's finding)
+    m = np.array(gpt["confusion"])
+    c = gpt["classes"]
+    assert m[c.index("sadness"), c.index("neutral")] > m[c.index("sadness"), c.index("joy")]
+    assert m[c.index("anger"), c.index("surprise")] > m[c.index("anger"), c.index("joy")]
+
+
+def test_vs_gold_equals_scikit_learn():
+    rng = np.random.default_rng(3)
+    gold = rng.choice(LABELS, 500, p=[0.5, 0.3, 0.15, 0.05]).tolist()
+    pred = [g if rng.random() < 0.6 else rng.choice(LABELS) for g in gold]
+    m = A.vs_gold(gold, pred, LABELS)
+    assert m["accuracy"] == pytest.approx(np.mean(np.array(gold) == np.array(pred)))
+    assert m["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro"))
+    assert m["uar"] == pytest.approx(recall_score(gold, pred, average="macro"))
+    assert m["cohen_kappa"] == pytest.approx(cohen_kappa_score(gold, pred))
+    with_missing = A.vs_gold([*gold, None, "a"], [*pred, "a", None], LABELS)
+    assert with_missing["n"] == 500 and with_missing["accuracy"] == pytest.approx(m["accuracy"])
+
+
+def test_alpha_with_missing_data_equals_the_krippendorff_package():
+    rng = np.random.default_rng(5)
+    matrix = rng.integers(0, 4, size=(4, 300)).astype(float)
+    matrix[rng.random(matrix.shape) < 0.25] = np.nan
+    expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal")
+    assert A.krippendorff_alpha(matrix) == pytest.approx(expected)
+    parts = A.item_coincidences(matrix, 4).sum(axis=0).reshape(4, 4)
+    assert A.alpha_from_coincidence(parts) == pytest.approx(expected)
+    ordinal = krippendorff.alpha(reliability_data=matrix, level_of_measurement="ordinal")
+    assert A.krippendorff_alpha(matrix, "ordinal") == pytest.approx(ordinal)
+
+
+def test_fleiss_kappa_textbook_example():
+    # Fleiss (1971)-style example: 10 items, 14 raters, 5 categories; kappa = 0.210
+    counts = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+              [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    matrix = np.full((14, 10), np.nan)
+    for item, row in enumerate(counts):
+        codes = [k for k, n in enumerate(row) for _ in range(n)]
+        matrix[:, item] = codes
+    assert A.fleiss_kappa(matrix, 5) == pytest.approx(0.20993, abs=1e-5)
+
+
+def test_percent_agreement_and_missing_votes():
+    table = pd.DataFrame({"x": ["a", "a", "b", None], "y": ["a", "b", "b", "c"], "z": ["a", None, "b", None]})
+    matrix = A.reliability_matrix(table, LABELS)
+    # item 1: 3/3 pairs agree; item 2: 0/1; item 3: 3/3; item 4: one label only (not counted)
+    assert A.percent_agreement(matrix, 4) == pytest.approx((1 + 0 + 1) / 3)
+
+
+def test_bootstrap_is_seeded_and_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({"x": rng.choice(LABELS, 400), "y": rng.choice(LABELS, 400)})
+    table["y"] = np.where(rng.random(400) < 0.5, table["x"], table["y"])
+    first = A.bootstrap_intervals(table, LABELS, gold=table["x"].tolist(), rounds=300, seed=4)
+    again = A.bootstrap_intervals(table, LABELS, gold=table["x"].tolist(), rounds=300, seed=4)
+    assert first == again
+    alpha = A.krippendorff_alpha(A.reliability_matrix(table, LABELS))
+    assert first["krippendorff_alpha"]["low"] < alpha < first["krippendorff_alpha"]["high"]
+    accuracy = np.mean(table["x"] == table["y"])
+    assert first["vs_gold"]["y"]["accuracy"]["low"] < accuracy < first["vs_gold"]["y"]["accuracy"]["high"]
+    generic = bootstrap(lambda idx: float(np.mean((table["x"] == table["y"]).to_numpy()[idx])), 400, rounds=300)
+    assert generic["estimate"] == pytest.approx(accuracy)
+
+
+def test_calibration_by_hand():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    gold = ["a", "b", "a", "b"]
+    out = calibration(probs, gold, ["a", "b"], bins=2)
+    # bin (0.5, 1]: all four items, confidence mean 0.75, accuracy 3/4
+    assert out["ece"] == pytest.approx(abs(0.75 - 0.75))
+    brier = np.mean([(0.9 - 1) ** 2 + 0.1 ** 2, 0.8 ** 2 + (0.2 - 1) ** 2, 0.4 ** 2 * 2, 0.3 ** 2 + 0.3 ** 2])
+    assert out["brier"] == pytest.approx(brier)
+    out = calibration(probs, gold, ["a", "b"], bins=10)
+    expected = (abs(1 - 0.9) + abs(0 - 0.8) + abs(1 - 0.6) + abs(1 - 0.7)) / 4
+    assert out["ece"] == pytest.approx(expected)
+    assert [p["n"] for p in out["reliability"]] == [1, 1, 1, 1]
+
+
+def test_accuracy_coverage_keeps_the_most_confident_first():
+    curve = accuracy_coverage(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 1, 0, 0]), points=4)
+    assert [round(p["accuracy"], 3) for p in curve] == [1.0, 1.0, 0.667, 0.5]
+
+
+def test_agree_cli_on_a_csv_writes_agreement_json(tmp_path):
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"id": range(6), "human": list("aabbcc"), "model": list("abbbcc"),
+                  "other": ["a", "a", "b", "frustration", "c", ""]}).to_csv(path, index=False)
+    out = tmp_path / "agreement.json"
+    proc = subprocess.run([sys.executable, "-m", "llm_annotator", "agree", str(path), "--columns", "human", "model",
+                           "other", "--gold", "human", "--labels", "a,b,c", "--out", str(out), "--bootstrap", "50"],
+                          capture_output=True, text=True, check=True)
+    assert "Krippendorff's alpha" in proc.stdout and "against gold (human)" in proc.stdout
+    figures = json.loads(out.read_text())
+    for key in ("krippendorff_alpha", "fleiss_kappa", "percent_agreement", "pairwise_cohen_kappa"):
+        assert key in figures
+    model = figures["vs_gold"]["model"]
+    assert model["n"] == 6 and model["accuracy"] == pytest.approx(5 / 6)
+    assert {"accuracy", "macro_f1", "uar", "cohen_kappa", "n"} <= set(model)
+    assert figures["vs_gold"]["other"]["n"] == 4  # 'frustration' is invalid, '' is missing: neither counts
