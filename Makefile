@@ -18,6 +18,7 @@ install-dev:
 	$(PIP) -e '.[local,report,dev]'
 
 test: install-dev lint
+	$(PYTHON) tools/check_pth.py
 	$(PYTHON) -m pytest
 
 lint:

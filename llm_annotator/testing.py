@@ -118,7 +118,7 @@ class FakeOpenAI:
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> FakeOpenAI:
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._server.request_queue_size = 1024
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -200,6 +200,13 @@ def _token_logprobs(content: str, top: dict[str, float] | None, k: int) -> list[
         else:
             entries.append({"token": token, "logprob": 0.0, "top_logprobs": [{"token": token, "logprob": 0.0}]})
     return entries
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that drop connections (killed runs, timeouts) are expected here."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return
 
 
 def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
