@@ -22,5 +22,5 @@ test: install-dev lint
 	$(PYTHON) -m pytest
 
 lint:
-	$(PYTHON) -m ruff check llm_annotator tests
+	$(PYTHON) -m ruff check llm_annotator tests benchmarks tools
 	$(PYTHON) -m mypy

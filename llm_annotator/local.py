@@ -281,6 +281,20 @@ def normalise_scores(scores: list[float], calibration: list[float] | None = None
     return [e / total for e in exps]
 
 
+def sample_labels(labels: list[str], probs: list[float], temperature: float, n: int) -> list[str]:
+    """n answers as a decoder constrained to the labels would give them.
+
+    Temperature 0 answers the most probable label every time; above 0, each answer is
+    drawn from ``p^(1/T)`` renormalised, as sampling one label at that temperature does.
+    The distribution itself is reported unchanged with every answer.
+    """
+    if temperature <= 0:
+        best = labels[max(range(len(labels)), key=lambda i: probs[i])]
+        return [best] * n
+    weights = [p ** (1.0 / temperature) if p > 0 else 0.0 for p in probs]
+    return random.choices(labels, weights=weights, k=n)
+
+
 def run_local(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
     """One local request: ``n`` choices, their distributions (score mode) and usage."""
     name = model.removeprefix("local/")
@@ -303,9 +317,10 @@ def run_local(model: str, messages: list[dict[str, str]], params: dict[str, Any]
                     instance._calibration[key] = instance.score(cf, labels, prefix, suffix)[0]
                 calibration = instance._calibration[key]
             probs = normalise_scores(scores, calibration)
-            best = labels[max(range(len(labels)), key=lambda i: probs[i])]
             dist = dict(zip(labels, probs, strict=True))
-            choices: list[tuple[str, dict[str, float] | None]] = [(best, dist)] * n
+            temperature = float(params.get("temperature", 1.0) or 0.0)
+            choices: list[tuple[str, dict[str, float] | None]] = [
+                (label, dist) for label in sample_labels(labels, probs, temperature, n)]
             completion_tokens = 0
         else:
             choices = []

@@ -33,13 +33,23 @@ def test_label_scoring_gives_a_full_distribution_in_one_call(rows):
         dist = vote["distribution"]
         assert set(dist) == set(result.task.labels)
         assert sum(dist.values()) == pytest.approx(1.0)
-        assert vote["label"] == max(dist, key=dist.get)
+        assert dist[vote["label"]] > 0  # at temperature 1 each sample is drawn from the distribution
     assert (votes["cost_usd"] == 0).all() and (votes["tokens_in"] >= 0).all()
     assert result.manifest["counts"]["requests"] == 6  # k samples through one call (n)
     again = annotate(rows, "emotion_melt", ["local/smollm2-135m"], samples=2, id_column="Sr No.",
                      progress=False)
     assert again.manifest["counts"]["requests"] == 0 and again.manifest["counts"]["cache_hits"] == 12
     assert again.soft_labels().to_numpy() == pytest.approx(result.soft_labels().to_numpy())
+
+
+def test_score_mode_samples_follow_the_temperature():
+    labels, probs = ["a", "b", "c"], [0.6, 0.3, 0.1]
+    assert local.sample_labels(labels, probs, 0.0, 5) == ["a"] * 5
+    draws = local.sample_labels(labels, probs, 1.0, 4000)
+    assert draws.count("a") / 4000 == pytest.approx(0.6, abs=0.04)
+    assert draws.count("c") / 4000 == pytest.approx(0.1, abs=0.03)
+    cold = local.sample_labels(labels, probs, 0.25, 4000)  # p^4: 0.6^4 : 0.3^4 : 0.1^4
+    assert cold.count("a") / 4000 == pytest.approx(0.6**4 / (0.6**4 + 0.3**4 + 0.1**4), abs=0.03)
 
 
 def test_multi_token_labels_are_scored_whole():
