@@ -66,7 +66,7 @@ def load_meld(source: str | Path, split: str = "train") -> Any:
                         fix="use the official *_sent_emo.csv files")
     frame["clip"] = "dia" + frame["Dialogue_ID"].astype(str) + "_utt" + frame["Utterance_ID"].astype(str)
     frame["duration_s"] = frame["EndTime"].map(_seconds) - frame["StartTime"].map(_seconds)
-    frame["n_words"] = frame["Utterance"].astype(str).str.split().str.len()
+    frame["n_words"] = [len(str(u).split()) for u in frame["Utterance"]]
     return frame
 
 
