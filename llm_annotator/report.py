@@ -139,7 +139,8 @@ def write_report(result: Any, path: str | Path, *, gold: str | None = None, unce
     m = result.manifest
     gold_values = result.gold_labels(gold) if gold else None
     figures = result.agreement(gold=gold, bootstrap=200)
-    consensus = result.labels()
+    voters = result.without([gold]) if gold and gold in result.annotators else result
+    consensus = voters.labels()  # the gold column never votes on the consensus it is scored against
     counts = m.get("counts", {})
     summary = [
         ["task", m.get("task", {}).get("name", result.task.name)],

@@ -139,7 +139,9 @@ class AnnotationResult:
             for name in self.annotators:
                 probs = per.xs(name, level="annotator")[self.labels_order].reindex(order).to_numpy(dtype=float)
                 out["calibration"][name] = calibration(probs, gold_values, self.labels_order)
-            consensus = self.labels()
+            # the consensus of the other annotators: the gold column never votes on itself
+            others = self.without([gold]) if gold in self.annotators else self
+            consensus = others.labels()
             out["vs_gold"]["consensus"] = vs_gold_table(gold_values, consensus["label"].tolist(), self.labels_order)
             out["calibration"]["consensus"] = calibration(
                 consensus[[f"p_{x}" for x in self.labels_order]].to_numpy(dtype=float), gold_values, self.labels_order)
@@ -165,6 +167,13 @@ class AnnotationResult:
         votes = pd.concat([self.votes, votes_frame(extra)], ignore_index=True)
         return AnnotationResult(votes, self.task, self.items, samples=self.samples,
                                 annotators=[*self.annotators, *columns], manifest=self.manifest)
+
+    def without(self, annotators: Sequence[str]) -> AnnotationResult:
+        """This result with the votes of ``annotators`` left out."""
+        drop = set(annotators)
+        votes = self.votes[~self.votes["annotator"].isin(drop)].reset_index(drop=True)
+        return AnnotationResult(votes, self.task, self.items, samples=self.samples,
+                                annotators=[a for a in self.annotators if a not in drop], manifest=self.manifest)
 
     def dawid_skene(self, *, per_sample: bool = False, n_iter: int = 100, tol: float = 1e-5) -> Any:
         """Fit Dawid-Skene over the valid votes (each model an annotator; or each sample)."""

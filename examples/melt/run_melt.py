@@ -1,0 +1,144 @@
+"""The MELT method end to end on MELD: relabel emotions from text cues, compare, export.
+
+    python -m examples.melt.run_melt --split dev                     # offline: embedded model
+    OPENAI_API_KEY=... python -m examples.melt.run_melt --split train --melt-filter   # GPT-4o
+
+Steps: load a MELD split, optionally apply MELT's subset filter, annotate with
+``emotion_melt`` (or ``emotion_context``), import MELD's human labels (and MELT's
+published GPT-4o labels where present) as annotators, compute agreement and the
+label-change table, write the HTML report, and export the soft-label dataset that
+``examples.ser`` trains on. ``--plan`` prints what GPT-4o would cost on MELT's data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from llm_annotator import annotate  # noqa: E402
+from llm_annotator.agreement import format_report, to_json  # noqa: E402
+from llm_annotator.meld import EMOTIONS, load_meld, melt_subset  # noqa: E402
+from llm_annotator.plan import plan  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def label_changes(human: list[str], llm: list[str | None]) -> pd.DataFrame:
+    """Counts of human label (rows) → LLM label (columns), 'invalid' for no valid LLM label."""
+    llm_named = [x if isinstance(x, str) and x else "invalid" for x in llm]
+    table = pd.crosstab(pd.Series(human, name="human"), pd.Series(llm_named, name="llm"))
+    rows = [e for e in EMOTIONS if e in table.index]
+    cols = [e for e in EMOTIONS if e in table.columns] + [c for c in table.columns if c not in EMOTIONS]
+    return table.reindex(index=rows, columns=cols, fill_value=0)
+
+
+def soft_label_dataset(result, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per clip: file name, soft label vector (task's label order), consensus, confidence, human label."""
+    labels = result.labels().set_index("item_id")
+    order = list(result.task.labels)
+    out = pd.DataFrame({
+        "clip": frame["clip"], "file": frame["clip"] + ".wav", "speaker": frame["Speaker"],
+        "Dialogue_ID": frame["Dialogue_ID"], "Utterance_ID": frame["Utterance_ID"],
+        "utterance": frame["Utterance"], "human_label": frame["Emotion"],
+    })
+    probs = labels.loc[frame["clip"], [f"p_{x}" for x in order]].to_numpy()
+    out["soft_label"] = [list(map(float, row)) for row in probs]
+    out["label"] = labels.loc[frame["clip"], "label"].to_numpy()
+    out["confidence"] = labels.loc[frame["clip"], "confidence"].to_numpy()
+    for k, name in enumerate(order):
+        out[f"p_{name}"] = probs[:, k]
+    return out
+
+
+def gpt4o_plan(meld_dir: Path, extra_items: int = 1794) -> str:
+    """GPT-4o cost of MELT's 7,024 train utterances (counted) and ``extra_items`` more (scaled)."""
+    subset = melt_subset(load_meld(meld_dir, "train"))
+    lines = [f"GPT-4o on MELT: {len(subset)} train utterances counted, {extra_items} more scaled by the mean"]
+    for k in (1, 5):
+        result = plan(subset, "emotion_melt", ["gpt-4o"], samples=k, id_column="clip", cache=False).models[0]
+        scale = (len(subset) + extra_items) / len(subset)
+        lines.append(
+            f"  k={k}: {result.requests} requests, {result.tokens_in} prompt tokens, "
+            f"${result.cost_usd_expected:.2f} expected (${result.cost_usd_max:.2f} at most) for {len(subset)}; "
+            f"${result.cost_usd_expected * scale:.2f} expected (${result.cost_usd_max * scale:.2f} at most) "
+            f"for {len(subset) + extra_items}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="MELT end to end on MELD")
+    parser.add_argument("--meld-dir", default=str(SHARED / "meld"), help="folder with MELD's *_sent_emo.csv")
+    parser.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    parser.add_argument("--task", default="emotion_melt", choices=["emotion_melt", "emotion_context"])
+    parser.add_argument("-m", "--model", dest="models", action="append",
+                        help="model(s); default gpt-4o with OPENAI_API_KEY, else local/smollm2-135m")
+    parser.add_argument("-k", "--samples", type=int, default=5)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--melt-filter", action="store_true", help="keep MELT's subset only (speakers, >= 0.95 s, >= 3 words)")
+    parser.add_argument("--melt-csv", default=str(SHARED / "melt" / "meld_train.csv"),
+                        help="MELT's published labels (llm_label), imported as an annotator where the clips match")
+    parser.add_argument("--limit", type=int, help="first N utterances only")
+    parser.add_argument("--out", help="run directory (default runs/melt_SPLIT_TASK)")
+    parser.add_argument("--plan", action="store_true", help="also print GPT-4o's cost on MELT's 7,024 + 1,794 utterances")
+    args = parser.parse_args(argv)
+
+    models = args.models or (["gpt-4o"] if os.environ.get("OPENAI_API_KEY") else ["local/smollm2-135m"])
+    frame = load_meld(args.meld_dir, args.split)
+    if args.melt_filter:
+        frame = melt_subset(frame)
+    if args.limit:
+        frame = frame.head(args.limit)
+    columns = ["Emotion"]
+    published = Path(args.melt_csv)
+    if published.is_file():
+        melt = pd.read_csv(published)[["Dialogue_ID", "Utterance_ID", "llm_label"]]
+        merged = frame.merge(melt, on=["Dialogue_ID", "Utterance_ID"], how="left")
+        if merged["llm_label"].notna().any():
+            frame = merged
+            columns.append("llm_label")
+    out = Path(args.out or ROOT / "runs" / f"melt_{args.split}_{args.task}")
+    print(f"{len(frame)} utterances of MELD {args.split}; task {args.task}; models {', '.join(models)}; k={args.samples}")
+    if args.plan:
+        print(gpt4o_plan(Path(args.meld_dir)))
+    print(plan(frame, args.task, models, samples=args.samples, id_column="clip").table())
+
+    result = annotate(frame, args.task, models, samples=args.samples, temperature=args.temperature,
+                      id_column="clip", out=out)
+    both = result.with_columns(columns)
+    figures = both.agreement(gold="Emotion")
+    print(format_report(figures, gold="Emotion"))
+    (out / "agreement.json").write_text(to_json(figures))
+
+    consensus = result.labels()["label"].tolist()
+    changes = label_changes(frame["Emotion"].tolist(), consensus)
+    changes.to_csv(out / "label_changes.csv")
+    changed = 1 - sum(changes.loc[e, e] for e in changes.index if e in changes.columns) / changes.to_numpy().sum()
+    print(f"\nhuman label → LLM consensus label (share changed {changed:.4f}):\n{changes.to_string()}")
+    if "llm_label" in columns:
+        have = frame["llm_label"].notna()
+        published_changes = label_changes(frame.loc[have, "Emotion"].tolist(), frame.loc[have, "llm_label"].tolist())
+        published_changes.to_csv(out / "label_changes_published.csv")
+
+    from llm_annotator.report import write_report
+
+    write_report(both, out / "report.html", gold="Emotion")
+    dataset = soft_label_dataset(result, frame)
+    dataset.to_csv(out / "soft_labels.csv", index=False)
+    with (out / "soft_labels.jsonl").open("w", encoding="utf-8") as handle:
+        for record in dataset.to_dict(orient="records"):
+            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    print(f"\nwrote {out / 'report.html'}, {out / 'soft_labels.jsonl'} ({len(dataset)} clips), "
+          f"{out / 'agreement.json'}, {out / 'label_changes.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
