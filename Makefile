@@ -15,12 +15,12 @@ demo:
 	llm-annotator annotate examples/data/walnut_street.csv --task emotion_melt --id-column 'Sr No.' --out runs/walnut_street
 
 install-dev:
-	$(PIP) -e '.[local,report,dev]'
+	$(PIP) -e '.[local,report,ser,dev]'
 
 test: install-dev lint
 	$(PYTHON) tools/check_pth.py
 	$(PYTHON) -m pytest
 
 lint:
-	$(PYTHON) -m ruff check llm_annotator tests benchmarks tools
+	$(PYTHON) -m ruff check llm_annotator tests benchmarks tools examples
 	$(PYTHON) -m mypy

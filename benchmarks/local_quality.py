@@ -56,8 +56,9 @@ def main() -> None:
     for model in MODELS:
         for task_name in TASKS:
             started = time.perf_counter()
-            result = annotate(dev, task_name, [model], id_column="Sr No.", progress=False,
-                              out=Path(args.out) / f"{model.split('/')[1]}_{task_name}")
+            # k = 5 samples at temperature 1 (one scoring pass gives all five), as in docs/melt.md
+            result = annotate(dev, task_name, [model], samples=5, temperature=1.0, id_column="Sr No.",
+                              progress=False, out=Path(args.out) / f"{model.split('/')[1]}_{task_name}")
             seconds = time.perf_counter() - started
             labels = list(result.task.labels)
             probs = result.soft_labels().to_numpy(dtype=float)
@@ -72,7 +73,8 @@ def main() -> None:
                              "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "uar": m["uar"],
                              "cohen_kappa": m["cohen_kappa"],
                              "predicted": dict(pd.Series(pred).value_counts()),
-                             "seconds_per_item": seconds / len(dev) if result.manifest["counts"]["new"] else None})
+                             "seconds_per_item": seconds / len(dev) if result.manifest["counts"]["new"] else None,
+                             "new_votes": result.manifest["counts"]["new"]})
             print(rows[-2], rows[-1], sep="\n", flush=True)
     always_neutral = vs_gold(dev["Emotion"].tolist(), ["neutral"] * len(dev), labels)
     report = {"date": dt.date.today().isoformat(), "machine": platform.platform(),

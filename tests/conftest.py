@@ -38,7 +38,7 @@ def fake_server() -> Iterator[Callable[..., FakeOpenAI]]:
         server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``: required under CI=true, else skipped when a clone lacks it."""
     if not SHARED_DATA.is_dir():

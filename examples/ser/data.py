@@ -1,0 +1,153 @@
+"""Tables of clips and (soft) labels, audio at 16 kHz, crops, padding and speaker splits."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass
+class Table:
+    """Clips with soft targets (rows sum to 1) in the order of ``labels``."""
+
+    files: list[Path]
+    targets: np.ndarray          # N x K soft labels
+    labels: list[str]
+    speakers: list[str] | None
+
+    @property
+    def hard(self) -> np.ndarray:
+        return self.targets.argmax(axis=1)
+
+    def subset(self, index: np.ndarray) -> Table:
+        return Table([self.files[i] for i in index], self.targets[index], self.labels,
+                     None if self.speakers is None else [self.speakers[i] for i in index])
+
+
+def _read(path: Path) -> Any:
+    import pandas as pd
+
+    if path.suffix == ".jsonl":
+        return pd.read_json(path, lines=True, dtype=False)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def read_table(path: str | Path, audio_dir: str | Path, *, file_column: str = "file",
+               label_column: str | None = None, soft_label_column: str | None = None,
+               labels: list[str] | None = None, speaker_column: str | None = None) -> Table:
+    """Read a table with a file column and a label column or a soft-label column.
+
+    ``soft_label_column`` holds a list per row (JSON text in a CSV) in the order of
+    ``labels``, or is ``p_*`` to take the ``p_LABEL`` columns that llm_annotator writes.
+    A hard ``label_column`` becomes one-hot targets.
+    """
+    frame = _read(Path(path))
+    for column in [file_column, label_column, speaker_column]:
+        if column and column not in frame.columns:
+            raise SystemExit(f"{path}: no column {column!r}; columns are {', '.join(map(str, frame.columns))}")
+    if (label_column is None) == (soft_label_column is None):
+        raise SystemExit("give exactly one of --label-column and --soft-label-column")
+    if soft_label_column == "p_*":
+        columns = [c for c in frame.columns if str(c).startswith("p_")]
+        labels = [c[2:] for c in columns]
+        targets = frame[columns].to_numpy(dtype=float)
+    elif soft_label_column is not None:
+        if labels is None:
+            raise SystemExit("--soft-label-column needs --labels (the order of the vectors)")
+        values = [json.loads(v) if isinstance(v, str) else list(v) for v in frame[soft_label_column]]
+        targets = np.array(values, dtype=float)
+        if targets.shape[1] != len(labels):
+            raise SystemExit(f"soft labels have {targets.shape[1]} entries, --labels names {len(labels)}")
+    else:
+        assert label_column is not None
+        names = frame[label_column].astype(str).str.strip()
+        labels = labels or sorted(names.unique())
+        unknown = sorted(set(names) - set(labels))
+        if unknown:
+            keep = names.isin(labels).to_numpy()
+            frame, names = frame[keep], names[keep]
+        index = {label: k for k, label in enumerate(labels)}
+        targets = np.zeros((len(frame), len(labels)))
+        targets[np.arange(len(frame)), [index[n] for n in names]] = 1.0
+    targets = np.nan_to_num(targets)
+    sums = targets.sum(axis=1, keepdims=True)
+    keep = sums[:, 0] > 0
+    targets = targets[keep] / sums[keep]
+    frame = frame[keep]
+    if len(frame) == 0:
+        raise SystemExit(f"{path}: no rows with a usable label")
+    files = [Path(audio_dir) / str(f) for f in frame[file_column]]
+    speakers = frame[speaker_column].astype(str).tolist() if speaker_column else None
+    return Table(files, targets, list(labels or []), speakers)
+
+
+def load_audio(path: Path, normalise: bool = True) -> np.ndarray:
+    """Mono float32 at 16 kHz, normalised to zero mean and unit variance per utterance.
+
+    ``normalise=False`` keeps the level: loudness is a cue that hand-made features use.
+    """
+    import soundfile
+    from scipy.signal import resample_poly
+
+    wave, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    wave = wave.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        g = math.gcd(rate, SAMPLE_RATE)
+        wave = resample_poly(wave, SAMPLE_RATE // g, rate // g).astype(np.float32)
+    if not normalise:
+        return wave.astype(np.float32)
+    return ((wave - wave.mean()) / (wave.std() + 1e-7)).astype(np.float32)
+
+
+def crop(length: int, size: int, rng: np.random.Generator) -> slice:
+    """A random window of ``size`` (the whole signal when it is shorter)."""
+    if length <= size:
+        return slice(0, length)
+    start = int(rng.integers(0, length - size + 1))
+    return slice(start, start + size)
+
+
+def pad(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack variable-length arrays (T or T x H) with zero padding, and the validity mask."""
+    longest = max(len(a) for a in arrays)
+    shape = (len(arrays), longest, *arrays[0].shape[1:])
+    out = np.zeros(shape, dtype=np.float32)
+    mask = np.zeros((len(arrays), longest), dtype=bool)
+    for i, a in enumerate(arrays):
+        out[i, :len(a)] = a
+        mask[i, :len(a)] = True
+    return out, mask
+
+
+def speaker_folds(speakers: list[str], *, n_val: int = 1, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Leave-one-speaker-out: for each speaker, (train, validation, test) indices.
+
+    The validation speakers are the next ``n_val`` speakers in a seeded order; no speaker
+    is ever in two parts of one fold.
+    """
+    names = sorted(set(speakers))
+    order = list(np.random.default_rng(seed).permutation(names))
+    spk = np.array(speakers)
+    folds = []
+    for i, test in enumerate(order):
+        val = [order[(i + 1 + j) % len(order)] for j in range(n_val)]
+        test_idx = np.flatnonzero(spk == test)
+        val_idx = np.flatnonzero(np.isin(spk, val))
+        train_idx = np.flatnonzero(~np.isin(spk, [test, *val]))
+        folds.append((train_idx, val_idx, test_idx))
+    return folds
+
+
+def random_split(n: int, *, seed: int = 0, val: float = 0.1, test: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = round(n * test), round(n * val)
+    return order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]

@@ -1,0 +1,112 @@
+"""A self-supervised speech backbone with a learned weighted sum of its layers and a small head.
+
+Any ``transformers`` speech backbone loads by name or path through ``AutoModel``
+(wav2vec2, HuBERT, WavLM, data2vec-audio). Layer drop is set to 0 (with it, skipped
+layers emit no hidden state and the weighted sum breaks); the CNN feature encoder is
+always frozen. The head: softmax-weighted sum of all hidden states → Linear → ReLU →
+dropout → mean over valid frames → Linear to K classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def load_backbone(name: str | Path) -> nn.Module:
+    """The backbone by hub name or local path: the same call for pretrained and tiny models."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(name), layerdrop=0.0)
+    model.config.layerdrop = 0.0
+    for parameter in model.feature_extractor.parameters():  # the CNN encoder stays frozen
+        parameter.requires_grad = False
+    return model
+
+
+def frame_mask(backbone: nn.Module, sample_mask: torch.Tensor) -> torch.Tensor:
+    """Which output frames come from real samples (not padding)."""
+    lengths = backbone._get_feat_extract_output_lengths(sample_mask.sum(dim=-1))
+    steps = torch.arange(int(lengths.max()), device=sample_mask.device)
+    return steps[None, :] < lengths[:, None]
+
+
+def hidden_states(backbone: nn.Module, waves: torch.Tensor, sample_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All hidden states stacked (L x B x T x H) and the frame mask (B x T)."""
+    out = backbone(waves, attention_mask=sample_mask.long(), output_hidden_states=True)
+    states = torch.stack(out.hidden_states)
+    mask = frame_mask(backbone, sample_mask)[:, : states.shape[2]]
+    return states, mask
+
+
+class Head(nn.Module):
+    """Learned layer weights, Linear-ReLU-dropout per frame, masked mean pooling, Linear to K."""
+
+    def __init__(self, n_layers: int, hidden: int, n_classes: int, width: int = 256, dropout: float = 0.2):
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(n_layers))
+        self.project = nn.Sequential(nn.Linear(hidden, width), nn.ReLU(), nn.Dropout(dropout))
+        self.out = nn.Linear(width, n_classes)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.layer_logits, dim=0)
+        mixed = torch.einsum("l,lbth->bth", weights, states)
+        frames = self.project(mixed)
+        m = mask.unsqueeze(-1).to(frames.dtype)
+        pooled = (frames * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+        return self.out(pooled)
+
+
+class SERModel(nn.Module):
+    def __init__(self, backbone: nn.Module, n_classes: int, width: int = 256, dropout: float = 0.2):
+        super().__init__()
+        self.backbone = backbone
+        config: Any = backbone.config
+        self.head = Head(config.num_hidden_layers + 1, config.hidden_size, n_classes, width, dropout)
+
+    def forward(self, waves: torch.Tensor, sample_mask: torch.Tensor) -> torch.Tensor:
+        states, mask = hidden_states(self.backbone, waves, sample_mask)
+        return self.head(states, mask)
+
+
+TINY = {
+    "wav2vec2": "Wav2Vec2",
+    "hubert": "Hubert",
+    "wavlm": "WavLM",
+    "data2vec-audio": "Data2VecAudio",
+}
+
+
+def save_tiny_backbone(kind: str, directory: str | Path, seed: int = 0) -> Path:
+    """Write a tiny, randomly initialised backbone of ``kind`` that ``load_backbone`` reads.
+
+    For tests and speed checks where the hub cannot be reached: the loading code path is
+    the one pretrained weights take.
+    """
+    import transformers
+
+    prefix = TINY[kind]
+    config = getattr(transformers, f"{prefix}Config")(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4, num_feat_extract_layers=3, layerdrop=0.1)
+    torch.manual_seed(seed)
+    model = getattr(transformers, f"{prefix}Model")(config)
+    path = Path(directory)
+    model.save_pretrained(path)
+    return path
+
+
+def save_sized_backbone(kind: str, directory: str | Path, *, large: bool = False) -> Path:
+    """A randomly initialised backbone of the real base (or large) size, for speed measurements."""
+    import transformers
+
+    prefix = TINY[kind]
+    sizes = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+             "intermediate_size": 4096} if large else {}
+    model = getattr(transformers, f"{prefix}Model")(getattr(transformers, f"{prefix}Config")(**sizes))
+    model.save_pretrained(Path(directory))
+    return Path(directory)
