@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -33,16 +34,22 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("llm_annotator")) / "answers"
 
 
-def cache_key(*, model: str, api_base: str | None, prompt_hash: str, params: Mapping[str, Any],
-              sample_index: int) -> str:
+def key_prefix(*, model: str, api_base: str | None, params: Mapping[str, Any]) -> str:
+    """The canonical JSON of what a key shares across one annotator's requests."""
     payload = {
         "model": model,
         "api_base": hashlib.sha256(api_base.encode()).hexdigest()[:16] if api_base else None,
-        "prompt": prompt_hash,
         "params": dict(sorted(params.items())),
-        "sample": sample_index,
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def cache_key(*, model: str, api_base: str | None, prompt_hash: str, params: Mapping[str, Any],
+              sample_index: int, prefix: str | None = None) -> str:
+    """``v1:`` + sha256 of (annotator prefix, prompt hash, sample index)."""
+    if prefix is None:
+        prefix = key_prefix(model=model, api_base=api_base, params=params)
+    text = f"{prefix}|{prompt_hash}|{sample_index}"
     return f"{KEY_VERSION}:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
@@ -66,6 +73,33 @@ class AnswerCache:
             return None
         if raw is None:
             return None
+        return self._check(key, raw)
+
+    def get_many(self, keys: Iterable[str], chunk: int = 500) -> dict[str, dict[str, Any]]:
+        """Many entries in few SQL queries (cache replay); anything unusual takes ``get``."""
+        from diskcache.core import MODE_RAW
+
+        found: dict[str, dict[str, Any]] = {}
+        pending = list(keys)
+        for start in range(0, len(pending), chunk):
+            part = pending[start:start + chunk]
+            marks = ",".join("?" * len(part))
+            try:
+                rows = self._cache._sql(
+                    f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})"
+                    " AND (expire_time IS NULL OR expire_time > ?)", (*part, time.time())).fetchall()
+            except Exception:
+                rows = [(key, None, None, None) for key in part]
+            for key, mode, filename, value in rows:
+                if mode == MODE_RAW and filename is None and isinstance(value, str):
+                    checked = self._check(key, value)
+                else:
+                    checked = self.get(key)
+                if checked is not None:
+                    found[key] = checked
+        return found
+
+    def _check(self, key: str, raw: str) -> dict[str, Any] | None:
         try:
             value = json.loads(raw)
             if not isinstance(value, dict) or any(f not in value for f in VALUE_FIELDS):
@@ -76,14 +110,6 @@ class AnswerCache:
             self._drop(key, str(exc))
             return None
         return value
-
-    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        found = {}
-        for key in keys:
-            value = self.get(key)
-            if value is not None:
-                found[key] = value
-        return found
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
         text = json.dumps({**value, "key": key}, ensure_ascii=False, separators=(",", ":"))
@@ -107,4 +133,4 @@ class AnswerCache:
         self._cache.close()
 
 
-__all__ = ["AnswerCache", "cache_key", "default_cache_dir"]
+__all__ = ["AnswerCache", "cache_key", "default_cache_dir", "key_prefix"]

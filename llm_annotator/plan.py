@@ -104,7 +104,7 @@ def plan(data: Any, task: str | Path | Task = "classification", models: Any = No
                     missing = sum(
                         answer_cache.get(cache_key(model=spec.model, api_base=spec.api_base, prompt_hash=phash,
                                                    params=params, sample_index=s)) is None
-                        for s in range(samples))
+                        for s in range(samples))  # the same key as the runner's (tests/test_plan)
                 cached += samples - missing
                 if missing == 0:
                     continue

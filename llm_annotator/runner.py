@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import llm
-from .cache import AnswerCache, cache_key
+from .cache import AnswerCache, cache_key, key_prefix
 from .data import Dataset
 from .models import ModelSpec
 from .parse import Parsed, distribution_from_logprobs, parse_answer
@@ -101,6 +101,8 @@ class Runner:
         self._bar: Any = None
         self._n_ok: dict[str, bool] = {}
         self._prompt_tokens: dict[tuple[str, int], int] = {}
+        self._prefixes: dict[str, str] = {}
+        self._parsed: dict[str | None, Parsed] = {}
 
     # -- preparation: every row is rendered and checked before the first call -------
     def render_all(self) -> tuple[list[Messages], list[str]]:
@@ -113,14 +115,25 @@ class Runner:
         return messages, hashes
 
     def _key(self, spec: ModelSpec, phash: str, sample: int) -> str:
-        return cache_key(model=spec.model, api_base=spec.api_base, prompt_hash=phash,
-                         params=spec.decoding(self.task.max_tokens), sample_index=sample)
+        prefix = self._prefixes.get(spec.name)
+        if prefix is None:
+            prefix = self._prefixes[spec.name] = key_prefix(
+                model=spec.model, api_base=spec.api_base, params=spec.decoding(self.task.max_tokens))
+        return cache_key(model=spec.model, api_base=spec.api_base, prompt_hash=phash, params={},
+                         sample_index=sample, prefix=prefix)
+
+    def _parse(self, content: str | None) -> Parsed:
+        """parse_answer, remembered per distinct answer text (label answers repeat a lot)."""
+        parsed = self._parsed.get(content)
+        if parsed is None:
+            parsed = parse_answer(content, self.task)
+            if len(self._parsed) < 100_000:
+                self._parsed[content] = parsed
+        return parsed
 
     async def run(self) -> list[Vote]:
         started = time.perf_counter()
         self.messages, self.hashes = self.render_all()
-        for spec in self.specs:
-            llm.check_model(spec)
         wanted = {
             (item_id, spec.name, s): self.hashes[i]
             for spec in self.specs for i, item_id in enumerate(self.dataset.item_ids)
@@ -135,6 +148,9 @@ class Runner:
             self.stats.stale_dropped = self._log.dropped
         try:
             jobs = self._replay_cache(wanted)
+            for spec in self.specs:  # LiteLLM is imported only when something must be asked
+                if any(job.spec is spec for job in jobs):
+                    llm.check_model(spec)
             if self.progress:
                 from tqdm import tqdm
 
@@ -154,23 +170,26 @@ class Runner:
 
     def _replay_cache(self, wanted: dict[tuple[str, str, int], str]) -> list[_Job]:
         """Votes from the cache, and the jobs (item, annotator, missing samples) left over."""
-        jobs: list[_Job] = []
-        replayed: list[Vote] = []
+        todo: list[tuple[ModelSpec, int, int, str]] = []
         for spec in self.specs:
             for i, item_id in enumerate(self.dataset.item_ids):
-                missing = []
                 for s in range(self.samples):
-                    if (item_id, spec.name, s) in self._votes:
-                        continue
-                    hit = self.cache.get(self._key(spec, self.hashes[i], s)) if self.cache else None
-                    if hit is None:
-                        missing.append(s)
-                        continue
-                    vote = self._vote(i, spec, s, hit, cached=True)
-                    self._votes[vote.key] = vote
-                    replayed.append(vote)
-                if missing:
-                    jobs.append(_Job(i, spec, missing))
+                    if (item_id, spec.name, s) not in self._votes:
+                        todo.append((spec, i, s, self._key(spec, self.hashes[i], s)))
+        hits = self.cache.get_many(key for *_, key in todo) if self.cache is not None else {}
+        jobs: dict[tuple[str, int], _Job] = {}
+        replayed: list[Vote] = []
+        for spec, i, s, key in todo:
+            hit = hits.get(key)
+            if hit is None:
+                job = jobs.get((spec.name, i))
+                if job is None:
+                    job = jobs[(spec.name, i)] = _Job(i, spec, [])
+                job.samples.append(s)
+                continue
+            vote = self._vote(i, spec, s, hit, cached=True)
+            self._votes[vote.key] = vote
+            replayed.append(vote)
         self.stats.cached_votes = len(replayed)
         if self._log is not None and replayed:
             self._log.write(replayed)
@@ -178,7 +197,7 @@ class Runner:
         if self.on_vote is not None:
             for vote in replayed:
                 self.on_vote(vote)
-        return jobs
+        return list(jobs.values())
 
     # -- requests ---------------------------------------------------------------------
     async def _work(self, jobs: list[_Job]) -> None:
@@ -262,7 +281,7 @@ class Runner:
         tokens_in = completion.tokens_in if position == 0 else 0
         share, rest = divmod(completion.tokens_out, count)
         tokens_out = share + (rest if position == 0 else 0)
-        parsed = parse_answer(choice.content, self.task)
+        parsed = self._parse(choice.content)
         distribution = choice.distribution
         if distribution is None and choice.logprobs:
             distribution = distribution_from_logprobs(choice.content or "", choice.logprobs, parsed, self.task)
@@ -274,7 +293,7 @@ class Runner:
         }
 
     def _vote(self, item: int, spec: ModelSpec, sample: int, entry: dict[str, Any], *, cached: bool) -> Vote:
-        parsed: Parsed = parse_answer(entry.get("content"), self.task)
+        parsed = self._parse(entry.get("content"))
         distribution = entry.get("distribution") if parsed.label is not None else None
         if distribution is not None:
             distribution = {label: float(distribution.get(label, 0.0)) for label in self.task.labels}

@@ -50,8 +50,7 @@ class Vote:
         return (self.item_id, self.annotator, self.sample_index)
 
     def to_json(self) -> str:
-        return json.dumps({f: getattr(self, f) for f in VOTE_COLUMNS}, ensure_ascii=False,
-                          separators=(",", ":"))
+        return _ENCODER.encode({f: getattr(self, f) for f in VOTE_COLUMNS})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Vote:
@@ -59,6 +58,7 @@ class Vote:
 
 
 VOTE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Vote))
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder: dumps(**kw) builds one per call
 
 
 def votes_frame(votes: Iterable[Vote]) -> Any:

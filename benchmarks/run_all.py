@@ -1,0 +1,300 @@
+"""Every toolkit benchmark in one command; writes docs/benchmarks.md and results JSON.
+
+    python benchmarks/run_all.py [--only overhead,concurrency,...] [--quick]
+
+Ratios are measured within one run against a loopback OpenAI-compatible server
+(llm_annotator.testing.FakeOpenAI) with a fixed latency, so the machine's noise cancels
+as far as it can. Benchmarks: overhead, concurrency, replay, startup, sampling, local,
+memory. The SER probe benchmark is benchmarks/ser_probe.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from llm_annotator import annotate  # noqa: E402
+from llm_annotator.testing import FakeOpenAI, sampling_responder  # noqa: E402
+
+LABELS = ["positive", "negative", "neutral"]
+
+
+def rows(n: int) -> list[dict[str, str]]:
+    return [{"id": f"r{i}", "text": f"benchmark sentence {i} with a few more words in it"} for i in range(n)]
+
+
+async def bare_loop(url: str, prompts: list[str], concurrency: int, n: int) -> float:
+    """The floor: litellm.acompletion over the same requests with the same bound."""
+    from llm_annotator.llm import litellm
+
+    lm = litellm()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(text: str) -> None:
+        async with gate:
+            await lm.acompletion(model="openai/fake", api_base=url, api_key="x", n=n, max_retries=0,
+                                 messages=[{"role": "user", "content": text}])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(p) for p in prompts))
+    return time.perf_counter() - started
+
+
+def toolkit(url: str, items: int, samples: int, concurrency: int, cache_dir: Path, out: Path | None = None) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = annotate(rows(items), "sentiment", [{"model": "openai/fake", "concurrency": concurrency}],
+                      samples=samples, api_base=url, api_key="x", cache=cache_dir, out=out, progress=False,
+                      id_column="id")
+    return time.perf_counter() - started, result
+
+
+def bench_overhead(quick: bool, tmp: Path) -> dict[str, Any]:
+    items, samples, concurrency, latency = (300 if quick else 2000), 3, 64, 0.05
+    with FakeOpenAI(sampling_responder(LABELS, "sentiment"), latency=latency) as server:
+        prompts = [f"Text: \"{r['text']}\"" for r in rows(items)]
+        asyncio.run(bare_loop(server.url, prompts[:50], concurrency, samples))  # warm up both paths
+        bare = asyncio.run(bare_loop(server.url, prompts, concurrency, samples))
+        ours, result = toolkit(server.url, items, samples, concurrency, tmp / "overhead-cache", tmp / "overhead-run")
+    return {"items": items, "samples": samples, "concurrency": concurrency, "latency_s": latency,
+            "requests": items, "bare_litellm_s": bare, "annotate_s": ours, "ratio": ours / bare,
+            "votes": int(result.votes["label"].notna().sum()), "target": 1.10, "goal": 1.03}
+
+
+def bench_concurrency(quick: bool, tmp: Path) -> dict[str, Any]:
+    latency, out = 0.2, []
+    requests = 200 if quick else 600
+    for concurrency in (16, 64, 256):
+        with FakeOpenAI(sampling_responder(LABELS, "sentiment"), latency=latency) as server:
+            prompts = [f"c{concurrency} text {i}" for i in range(requests)]
+            bare = asyncio.run(bare_loop(server.url, prompts, concurrency, 1))
+            ours, _ = toolkit(server.url, requests, 1, concurrency, tmp / f"conc-{concurrency}")
+        bound = concurrency / latency
+        out.append({"concurrency": concurrency, "bound_rps": bound, "bare_rps": requests / bare,
+                    "annotate_rps": requests / ours, "share_of_bound": requests / ours / bound,
+                    "share_of_bare": bare / ours})
+    return {"latency_s": latency, "requests": requests, "rows": out}
+
+
+def prefill(items: int, samples: int, cache_dir: Path) -> None:
+    """Write the answers of a finished job straight into the cache (no HTTP needed)."""
+    from llm_annotator.cache import AnswerCache
+    from llm_annotator.data import load_dataset
+    from llm_annotator.models import ModelSpec
+    from llm_annotator.runner import Runner
+    from llm_annotator.task import load_task
+
+    task = load_task("sentiment")
+    spec = ModelSpec(model="openai/fake", api_base="http://127.0.0.1:9/v1")
+    cache = AnswerCache(cache_dir)
+    runner = Runner(load_dataset(rows(items), id_column="id"), task, [spec], samples=samples, out_dir=None,
+                    cache=cache, budget_usd=None)
+    _, hashes = runner.render_all()
+    for h in hashes:
+        for s in range(samples):
+            cache.set(runner._key(spec, h, s), {"content": json.dumps({"sentiment": LABELS[s % 3]}),
+                                                 "distribution": None, "finish_reason": "stop", "tokens_in": 12,
+                                                 "tokens_out": 5, "cost_usd": 0.0, "latency_s": 0.05})
+    cache.close()
+
+
+def bench_replay(quick: bool, tmp: Path) -> dict[str, Any]:
+    items, samples = (2000 if quick else 10_000), 5
+    cache_dir = tmp / "replay-cache"
+    prefill(items, samples, cache_dir)
+    with FakeOpenAI() as server:
+        started = time.perf_counter()
+        result = annotate(rows(items), "sentiment", ["openai/fake"], samples=samples, api_base="http://127.0.0.1:9/v1",
+                          cache=cache_dir, out=tmp / "replay-run", progress=False, id_column="id")
+        seconds = time.perf_counter() - started
+        requests = server.calls
+    votes = len(result.votes)
+    return {"items": items, "samples": samples, "votes": votes, "seconds": seconds, "votes_per_s": votes / seconds,
+            "requests": requests + result.manifest["counts"]["requests"], "target_votes_per_s": 20_000}
+
+
+def _median_time(command: list[str], runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_startup(quick: bool, tmp: Path) -> dict[str, Any]:
+    python = sys.executable
+    empty = _median_time([python, "-c", "pass"])
+    imp = _median_time([python, "-c", "import llm_annotator"])
+    helped = _median_time([python, "-m", "llm_annotator", "--help"])
+    lite = _median_time([python, "-c", "import os; os.environ['LITELLM_LOCAL_MODEL_COST_MAP']='True'; import litellm"], 3)
+    return {"python_empty_s": empty, "import_llm_annotator_s": imp, "cli_help_s": helped, "import_litellm_s": lite,
+            "targets": {"import": 0.3, "help": 0.6}}
+
+
+def bench_sampling(quick: bool, tmp: Path) -> dict[str, Any]:
+    items, k = (50 if quick else 200), 5
+    out = {}
+    for honour in (True, False):
+        with FakeOpenAI(sampling_responder(LABELS, "sentiment"), honour_n=honour) as server:
+            _, result = toolkit(server.url, items, k, 32, tmp / f"sampling-{honour}")
+            out["n in one request" if honour else "k requests"] = {
+                "requests": server.calls, "tokens_in": int(result.votes["tokens_in"].sum()),
+                "tokens_out": int(result.votes["tokens_out"].sum())}
+    one, many = out["n in one request"], out["k requests"]
+    return {"items": items, "k": k, **out, "prompt_token_ratio": many["tokens_in"] / one["tokens_in"],
+            "theoretical_ratio": k}
+
+
+def bench_local(quick: bool, tmp: Path) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
+    meld = ROOT.parent / "shared" / "data" / "meld" / "dev_sent_emo.csv"
+    frame = pd.read_csv(meld).head(10 if quick else 30)
+    model = "local/smollm2-135m"
+    annotate(frame.head(2), "emotion_melt", [model], cache=False, progress=False)  # load the model once
+    started = time.perf_counter()
+    scored = annotate(frame, "emotion_melt", [model], samples=5, cache=False, progress=False, id_column="Sr No.")
+    score_s = time.perf_counter() - started
+    spec = {"model": model, "mode": "generate", "max_tokens": 120}
+    started = time.perf_counter()
+    generated = annotate(frame, "emotion_melt", [spec], samples=5, cache=False, progress=False, id_column="Sr No.")
+    gen_s = time.perf_counter() - started
+    a = scored.soft_labels().to_numpy()
+    g = generated.soft_labels().to_numpy()
+    valid = ~np.isnan(g).any(axis=1)
+    tv = float(np.abs(a[valid] - g[valid]).sum(axis=1).mean() / 2) if valid.any() else float("nan")
+    return {"items": len(frame), "k": 5, "score_s": score_s, "generate_s": gen_s,
+            "score_soft_labels_per_s": len(frame) / score_s, "generate_soft_labels_per_s": len(frame) / gen_s,
+            "speedup": gen_s / score_s, "generate_valid_vote_share": float(generated.votes["label"].notna().mean()),
+            "items_with_a_valid_generated_vote": int(valid.sum()), "mean_total_variation": tv}
+
+
+def bench_memory(quick: bool, tmp: Path) -> dict[str, Any]:
+    sizes = (2000, 10_000) if quick else (10_000, 50_000, 100_000)
+    out = []
+    for n in sizes:
+        cache_dir = tmp / f"memory-{n}"
+        prefill(n, 1, cache_dir)
+        code = (f"import sys, resource; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.run_all import rows; "
+                f"from llm_annotator import annotate; annotate(rows({n}), 'sentiment', ['openai/fake'], "
+                f"api_base='http://127.0.0.1:9/v1', cache={str(cache_dir)!r}, out={str(tmp / f'memory-run-{n}')!r}, "
+                f"progress=False, id_column='id'); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+        out.append({"items": n, "peak_rss_mb": int(proc.stdout.strip().splitlines()[-1]) / 1024})
+    return {"rows": out, "target_mb": 400}
+
+
+BENCHES = {"overhead": bench_overhead, "concurrency": bench_concurrency, "replay": bench_replay,
+           "startup": bench_startup, "sampling": bench_sampling, "local": bench_local, "memory": bench_memory}
+
+
+def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = ["# Benchmarks", "",
+             f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), Python {meta['python']}, "
+             f"litellm {meta['litellm']}, llm_annotator {meta['llm_annotator']}.",
+             "Command: `python benchmarks/run_all.py` (all of them; `--only NAME,...`, `--quick`). "
+             "Raw figures: `benchmarks/results/benchmarks.json`.", ""]
+    if "overhead" in results:
+        o = results["overhead"]
+        lines += ["## 1. Overhead against a bare LiteLLM loop", "",
+                  f"{o['items']} items × {o['samples']} samples (`n`), concurrency {o['concurrency']}, "
+                  f"loopback server with {o['latency_s'] * 1000:.0f} ms latency.", "",
+                  "| path | seconds |", "|---|---|",
+                  f"| bare `litellm.acompletion` loop | {o['bare_litellm_s']:.2f} |",
+                  f"| `annotate` (render, cache, parse, votes.jsonl, labels) | {o['annotate_s']:.2f} |",
+                  f"| **ratio** (target ≤ {o['target']}, goal {o['goal']}) | **{o['ratio']:.3f}** |", ""]
+    if "concurrency" in results:
+        c = results["concurrency"]
+        lines += ["## 2. Concurrency", "", f"{c['requests']} requests at {c['latency_s'] * 1000:.0f} ms latency.", "",
+                  "| concurrency | bound (req/s) | bare LiteLLM (req/s) | annotate (req/s) | of bound | of bare |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['concurrency']} | {r['bound_rps']:.0f} | {r['bare_rps']:.1f} | {r['annotate_rps']:.1f} | "
+                  f"{r['share_of_bound']:.0%} | {r['share_of_bare']:.0%} |" for r in c["rows"]]
+        lines.append("")
+    if "replay" in results:
+        r = results["replay"]
+        lines += ["## 3. Cache replay", "",
+                  f"A finished {r['items']:,}-item × {r['samples']}-sample job run again: {r['votes']:,} votes in "
+                  f"{r['seconds']:.2f} s = **{r['votes_per_s']:,.0f} votes/s** (target {r['target_votes_per_s']:,}), "
+                  f"{r['requests']} requests.", ""]
+    if "startup" in results:
+        s = results["startup"]
+        lines += ["## 4. Start-up (median of 5)", "", "| command | seconds | target |", "|---|---|---|",
+                  f"| `python -c pass` | {s['python_empty_s']:.3f} | |",
+                  f"| `python -c \"import llm_annotator\"` | {s['import_llm_annotator_s']:.3f} | 0.3 |",
+                  f"| `llm-annotator --help` | {s['cli_help_s']:.3f} | 0.6 |",
+                  f"| `import litellm` (for scale; deferred to the first call) | {s['import_litellm_s']:.3f} | |", ""]
+    if "sampling" in results:
+        s = results["sampling"]
+        one, many = s["n in one request"], s["k requests"]
+        lines += ["## 5. Sampling cost: k = 5 with `n` against k requests", "",
+                  f"{s['items']} items; tokens as billed in `usage` by the loopback server.", "",
+                  "| way | requests | prompt tokens | completion tokens |", "|---|---|---|---|",
+                  f"| `n = 5` in one request | {one['requests']} | {one['tokens_in']} | {one['tokens_out']} |",
+                  f"| 5 requests | {many['requests']} | {many['tokens_in']} | {many['tokens_out']} |",
+                  f"| ratio | | **{s['prompt_token_ratio']:.2f}** (theory {s['theoretical_ratio']}) | |", ""]
+    if "local" in results:
+        s = results["local"]
+        lines += ["## 6. Embedded model: label scoring against generation", "",
+                  f"`local/smollm2-135m`, `emotion_melt`, {s['items']} MELD dev utterances, k = {s['k']}.", "",
+                  "| way | seconds | soft labels/s |", "|---|---|---|",
+                  f"| label scoring (one pass gives the distribution) | {s['score_s']:.1f} | {s['score_soft_labels_per_s']:.2f} |",
+                  f"| generate 5 answers and parse | {s['generate_s']:.1f} | {s['generate_soft_labels_per_s']:.3f} |",
+                  "",
+                  f"Scoring is {s['speedup']:.1f}× faster. Only {s['generate_valid_vote_share']:.0%} of generated answers "
+                  f"were valid ({s['items_with_a_valid_generated_vote']} items had at least one); on those, the mean total "
+                  f"variation distance between the two soft labels is {s['mean_total_variation']:.2f}.", ""]
+    if "memory" in results:
+        m = results["memory"]
+        lines += ["## 7. Memory (a job replayed from the cache, peak RSS of the process)", "",
+                  "| items | peak RSS (MB) |", "|---|---|"]
+        lines += [f"| {r['items']:,} | {r['peak_rss_mb']:.0f} |" for r in m["rows"]]
+        lines += ["", f"Target: under {m['target_mb']} MB and flat in the item count.", ""]
+    lines += ["## 8. SER probe mode", "", "See `docs/ser.md` (`python benchmarks/ser_probe.py`).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated benchmark names")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(BENCHES)
+    out_json = ROOT / "benchmarks" / "results" / "benchmarks.json"
+    results = json.loads(out_json.read_text()) if out_json.exists() and args.only else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            started = time.perf_counter()
+            results[name] = BENCHES[name](args.quick, Path(tmp))
+            results[name]["benchmark_wall_s"] = time.perf_counter() - started
+            print(name, json.dumps(results[name])[:400], flush=True)
+    meta = {"date": dt.date.today().isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "litellm": metadata.version("litellm"),
+            "llm_annotator": metadata.version("llm-annotator-kit"), "quick": args.quick}
+    results["meta"] = meta
+    out_json.write_text(json.dumps(results, indent=2) + "\n")
+    (ROOT / "docs" / "benchmarks.md").write_text(markdown(results, meta))
+    print(f"wrote {out_json} and docs/benchmarks.md; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
+
+
+if __name__ == "__main__":
+    main()
