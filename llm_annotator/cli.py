@@ -74,6 +74,7 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", help="run directory (default: runs/DATA_TASK); a re-run resumes in it")
     p.add_argument("--concurrency", type=int, default=None, help="requests in flight per model (default 16)")
     p.add_argument("--budget-usd", type=float, default=None, help="stop issuing requests before this spend")
+    p.add_argument("--timeout", type=float, default=None, help="seconds before a request is abandoned and retried (default 120)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("plan", help="tokens and dollars of a job, before any call")
@@ -120,7 +121,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     task_name = Path(args.task).stem
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}_{task_name}"
     result = annotate(args.data, args.task, args.models, samples=args.samples, out=out,
-                      concurrency=args.concurrency, budget_usd=args.budget_usd,
+                      concurrency=args.concurrency, budget_usd=args.budget_usd, timeout=args.timeout,
                       progress=False if args.quiet else None, **_job_options(args))
     m = result.manifest
     c = m["counts"]
