@@ -64,6 +64,7 @@ async def annotate_async(
     api_key: str | None = None,
     timeout: float | None = None,
     progress: bool | None = None,
+    shard: str | tuple[int, int] | None = None,
 ) -> AnnotationResult:
     """The async twin of :func:`annotate`."""
     _check_arguments(samples, budget_usd, context)
@@ -72,6 +73,14 @@ async def annotate_async(
                      api_base=api_base, api_key=api_key, timeout=timeout)
     window = the_task.context_window if context is None else context
     dataset = load_dataset(data, id_column=id_column, context=window, columns=columns)
+    if shard is not None:
+        from .data import Dataset
+        from .shard import parse_shard, shard_of
+
+        index, total = parse_shard(shard) if isinstance(shard, str) else shard
+        keep = [n for n, item in enumerate(dataset.item_ids) if shard_of(item, total) == index]
+        dataset = Dataset([dataset.rows[n] for n in keep], [dataset.item_ids[n] for n in keep],
+                          dataset.columns, dataset.source)
     answer_cache = _open_cache(cache)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
@@ -92,7 +101,7 @@ async def annotate_async(
     frame = votes_frame(votes)
     manifest = _manifest(the_task, specs, samples, window, id_column, budget_usd, dataset.source,
                          input_columns, len(dataset.rows), frame, runner.stats, started,
-                         answer_cache)
+                         answer_cache, shard)
     result = AnnotationResult(frame, the_task, items, samples=samples,
                               annotators=[s.name for s in specs], manifest=manifest)
     if out_dir is not None:
@@ -151,7 +160,8 @@ def _version(name: str) -> str | None:
 
 def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id_column: str | None,
               budget_usd: float | None, source: str, columns: list[str], n_items: int, votes: Any,
-              stats: RunStats, started: dt.datetime, cache: AnswerCache | None) -> dict[str, Any]:
+              stats: RunStats, started: dt.datetime, cache: AnswerCache | None,
+              shard: Any = None) -> dict[str, Any]:
     errors = Counter(str(e).split(":", 1)[0] for e in votes["error"].dropna())
     invalid_kinds = {"empty", "unparseable", "missing_field", "out_of_label_set", "refused"}
     status = "complete"
@@ -165,7 +175,7 @@ def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id
         "labels": list(task.labels),
         "models": [s.public() for s in specs],
         "parameters": {"samples": samples, "context": context, "id_column": id_column,
-                       "budget_usd": budget_usd},
+                       "budget_usd": budget_usd, "shard": shard},
         "data": {"source": source, "n_items": n_items, "columns": columns},
         "counts": {
             "votes_requested": stats.requested_votes,

@@ -75,6 +75,7 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None, help="requests in flight per model (default 16)")
     p.add_argument("--budget-usd", type=float, default=None, help="stop issuing requests before this spend")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a request is abandoned and retried (default 120)")
+    p.add_argument("--shard", metavar="I/N", help="annotate only shard I of N (item-hash ranges); merge with 'merge'")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("plan", help="tokens and dollars of a job, before any call")
@@ -105,6 +106,10 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="input column shown to reviewers in Label Studio (default: the first text column)")
     p.add_argument("--out", help="output prefix (default: RUN/review → review.csv, review.label_studio.json)")
 
+    p = sub.add_parser("merge", help="merge the run directories of a sharded job into one")
+    p.add_argument("runs", nargs="+", help="run directories of the shards")
+    p.add_argument("--out", required=True, help="the merged run directory")
+
     p = sub.add_parser("cache", help="inspect or clear the answer cache")
     p.add_argument("action", choices=["stats", "clear"])
     p.add_argument("--cache-dir", help="cache directory (default: $LLM_ANNOTATOR_CACHE_DIR or the user cache)")
@@ -122,6 +127,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}_{task_name}"
     result = annotate(args.data, args.task, args.models, samples=args.samples, out=out,
                       concurrency=args.concurrency, budget_usd=args.budget_usd, timeout=args.timeout,
+                      shard=args.shard,
                       progress=False if args.quiet else None, **_job_options(args))
     m = result.manifest
     c = m["counts"]
@@ -199,6 +205,14 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .shard import merge_runs
+
+    merged = merge_runs(args.runs, args.out)
+    print(f"merged {len(args.runs)} runs: {len(merged.items)} items, {len(merged.votes)} votes into {args.out}")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from .cache import AnswerCache
 
@@ -233,7 +247,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"annotate": cmd_annotate, "plan": cmd_plan, "agree": cmd_agree, "report": cmd_report,
-            "review": cmd_review, "cache": cmd_cache, "templates": cmd_templates}
+            "review": cmd_review, "merge": cmd_merge, "cache": cmd_cache, "templates": cmd_templates}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

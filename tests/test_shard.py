@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from llm_annotator import annotate
+from llm_annotator.errors import ConfigError
+from llm_annotator.shard import merge_runs, parse_shard, shard_of
+from llm_annotator.testing import sampling_responder
+from llm_annotator.votes import read_votes
+from tests.conftest import sentences
+
+LABELS = ["positive", "negative", "neutral"]
+
+
+def test_four_shards_merged_equal_the_unsharded_job(fake_server, tmp_path):
+    server = fake_server(sampling_responder(LABELS, "sentiment"))
+    rows = sentences(60)
+    whole = annotate(rows, "sentiment", ["openai/fake"], samples=2, api_base=server.url, id_column="id",
+                     out=tmp_path / "whole", progress=False)
+    shards = []
+    for i in range(4):
+        part = annotate(rows, "sentiment", ["openai/fake"], samples=2, api_base=server.url, id_column="id",
+                        out=tmp_path / f"shard{i}", progress=False, shard=f"{i}/4")
+        shards.append(tmp_path / f"shard{i}")
+        assert 0 < len(part.items) < 60
+    merged = merge_runs(shards, tmp_path / "merged")
+    key = lambda v: (v.item_id, v.annotator, v.sample_index)  # noqa: E731
+    want = sorted((key(v), v.label, v.raw) for v in read_votes(tmp_path / "whole" / "votes.jsonl"))
+    got = sorted((key(v), v.label, v.raw) for v in read_votes(tmp_path / "merged" / "votes.jsonl"))
+    assert got == want and len(got) == 120
+    assert len(merged.items) == 60
+    assert merged.labels().set_index("item_id")["label"].to_dict() == whole.labels().set_index("item_id")["label"].to_dict()
+    assert json.loads((tmp_path / "merged" / "run.json").read_text())["merged_from"][0].endswith("shard0")
+
+
+def test_shards_partition_the_ids():
+    ids = [f"item-{i}" for i in range(1000)]
+    parts = [shard_of(i, 4) for i in ids]
+    assert set(parts) == {0, 1, 2, 3} and all(150 < parts.count(k) < 350 for k in range(4))
+    with pytest.raises(ConfigError, match="not I/N"):
+        parse_shard("1-4")
+    with pytest.raises(ConfigError, match="0..N-1"):
+        parse_shard("4/4")
