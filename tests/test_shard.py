@@ -39,5 +39,5 @@ def test_shards_partition_the_ids():
     assert set(parts) == {0, 1, 2, 3} and all(150 < parts.count(k) < 350 for k in range(4))
     with pytest.raises(ConfigError, match="not I/N"):
         parse_shard("1-4")
-    with pytest.raises(ConfigError, match="0..N-1"):
+    with pytest.raises(ConfigError, match=r"0\.\.N-1"):
         parse_shard("4/4")
