@@ -75,6 +75,8 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None, help="requests in flight per model (default 16)")
     p.add_argument("--budget-usd", type=float, default=None, help="stop issuing requests before this spend")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a request is abandoned and retried (default 120)")
+    p.add_argument("--router", metavar="CONFIG.yaml",
+                   help="LiteLLM Router config (model_list, fallbacks, rpm/tpm); each -m names a model_name in it")
     p.add_argument("--shard", metavar="I/N", help="annotate only shard I of N (item-hash ranges); merge with 'merge'")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -125,7 +127,12 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
     task_name = Path(args.task).stem
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}_{task_name}"
-    result = annotate(args.data, args.task, args.models, samples=args.samples, out=out,
+    models: Any = args.models
+    if args.router:
+        models = [{"model": m, "router": args.router} for m in (args.models or [])]
+        if not models:
+            raise ConfigError("--router needs the model_name(s) to use", fix="add -m MODEL_NAME from the router config")
+    result = annotate(args.data, args.task, models, samples=args.samples, out=out,
                       concurrency=args.concurrency, budget_usd=args.budget_usd, timeout=args.timeout,
                       shard=args.shard,
                       progress=False if args.quiet else None, **_job_options(args))

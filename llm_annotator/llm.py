@@ -73,6 +73,12 @@ class CallFailed(Exception):
 
 def check_model(spec: ModelSpec) -> None:
     """Fail before the first call when LiteLLM cannot route the model string."""
+    if spec.router is not None:
+        if not spec.deployments:
+            names = sorted({str(d.get("model_name")) for d in spec.router["model_list"]})
+            raise ConfigError(f"model {spec.model!r} is not a model_name of the router config",
+                              fix=f"use one of {', '.join(names)}")
+        return
     if spec.is_local:
         from . import local
 
@@ -100,7 +106,10 @@ def _capabilities(model: str, local: bool) -> Capabilities:
 
 
 def capabilities(spec: ModelSpec) -> Capabilities:
-    found = _capabilities(spec.model, spec.is_local)
+    model = spec.model
+    if spec.deployments:  # a router name: ask about the first deployment's model
+        model = str(spec.deployments[0].get("litellm_params", {}).get("model", model))
+    found = _capabilities(model, spec.is_local)
     return Capabilities(
         n=found.n if spec.use_n is None else spec.use_n and found.n,
         logprobs=found.logprobs if spec.logprobs is None else spec.logprobs and found.logprobs,
@@ -126,6 +135,20 @@ def price(model: str, tokens_in: int, tokens_out: int) -> float:
         return float(cost_in + cost_out)
     except Exception:
         return 0.0
+
+
+_ROUTERS: dict[str, Any] = {}
+
+
+def _router(spec: ModelSpec) -> Any:
+    """One LiteLLM Router per distinct configuration, built on first use."""
+    import json
+
+    assert spec.router is not None
+    key = json.dumps(spec.router, sort_keys=True, default=str)
+    if key not in _ROUTERS:
+        _ROUTERS[key] = litellm().Router(**spec.router)
+    return _ROUTERS[key]
 
 
 @functools.cache
@@ -212,6 +235,8 @@ def _classify(exc: BaseException) -> tuple[str, bool]:
 def redact(text: str, spec: ModelSpec) -> str:
     """Remove the API key (explicit or from the environment) from a message."""
     secrets = [spec.api_key.get_secret_value()] if spec.api_key else []
+    secrets += [str(d.get("litellm_params", {}).get("api_key")) for d in spec.deployments
+                if d.get("litellm_params", {}).get("api_key")]
     secrets += [v for k, v in os.environ.items()
                 if len(v) >= 8 and any(s in k.upper() for s in ("API_KEY", "TOKEN", "SECRET"))]
     for secret in secrets:
@@ -256,11 +281,11 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
         kwargs["n"] = n
     if spec.top_p is not None:
         kwargs["top_p"] = spec.top_p
-    if spec.api_base:
+    if spec.api_base and spec.router is None:
         kwargs["api_base"] = spec.api_base
     if spec.api_key is not None:
         kwargs["api_key"] = spec.api_key.get_secret_value()
-    elif _needs_placeholder_key(spec):
+    elif spec.router is None and _needs_placeholder_key(spec):
         kwargs["api_key"] = "no-key"  # self-hosted OpenAI-compatible servers check none
     if logprobs:
         kwargs["logprobs"] = True
@@ -278,7 +303,12 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
                 kwargs.pop("response_format")
         started = time.perf_counter()
         try:
-            response = await asyncio.wait_for(lm.acompletion(**kwargs), timeout=spec.timeout + 5)
+            if spec.router is not None:
+                routed = {k: v for k, v in kwargs.items() if k not in ("api_base", "api_key", "max_retries")}
+                call = _router(spec).acompletion(**routed)
+            else:
+                call = lm.acompletion(**kwargs)
+            response = await asyncio.wait_for(call, timeout=spec.timeout + 5)
         except Exception as exc:
             if "response_format" in kwargs and "response_format" in str(exc):
                 # The server refuses this form of JSON schema (llama.cpp's wants json_object):
@@ -309,9 +339,12 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
             attempt += 1
             continue
         hidden = getattr(response, "_hidden_params", None) or {}
+        model_for_price = spec.model
+        if spec.router is not None:
+            model_for_price = str(hidden.get("litellm_model_name") or (getattr(response, "model", None) or spec.model))
         return Completion(choices=choices, tokens_in=tokens_in, tokens_out=tokens_out,
-                          cost_usd=price(spec.model, tokens_in, tokens_out), latency_s=latency,
-                          deployment=hidden.get("api_base"))
+                          cost_usd=price(model_for_price, tokens_in, tokens_out), latency_s=latency,
+                          deployment=hidden.get("api_base") if spec.router is not None else None)
 
 
 __all__ = ["CallFailed", "Capabilities", "Choice", "Completion", "capabilities", "check_model",

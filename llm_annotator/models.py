@@ -36,7 +36,30 @@ class ModelSpec(BaseModel):
     json_schema: bool | None = None    # None: where the provider supports it
     mode: str | None = None            # local models: "score" or "generate"
     calibrate: bool = False            # local label scoring: contextual calibration
+    router: dict[str, Any] | None = Field(default=None, repr=False)  # LiteLLM Router config (model_list, ...)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("router", mode="before")
+    @classmethod
+    def _router(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import yaml
+
+            try:
+                with open(value, encoding="utf-8") as handle:
+                    value = yaml.safe_load(handle)
+            except OSError as exc:
+                raise ValueError(f"cannot read the router config {value}: {exc.strerror}") from None
+        if value is not None and not (isinstance(value, dict) and isinstance(value.get("model_list"), list)):
+            raise ValueError("a router config is a mapping with a 'model_list' list")
+        return value
+
+    @property
+    def deployments(self) -> list[dict[str, Any]]:
+        """The router's deployments of this model name (empty without a router)."""
+        if not self.router:
+            return []
+        return [d for d in self.router["model_list"] if d.get("model_name") == self.model]
 
     @field_validator("model")
     @classmethod
@@ -73,6 +96,8 @@ class ModelSpec(BaseModel):
             params["mode"] = self.mode
         if self.calibrate:
             params["calibrate"] = True
+        if self.router:  # what the deployments are, never their keys
+            params["deployments"] = sorted(str(d.get("litellm_params", {}).get("model")) for d in self.deployments)
         for key in sorted(self.extra):
             if "key" not in key.lower() and "token" not in key.lower() and "secret" not in key.lower():
                 params[key] = self.extra[key]
@@ -80,7 +105,11 @@ class ModelSpec(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """What ``run.json`` records: everything but secrets."""
-        data = self.model_dump(exclude={"api_key", "extra"})
+        data = self.model_dump(exclude={"api_key", "extra", "router"})
+        if self.router:
+            data["router_deployments"] = [
+                {"model": d.get("litellm_params", {}).get("model"), "api_base": d.get("litellm_params", {}).get("api_base")}
+                for d in self.deployments]
         data["extra"] = {k: v for k, v in self.extra.items()
                          if "key" not in k.lower() and "token" not in k.lower() and "secret" not in k.lower()}
         return data

@@ -289,7 +289,7 @@ class Runner:
             "content": choice.content, "distribution": distribution, "finish_reason": choice.finish_reason,
             "tokens_in": tokens_in, "tokens_out": tokens_out,
             "cost_usd": llm.price(spec.model, tokens_in, tokens_out) if count > 1 else completion.cost_usd,
-            "latency_s": round(completion.latency_s, 4),
+            "latency_s": round(completion.latency_s, 4), "deployment": completion.deployment,
         }
 
     def _vote(self, item: int, spec: ModelSpec, sample: int, entry: dict[str, Any], *, cached: bool) -> Vote:
@@ -306,7 +306,7 @@ class Runner:
             distribution=distribution, model=spec.model, prompt_hash=self.hashes[item],
             template_hash=self.task.template_hash, tokens_in=int(entry.get("tokens_in", 0)),
             tokens_out=int(entry.get("tokens_out", 0)), cost_usd=float(entry.get("cost_usd", 0.0)),
-            latency_s=float(entry.get("latency_s", 0.0)), cached=cached,
+            latency_s=float(entry.get("latency_s", 0.0)), cached=cached, deployment=entry.get("deployment"),
         )
 
     def _failed_vote(self, item: int, spec: ModelSpec, sample: int, failure: llm.CallFailed) -> Vote:

@@ -44,6 +44,7 @@ class Vote:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     cached: bool = False
+    deployment: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -41,3 +41,24 @@ def test_shards_partition_the_ids():
         parse_shard("1-4")
     with pytest.raises(ConfigError, match=r"0\.\.N-1"):
         parse_shard("4/4")
+
+
+def test_router_spreads_over_deployments_and_survives_a_dead_one(fake_server, tmp_path):
+    good = fake_server(sampling_responder(LABELS, "sentiment"))
+    from llm_annotator.testing import Reply
+
+    bad = fake_server(lambda r: Reply(status=500))
+    config = tmp_path / "router.yaml"
+    config.write_text(
+        "model_list:\n"
+        f"  - model_name: annotator\n    litellm_params: {{model: openai/fake, api_base: '{bad.url}', api_key: sk-router-secret-1}}\n"
+        f"  - model_name: annotator\n    litellm_params: {{model: openai/fake, api_base: '{good.url}', api_key: sk-router-secret-2}}\n"
+        "num_retries: 3\nretry_after: 0\nallowed_fails: 1\ncooldown_time: 60\n")
+    result = annotate(sentences(20), "sentiment", [{"model": "annotator", "router": str(config)}], samples=2,
+                      id_column="id", out=tmp_path / "run", progress=False)
+    assert result.votes["label"].notna().all() and len(result.votes) == 40
+    assert set(result.votes["deployment"]) == {good.url}
+    assert good.calls >= 20 and bad.calls >= 1
+    run_text = (tmp_path / "run" / "run.json").read_text() + (tmp_path / "run" / "votes.jsonl").read_text()
+    assert "sk-router-secret" not in run_text
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["models"][0]["router_deployments"][1]["api_base"] == good.url
