@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 KEY_VERSION = "v1"
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 VALUE_FIELDS = ("content", "tokens_in", "tokens_out", "cost_usd", "latency_s")
 
 
@@ -112,8 +113,13 @@ class AnswerCache:
         return value
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
-        text = json.dumps({**value, "key": key}, ensure_ascii=False, separators=(",", ":"))
-        self._cache.set(key, text, retry=True)
+        self.set_many([(key, value)])
+
+    def set_many(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Store entries in one transaction (one commit for the k choices of a request)."""
+        with self._cache.transact(retry=True):
+            for key, value in entries:
+                self._cache.set(key, _ENCODER.encode({**value, "key": key}), retry=True)
 
     def _drop(self, key: str, why: str) -> None:
         self.corrupted += 1

@@ -125,16 +125,36 @@ def count_tokens(model: str, messages: list[dict[str, str]]) -> int:
         return sum(len(m.get("content", "")) // 4 + 4 for m in messages)
 
 
-def price(model: str, tokens_in: int, tokens_out: int) -> float:
-    """Dollars for the tokens under LiteLLM's price map; 0 for unpriced and local models."""
+@functools.cache
+def _unit_prices(model: str) -> tuple[float, float] | None:
+    """Dollars per prompt and per completion token, or None for an unpriced model."""
     if model.startswith("local/"):
-        return 0.0
+        return None
     try:
-        cost_in, cost_out = litellm().cost_per_token(model=model, prompt_tokens=tokens_in,
-                                                     completion_tokens=tokens_out)
-        return float(cost_in + cost_out)
+        cost_in, _ = litellm().cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=0)
+        _, cost_out = litellm().cost_per_token(model=model, prompt_tokens=0, completion_tokens=1_000_000)
     except Exception:
+        return None
+    return float(cost_in) / 1e6, float(cost_out) / 1e6
+
+
+def price(model: str, tokens_in: int, tokens_out: int) -> float:
+    """Dollars for the tokens under LiteLLM's price map; 0 for unpriced and local models.
+
+    Unit prices are looked up once per model (the look-up is slow for unknown models);
+    prompts past 128k tokens, where some models change tier, take the full look-up.
+    """
+    units = _unit_prices(model)
+    if units is None:
         return 0.0
+    if tokens_in > 128_000:
+        try:
+            cost_in, cost_out = litellm().cost_per_token(model=model, prompt_tokens=tokens_in,
+                                                         completion_tokens=tokens_out)
+            return float(cost_in + cost_out)
+        except Exception:
+            return 0.0
+    return tokens_in * units[0] + tokens_out * units[1]
 
 
 _ROUTERS: dict[str, Any] = {}

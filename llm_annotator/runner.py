@@ -256,12 +256,13 @@ class Runner:
                 self._n_ok[spec.name] = False  # e.g. llama.cpp's server ignores n
                 if spec.name not in self.stats.n_unsupported:
                     self.stats.n_unsupported.append(spec.name)
-            batch = []
+            batch, entries = [], []
             for position, (sample, choice) in enumerate(zip(remaining, choices, strict=False)):
                 entry = self._entry(spec, job.item, choice, completion, position, len(choices))
-                if self.cache is not None:
-                    self.cache.set(self._key(spec, self.hashes[job.item], sample), entry)
+                entries.append((self._key(spec, self.hashes[job.item], sample), entry))
                 batch.append(self._vote(job.item, spec, sample, entry, cached=False))
+            if self.cache is not None:
+                self.cache.set_many(entries)  # cached before the votes are written: a kill loses nothing paid
             remaining = remaining[len(choices):]
             self._emit(batch)
 
