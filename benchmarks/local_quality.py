@@ -83,7 +83,24 @@ def main() -> None:
               "command": "python benchmarks/local_quality.py"}
     out = ROOT / "benchmarks" / "results" / "local_quality.json"
     out.write_text(json.dumps(report, indent=2, default=int) + "\n")
-    print(f"wrote {out}")
+    write_table(report)
+    print(f"wrote {out} and the table in docs/local-models.md")
+
+
+def write_table(report: dict) -> None:
+    lines = ["| model | task | calibrated | accuracy | macro-F1 | UAR | Cohen's kappa | s/item (2 CPU cores) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        speed = f"{r['seconds_per_item']:.2f}" if r.get("seconds_per_item") else "–"
+        lines.append(f"| `{r['model']}` | {r['task']} | {r['calibrated']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | "
+                     f"{r['uar']:.3f} | {r['cohen_kappa']:.3f} | {speed} |")
+    lines += ["", f"Measured {report['date']} with `{report['command']}` ({report['n_items']} utterances, "
+              "label scoring, k = 5 at temperature 1; the time per item is the whole `annotate` call "
+              "divided by the items, model loading included; calibrated rows reuse the same pass)."]
+    doc = ROOT / "docs" / "local-models.md"
+    text = doc.read_text()
+    start, end = text.index("<!-- table:local_quality -->"), text.index("<!-- end -->")
+    doc.write_text(text[:start] + "<!-- table:local_quality -->\n" + "\n".join(lines) + "\n" + text[end:])
 
 
 if __name__ == "__main__":

@@ -58,9 +58,16 @@ def soft_label_dataset(result, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def gpt4o_plan(meld_dir: Path, extra_items: int = 1794) -> str:
-    """GPT-4o cost of MELT's 7,024 train utterances (counted) and ``extra_items`` more (scaled)."""
-    subset = melt_subset(load_meld(meld_dir, "train"))
+def gpt4o_plan(meld_dir: Path, extra_items: int = 1794, melt_csv: Path | None = None) -> str:
+    """GPT-4o cost of MELT's 7,024 train utterances (counted) and ``extra_items`` more (scaled).
+
+    The published MELT train file gives the exact 7,024 rows; without it, the filter's.
+    """
+    if melt_csv is not None and melt_csv.is_file():
+        subset = pd.read_csv(melt_csv)
+        subset["clip"] = "dia" + subset["Dialogue_ID"].astype(str) + "_utt" + subset["Utterance_ID"].astype(str)
+    else:
+        subset = melt_subset(load_meld(meld_dir, "train"))
     lines = [f"GPT-4o on MELT: {len(subset)} train utterances counted, {extra_items} more scaled by the mean"]
     for k in (1, 5):
         result = plan(subset, "emotion_melt", ["gpt-4o"], samples=k, id_column="clip", cache=False).models[0]
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ROOT / "runs" / f"melt_{args.split}_{args.task}")
     print(f"{len(frame)} utterances of MELD {args.split}; task {args.task}; models {', '.join(models)}; k={args.samples}")
     if args.plan:
-        print(gpt4o_plan(Path(args.meld_dir)))
+        print(gpt4o_plan(Path(args.meld_dir), melt_csv=Path(args.melt_csv)))
     print(plan(frame, args.task, models, samples=args.samples, id_column="clip").table())
 
     result = annotate(frame, args.task, models, samples=args.samples, temperature=args.temperature,
