@@ -195,3 +195,58 @@ def test_prompt_injection_is_still_validated_against_the_label_set(fake_server):
     votes = result.votes.set_index("item_id")
     assert pd.isna(votes.loc["x", "label"]) and votes.loc["x", "error"] == "out_of_label_set:joy"
     assert votes.loc["y", "label"] == "neutral"
+
+
+def test_dropped_connections_are_retried(fake_server):
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def respond(request):
+        text = user_text(request)
+        with lock:
+            seen[text] = seen.get(text, 0) + 1
+            first = seen[text] == 1
+        return Reply(drop=True) if first else '{"sentiment": "negative"}'
+
+    server = fake_server(respond)
+    result = annotate(sentences(6), "sentiment", ["openai/fake"], api_base=server.url, progress=False)
+    assert result.votes["label"].eq("negative").all() and server.calls == 12
+
+
+def test_a_full_disk_stops_the_run_clearly_and_nothing_passes_for_complete(fake_server, tmp_path, monkeypatch):
+    import errno
+
+    from llm_annotator import votes as votes_module
+
+    server = fake_server(sampling_responder(LABELS, "sentiment"))
+    original = votes_module.VoteLog.write
+    calls = {"n": 0}
+
+    class FullDisk:  # a file whose writes fail as on a full disk
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    def full(self, batch):
+        calls["n"] += 1
+        if calls["n"] > 2 and not isinstance(self._handle, FullDisk):
+            self._handle = FullDisk(self._handle)
+        original(self, batch)
+
+    monkeypatch.setattr(votes_module.VoteLog, "write", full)
+    out = tmp_path / "run"
+    with pytest.raises(RunDirError, match=r"cannot append to .*votes.jsonl: No space left on device; fix: free disk space"):
+        annotate(sentences(10), "sentiment", [{"model": "openai/fake", "concurrency": 1}], api_base=server.url,
+                 out=out, progress=False)
+    assert not (out / "run.json").exists() and not (out / "labels.csv").exists()
+    monkeypatch.setattr(votes_module.VoteLog, "write", original)
+    calls_before = server.calls
+    resumed = annotate(sentences(10), "sentiment", [{"model": "openai/fake", "concurrency": 1}], api_base=server.url,
+                       out=out, progress=False)
+    # the answers paid before the failure came from the cache: each item was asked once in all
+    assert calls_before == 3 and resumed.votes["label"].notna().all() and server.calls == 10
