@@ -127,7 +127,7 @@ def prefill(items: int, samples: int, cache_dir: Path) -> None:
     cache = AnswerCache(cache_dir)
     runner = Runner(load_dataset(rows(items), id_column="id"), task, [spec], samples=samples, out_dir=None,
                     cache=cache, budget_usd=None)
-    _, hashes = runner.render_all()
+    hashes = runner.render_all()
     for h in hashes:
         for s in range(samples):
             cache.set(runner._key(spec, h, s), {"content": json.dumps({"sentiment": LABELS[s % 3]}),

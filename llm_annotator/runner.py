@@ -105,14 +105,19 @@ class Runner:
         self._parsed: dict[str | None, Parsed] = {}
 
     # -- preparation: every row is rendered and checked before the first call -------
-    def render_all(self) -> tuple[list[Messages], list[str]]:
-        prompt = compile_prompt(self.task)
-        messages, hashes = [], []
+    def render_all(self) -> list[str]:
+        """Render and check every row; keep only the prompt hashes (messages are re-rendered
+        for the rows that need a call, so a large replayed job holds no prompt text)."""
+        self._prompt = compile_prompt(self.task)
+        hashes = []
         for index, (row, item_id) in enumerate(zip(self.dataset.rows, self.dataset.item_ids, strict=True)):
-            rendered = prompt.render(row, item_id=item_id, where=self.dataset.where(index))
-            messages.append(rendered)
+            rendered = self._prompt.render(row, item_id=item_id, where=self.dataset.where(index))
             hashes.append(prompt_hash(rendered, self.schema))
-        return messages, hashes
+        return hashes
+
+    def messages(self, item: int) -> Messages:
+        return self._prompt.render(self.dataset.rows[item], item_id=self.dataset.item_ids[item],
+                                   where=self.dataset.where(item))
 
     def _key(self, spec: ModelSpec, phash: str, sample: int) -> str:
         prefix = self._prefixes.get(spec.name)
@@ -133,7 +138,7 @@ class Runner:
 
     async def run(self) -> list[Vote]:
         started = time.perf_counter()
-        self.messages, self.hashes = self.render_all()
+        self.hashes = self.render_all()
         wanted = {
             (item_id, spec.name, s): self.hashes[i]
             for spec in self.specs for i, item_id in enumerate(self.dataset.item_ids)
@@ -219,13 +224,14 @@ class Runner:
             return 0.0
         key = (spec.model, item)
         if key not in self._prompt_tokens:
-            self._prompt_tokens[key] = llm.count_tokens(spec.model, self.messages[item])
+            self._prompt_tokens[key] = llm.count_tokens(spec.model, self.messages(item))
         return llm.price(spec.model, self._prompt_tokens[key], (spec.max_tokens or self.task.max_tokens) * n)
 
     async def _do(self, job: _Job) -> None:
         spec = job.spec
         caps = llm.capabilities(spec)
         remaining = list(job.samples)
+        messages = self.messages(job.item)
         while remaining:
             use_n = caps.n and self._n_ok.get(spec.name, True)
             n = len(remaining) if use_n else 1
@@ -236,7 +242,7 @@ class Runner:
             self.stats.requests += 1
             try:
                 completion = await llm.complete(
-                    spec, self.messages[job.item], n=n, max_tokens=self.task.max_tokens,
+                    spec, messages, n=n, max_tokens=self.task.max_tokens,
                     response_format=self.schema if caps.response_format else None,
                     logprobs=min(20, max(5, len(self.task.labels))) if caps.logprobs else None,
                     local=self._local_params(spec) if spec.is_local else None)
