@@ -13,7 +13,7 @@ from . import aggregate
 from .agreement import vs_gold as vs_gold_table
 from .errors import ConfigError, RunDirError
 from .task import Task
-from .votes import read_votes, votes_frame
+from .votes import read_votes, votes_frame, write_atomic
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -197,7 +197,7 @@ class AnnotationResult:
     def to_jsonl(self, path: str | Path, method: str = "mean") -> Path:
         frame = self.to_frame(method)
         lines = (json.dumps(_jsonable(r), ensure_ascii=False) for r in frame.to_dict(orient="records"))
-        _write_lines(Path(path), (line + "\n" for line in lines))
+        write_atomic(Path(path), lambda out: out.writelines(line + "\n" for line in lines))
         return Path(path)
 
     def to_csv(self, path: str | Path, method: str = "mean") -> Path:
@@ -207,7 +207,7 @@ class AnnotationResult:
         for column in frame.columns:
             if not pd.api.types.is_numeric_dtype(frame[column]):
                 frame[column] = frame[column].map(safe_cell)
-        _write_lines(Path(path), [], frame=frame)
+        write_atomic(Path(path), lambda out: frame.to_csv(out, index=False, lineterminator="\n"))
         return Path(path)
 
     def to_parquet(self, path: str | Path, method: str = "mean") -> Path:
@@ -246,26 +246,6 @@ class AnnotationResult:
         items = items[[c for c in keep if c in items.columns]].astype({"item_id": str})
         return cls(votes, task, items, samples=manifest["parameters"]["samples"],
                    annotators=[m["name"] for m in manifest["models"]], manifest=manifest)
-
-
-def _write_lines(path: Path, lines: Any, frame: Any = None) -> None:
-    """Stream lines (or a frame as CSV) to a temporary file, then rename it into place."""
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as out:
-            if frame is not None:
-                frame.to_csv(out, index=False, lineterminator="\n")
-            else:
-                out.writelines(lines)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RunDirError(f"cannot write {path}: {exc.strerror}",
-                          fix="free disk space or choose a writable --out directory") from None
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:

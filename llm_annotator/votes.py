@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
@@ -182,12 +182,16 @@ class VoteLog:
                 self._lock = None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def write_atomic(path: Path, content: str | Callable[[IO[str]], None]) -> None:
+    """Write ``content`` (text, or a function that writes to the file) to ``path`` through a
+    temporary file, fsync and a rename: readers see the old file or the whole new one."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as out:
-            out.write(text)
+        with tmp.open("w", encoding="utf-8", newline="") as out:
+            if isinstance(content, str):
+                out.write(content)
+            else:
+                content(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
