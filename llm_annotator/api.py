@@ -83,8 +83,6 @@ async def annotate_async(
                           dataset.columns, dataset.source)
     answer_cache = _open_cache(cache)
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        _start_run_dir(out_dir)
     started = dt.datetime.now(dt.UTC)
     runner = Runner(dataset, the_task, specs, samples=samples, out_dir=out_dir, cache=answer_cache,
                     budget_usd=budget_usd, progress=progress)
@@ -141,14 +139,6 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
         raise box["error"]
     result: AnnotationResult = box["result"]
     return result
-
-
-def _start_run_dir(out_dir: Path) -> None:
-    """Results of an earlier run are removed before work starts: only votes.jsonl stays."""
-    for name in ("labels.csv", "labels.jsonl", "run.json"):
-        path = out_dir / name
-        if path.exists():
-            path.unlink()
 
 
 def _version(name: str) -> str | None:

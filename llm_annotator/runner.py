@@ -148,6 +148,8 @@ class Runner:
         if self.out_dir is not None:
             self._log = VoteLog(self.out_dir)
             self._votes = self._log.open(wanted)
+            for name in ("labels.csv", "labels.jsonl", "run.json"):  # an earlier run's results, now stale
+                (self.out_dir / name).unlink(missing_ok=True)
             self.stats.resumed_votes = len(self._votes)
             self.stats.log_repaired = self._log.repaired
             self.stats.stale_dropped = self._log.dropped
