@@ -82,7 +82,7 @@ def test_a_torn_last_line_is_repaired_on_resume(tmp_path):
     log.close()
     good = ('{"item_id":"a","annotator":"m","sample_index":0,"label":"x","error":null,"raw":"x",'
             '"distribution":null,"model":"m","prompt_hash":"p","template_hash":"t","tokens_in":1,'
-            '"tokens_out":1,"cost_usd":0.0,"latency_s":0.1,"cached":false}\n')
+            '"tokens_out":1,"cost_usd":0.0,"latency_s":0.1,"cached":false,"deployment":null}\n')
     (tmp_path / "votes.jsonl").write_text(good + good.replace('"a"', '"b"')[:57])
     log = VoteLog(tmp_path)
     kept = log.open({("a", "m", 0): "p", ("b", "m", 0): "p"})
