@@ -225,8 +225,27 @@ def bench_memory(quick: bool, tmp: Path) -> dict[str, Any]:
     return {"rows": out, "target_mb": 400}
 
 
+def bench_router(quick: bool, tmp: Path) -> dict[str, Any]:
+    """Throughput of one server against a LiteLLM Router over two, same job and bound."""
+    requests, latency, concurrency = (200 if quick else 600), 0.2, 64
+    out: dict[str, Any] = {"requests": requests, "latency_s": latency, "concurrency": concurrency}
+    with FakeOpenAI(sampling_responder(LABELS, "sentiment"), latency=latency) as a, \
+            FakeOpenAI(sampling_responder(LABELS, "sentiment"), latency=latency) as b:
+        seconds, _ = toolkit(a.url, requests, 1, concurrency, tmp / "router-single")
+        out["single_server_rps"] = requests / seconds
+        router = {"model_list": [{"model_name": "annotator", "litellm_params": {"model": "openai/fake", "api_base": u,
+                                                                                 "api_key": "x"}} for u in (a.url, b.url)]}
+        started = time.perf_counter()
+        result = annotate(rows(requests), "sentiment", [{"model": "annotator", "router": router, "concurrency": concurrency}],
+                          cache=tmp / "router-cache", progress=False, id_column="id")
+        out["router_rps"] = requests / (time.perf_counter() - started)
+        out["share_per_deployment"] = result.votes["deployment"].value_counts(normalize=True).round(3).to_dict()
+    return out
+
+
 BENCHES = {"overhead": bench_overhead, "concurrency": bench_concurrency, "replay": bench_replay,
-           "startup": bench_startup, "sampling": bench_sampling, "local": bench_local, "memory": bench_memory}
+           "startup": bench_startup, "sampling": bench_sampling, "local": bench_local, "memory": bench_memory,
+           "router": bench_router}
 
 
 def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -292,6 +311,12 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         lines += [f"| {r['items']:,} | {r['peak_rss_mb']:.0f} |" for r in m["rows"]]
         lines += ["", f"Target: under {m['target_mb']} MB and flat in the item count.", ""]
     lines += ["## 8. SER probe mode", "", "See `docs/ser.md` (`python benchmarks/ser_probe.py`).", ""]
+    if "router" in results:
+        r = results["router"]
+        lines += ["## 9. Router over two deployments", "",
+                  f"{r['requests']} requests at {r['latency_s'] * 1000:.0f} ms latency, concurrency {r['concurrency']}: "
+                  f"one server {r['single_server_rps']:.1f} req/s; a LiteLLM Router over two servers "
+                  f"{r['router_rps']:.1f} req/s; answers per deployment {r['share_per_deployment']}.", ""]
     return "\n".join(lines)
 
 
