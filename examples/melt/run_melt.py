@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--melt-filter", action="store_true", help="keep MELT's subset only (speakers, >= 0.95 s, >= 3 words)")
     parser.add_argument("--melt-csv", default=str(SHARED / "melt" / "meld_train.csv"),
-                        help="MELT's published labels (llm_label), imported as an annotator where the clips match")
+                        help="MELT's published train labels (llm_label), imported as an annotator for --split train")
     parser.add_argument("--limit", type=int, help="first N utterances only")
     parser.add_argument("--out", help="run directory (default runs/melt_SPLIT_TASK)")
     parser.add_argument("--plan", action="store_true", help="also print GPT-4o's cost on MELT's 7,024 + 1,794 utterances")
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = frame.head(args.limit)
     columns = ["Emotion"]
     published = Path(args.melt_csv)
-    if published.is_file():
+    if args.split == "train" and published.is_file():  # MELT released train labels; ids repeat across splits
         melt = pd.read_csv(published)[["Dialogue_ID", "Utterance_ID", "llm_label"]]
         merged = frame.merge(melt, on=["Dialogue_ID", "Utterance_ID"], how="left")
         if merged["llm_label"].notna().any():
