@@ -189,13 +189,13 @@ def bench_local(quick: bool, tmp: Path) -> dict[str, Any]:
     import pandas as pd
 
     meld = ROOT.parent / "shared" / "data" / "meld" / "dev_sent_emo.csv"
-    frame = pd.read_csv(meld).head(10 if quick else 30)
+    frame = pd.read_csv(meld).head(6 if quick else 12)
     model = "local/smollm2-135m"
     annotate(frame.head(2), "emotion_melt", [model], cache=False, progress=False)  # load the model once
     started = time.perf_counter()
     scored = annotate(frame, "emotion_melt", [model], samples=5, cache=False, progress=False, id_column="Sr No.")
     score_s = time.perf_counter() - started
-    spec = {"model": model, "mode": "generate", "max_tokens": 120}
+    spec = {"model": model, "mode": "generate", "max_tokens": 80}
     started = time.perf_counter()
     generated = annotate(frame, "emotion_melt", [spec], samples=5, cache=False, progress=False, id_column="Sr No.")
     gen_s = time.perf_counter() - started
@@ -333,7 +333,7 @@ def main() -> None:
             started = time.perf_counter()
             results[name] = BENCHES[name](args.quick, Path(tmp))
             results[name]["benchmark_wall_s"] = time.perf_counter() - started
-            print(name, json.dumps(results[name])[:400], flush=True)
+            print(name, json.dumps(results[name]), flush=True)
     meta = {"date": dt.date.today().isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "litellm": metadata.version("litellm"),
             "llm_annotator": metadata.version("llm-annotator-kit"), "quick": args.quick}
