@@ -218,7 +218,9 @@ def bench_memory(quick: bool, tmp: Path) -> dict[str, Any]:
         code = (f"import sys, resource; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.run_all import rows; "
                 f"from llm_annotator import annotate; annotate(rows({n}), 'sentiment', ['openai/fake'], "
                 f"api_base='http://127.0.0.1:9/v1', cache={str(cache_dir)!r}, out={str(tmp / f'memory-run-{n}')!r}, "
-                f"progress=False, id_column='id'); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+                f"progress=False, id_column='id'); "
+                # VmHWM, not ru_maxrss: ru_maxrss keeps the parent's high-water mark across fork+exec
+                f"print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
         out.append({"items": n, "peak_rss_mb": int(proc.stdout.strip().splitlines()[-1]) / 1024})
@@ -248,12 +250,45 @@ BENCHES = {"overhead": bench_overhead, "concurrency": bench_concurrency, "replay
            "router": bench_router}
 
 
+FINDINGS = [
+    "## What the numbers say", "",
+    "- **Where the ceiling is.** LiteLLM's client side on these 2 cores: the bare loop itself tops out near "
+    "150–175 requests/s however high the concurrency (far below the 320 and 1,280 req/s bounds of 64 and 256 "
+    "slots at 200 ms). Up to 64 in flight the toolkit stays within 2–7 % of that loop.",
+    "- **Overhead (target 1.10, goal 1.03).** Measured just above the target. The toolkit's own code — profiled "
+    "with cProfile on the same job — is about 0.6 ms per request: the SQLite commit that stores each answer "
+    "before its vote is written (≈ 0.2 ms, kept on purpose: a kill must not lose a paid answer), parsing and "
+    "log-probabilities (≈ 0.1 ms), votes and accounting, plus per-run fixed costs (rendering every row, "
+    "labels and exports at the end). Against a hosted API, whose latency is 300 ms–3 s rather than 50 ms "
+    "on loopback, the same cost is a fraction of a percent.",
+    "- **Concurrency 256.** The gap to the bare loop grows (see the table): with 600 requests the run lasts "
+    "about 4 s, and the per-run fixed costs above weigh more; both paths are already at the client ceiling.",
+    "- **Cache replay** is well above 20,000 votes/s with zero requests: keys are read in bulk (500 per SQL "
+    "query), parsing is memoised per distinct answer text, LiteLLM is not even imported.",
+    "- **Start-up**: importing the package costs nothing measurable over an empty interpreter; LiteLLM (3 s) "
+    "loads only when a request must be made.",
+    "- **Sampling cost**: with `n`, k samples pay the prompt once — exactly 5× fewer prompt tokens for k = 5.",
+    "- **Local scoring against generation**: one scoring pass gives the full distribution and is >20× faster; "
+    "SmolLM2's generated `emotion_melt` answers did not parse within the 80-token limit at all, so label "
+    "scoring is the only usable mode for models this small (a distance between the two could not be formed).",
+    "- **Memory (target: < 400 MB, flat)** is not met: about 3 KB per item is held for the run (rows, vote "
+    "records, the result's frames), so 100,000 items peak at about 440 MB. The cause is structural — a run "
+    "keeps its rows and votes in memory — and the fix is streaming input and chunked aggregation "
+    "(the streaming part of the scale-out issue); `--shard` bounds memory per process meanwhile.",
+    "- **Router**: on this machine the client, not the server, is the ceiling, so spreading over two "
+    "deployments adds Router CPU and lowers throughput; a Router pays off when per-deployment rate limits "
+    "bind (the usual case with hosted keys), which loopback servers cannot show.",
+    "",
+]
+
+
 def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = ["# Benchmarks", "",
              f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), Python {meta['python']}, "
              f"litellm {meta['litellm']}, llm_annotator {meta['llm_annotator']}.",
              "Command: `python benchmarks/run_all.py` (all of them; `--only NAME,...`, `--quick`). "
-             "Raw figures: `benchmarks/results/benchmarks.json`.", ""]
+             "Raw figures: `benchmarks/results/benchmarks.json`. All benchmarks together ran in "
+             f"{sum(v.get('benchmark_wall_s', 0) for v in results.values() if isinstance(v, dict)) / 60:.1f} min.", ""]
     if "overhead" in results:
         o = results["overhead"]
         lines += ["## 1. Overhead against a bare LiteLLM loop", "",
@@ -311,6 +346,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         lines += [f"| {r['items']:,} | {r['peak_rss_mb']:.0f} |" for r in m["rows"]]
         lines += ["", f"Target: under {m['target_mb']} MB and flat in the item count.", ""]
     lines += ["## 8. SER probe mode", "", "See `docs/ser.md` (`python benchmarks/ser_probe.py`).", ""]
+    lines += FINDINGS
     if "router" in results:
         r = results["router"]
         lines += ["## 9. Router over two deployments", "",
@@ -324,7 +360,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated benchmark names")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    parser.add_argument("--render", action="store_true", help="only rewrite docs/benchmarks.md from the JSON")
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads((ROOT / "benchmarks" / "results" / "benchmarks.json").read_text())
+        (ROOT / "docs" / "benchmarks.md").write_text(markdown(saved, saved["meta"]))
+        return
     names = args.only.split(",") if args.only else list(BENCHES)
     out_json = ROOT / "benchmarks" / "results" / "benchmarks.json"
     results = json.loads(out_json.read_text()) if out_json.exists() and args.only else {}
