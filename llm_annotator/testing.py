@@ -100,6 +100,25 @@ def sampling_responder(labels: list[str], field_path: str = "label") -> Responde
     return respond
 
 
+def attempts(*first: str | list[str] | Reply, then: str | list[str] | Reply) -> Responder:
+    """Per distinct prompt: the n-th request gets ``first[n]``, later ones ``then``.
+
+    ``attempts(Reply(status=429, headers={"Retry-After": "0.2"}), Reply(status=503), then='{"label": "a"}')``
+    fails each prompt twice before answering.
+    """
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def respond(request: dict[str, Any]) -> str | list[str] | Reply:
+        text = user_text(request)
+        with lock:
+            seen[text] = seen.get(text, 0) + 1
+            attempt = seen[text]
+        return first[attempt - 1] if attempt <= len(first) else then
+
+    return respond
+
+
 class FakeOpenAI:
     """A threaded HTTP server on 127.0.0.1 that answers ``/v1/chat/completions``."""
 
@@ -274,4 +293,4 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-__all__ = ["FakeOpenAI", "Reply", "sampling_responder", "schema_labels", "user_text"]
+__all__ = ["FakeOpenAI", "Reply", "attempts", "sampling_responder", "schema_labels", "user_text"]

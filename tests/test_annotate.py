@@ -1,14 +1,13 @@
 """The whole path against a real HTTP server on 127.0.0.1, reached through LiteLLM."""
 
 import json
-import threading
 
 import pandas as pd
 import pytest
 
 from llm_annotator import annotate
 from llm_annotator.errors import ConfigError, DataError
-from llm_annotator.testing import Reply, sampling_responder, schema_labels, user_text
+from llm_annotator.testing import Reply, attempts, sampling_responder, schema_labels, user_text
 from tests.conftest import sentences
 
 LABELS = ["positive", "negative", "neutral"]
@@ -114,19 +113,8 @@ def test_out_of_set_answers_are_invalid_votes_with_raw_text(fake_server):
 
 
 def test_rate_limits_and_server_errors_are_retried_honouring_retry_after(fake_server):
-    seen: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def respond(request):
-        text = user_text(request)
-        with lock:
-            seen[text] = seen.get(text, 0) + 1
-            attempt = seen[text]
-        if attempt == 1:
-            return Reply(status=429, headers={"Retry-After": "0.2"})
-        if attempt == 2:
-            return Reply(status=503)
-        return '{"sentiment": "positive"}'
+    respond = attempts(Reply(status=429, headers={"Retry-After": "0.2"}), Reply(status=503),
+                       then='{"sentiment": "positive"}')
 
     server = fake_server(respond)
     result = run(server, rows=sentences(4))

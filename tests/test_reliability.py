@@ -13,7 +13,7 @@ import pytest
 from llm_annotator import annotate
 from llm_annotator.cache import AnswerCache
 from llm_annotator.errors import ModelError, RunDirError
-from llm_annotator.testing import Reply, sampling_responder, user_text
+from llm_annotator.testing import Reply, attempts, sampling_responder, user_text
 from tests.conftest import sentences
 
 LABELS = ["positive", "negative", "neutral"]
@@ -198,16 +198,7 @@ def test_prompt_injection_is_still_validated_against_the_label_set(fake_server):
 
 
 def test_dropped_connections_are_retried(fake_server):
-    seen: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def respond(request):
-        text = user_text(request)
-        with lock:
-            seen[text] = seen.get(text, 0) + 1
-            first = seen[text] == 1
-        return Reply(drop=True) if first else '{"sentiment": "negative"}'
-
+    respond = attempts(Reply(drop=True), then='{"sentiment": "negative"}')
     server = fake_server(respond)
     result = annotate(sentences(6), "sentiment", ["openai/fake"], api_base=server.url, progress=False)
     assert result.votes["label"].eq("negative").all() and server.calls == 12

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import Table, read_table, speaker_folds
+from .data import Table, add_table_arguments, speaker_folds, table_from_arguments
 from .features import features
 from .metrics import class_weights, hard_cross_entropy, scores, soft_cross_entropy
 
@@ -64,13 +64,7 @@ def leave_one_speaker_out(table: Table, x: np.ndarray, **options: Any) -> dict[s
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--table", required=True)
-    p.add_argument("--audio-dir", required=True)
-    p.add_argument("--file-column", default="file")
-    p.add_argument("--label-column")
-    p.add_argument("--soft-label-column")
-    p.add_argument("--labels")
-    p.add_argument("--speaker-column", required=True)
+    add_table_arguments(p, speaker_required=True)
     p.add_argument("--features", choices=["egemaps", "logmel"], default="egemaps")
     p.add_argument("--classifier", choices=["linear", "mlp"], default="linear")
     p.add_argument("--loss", choices=["soft", "hard"], default="soft")
@@ -78,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--feature-cache", default="runs/ser_features")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    table = read_table(args.table, args.audio_dir, file_column=args.file_column, label_column=args.label_column,
-                       soft_label_column=args.soft_label_column,
-                       labels=args.labels.split(",") if args.labels else None, speaker_column=args.speaker_column)
+    table = table_from_arguments(args)
     x = features(table.files, args.features, Path(args.feature_cache))
     result = leave_one_speaker_out(table, x, kind=args.classifier, loss=args.loss, weighted=args.class_weights)
     result["args"] = vars(args)

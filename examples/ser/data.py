@@ -90,6 +90,24 @@ def read_table(path: str | Path, audio_dir: str | Path, *, file_column: str = "f
     return Table(files, targets, list(labels or []), speakers)
 
 
+def add_table_arguments(parser: Any, *, speaker_required: bool = False) -> None:
+    """The options that name a table of clips and labels (shared by every SER command)."""
+    parser.add_argument("--table", required=True, help="CSV/JSONL/Parquet with a file column and labels")
+    parser.add_argument("--audio-dir", required=True, help="folder the file column is relative to")
+    parser.add_argument("--file-column", default="file")
+    parser.add_argument("--label-column", help="hard labels")
+    parser.add_argument("--soft-label-column", help="soft-label vectors (list per row), or p_* for p_LABEL columns")
+    parser.add_argument("--labels", help="comma-separated label order of the soft-label vectors")
+    parser.add_argument("--speaker-column", required=speaker_required, help="split by speakers")
+
+
+def table_from_arguments(args: Any) -> Table:
+    return read_table(args.table, args.audio_dir, file_column=args.file_column, label_column=args.label_column,
+                      soft_label_column=args.soft_label_column,
+                      labels=args.labels.split(",") if args.labels else None,
+                      speaker_column=getattr(args, "speaker_column", None))
+
+
 def load_audio(path: Path, normalise: bool = True) -> np.ndarray:
     """Mono float32 at 16 kHz, normalised to zero mean and unit variance per utterance.
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import Table, read_table
+from .data import Table, add_table_arguments, table_from_arguments
 from .metrics import scores
 from .model import SERModel, load_backbone
 from .train import FeatureCache, device, run_epoch
@@ -61,17 +61,11 @@ def evaluate(checkpoint: str | Path, table: Table, mapping: dict[str, str] | Non
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--table", required=True)
-    p.add_argument("--audio-dir", required=True)
-    p.add_argument("--file-column", default="file")
-    p.add_argument("--label-column")
-    p.add_argument("--soft-label-column")
-    p.add_argument("--labels")
+    add_table_arguments(p)
     p.add_argument("--map", action="append", default=[], metavar="FROM=TO")
     p.add_argument("--out")
     args = p.parse_args(argv)
-    table = read_table(args.table, args.audio_dir, file_column=args.file_column, label_column=args.label_column,
-                       soft_label_column=args.soft_label_column, labels=args.labels.split(",") if args.labels else None)
+    table = table_from_arguments(args)
     result = evaluate(args.checkpoint, table, dict(m.split("=", 1) for m in args.map))
     text = json.dumps(result, indent=2)
     if args.out:
