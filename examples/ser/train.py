@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import SAMPLE_RATE, Table, crop, load_audio, pad, random_split, read_table, speaker_folds
+from .data import (SAMPLE_RATE, Table, add_table_arguments, crop, load_audio, pad, random_split,
+                   speaker_folds, table_from_arguments)
 from .metrics import class_weights, hard_cross_entropy, scores, soft_cross_entropy
 from .model import SERModel, hidden_states, load_backbone
 
@@ -131,9 +132,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     dev = device()
-    labels = args.labels.split(",") if args.labels else None
-    table = read_table(args.table, args.audio_dir, file_column=args.file_column, label_column=args.label_column,
-                       soft_label_column=args.soft_label_column, labels=labels, speaker_column=args.speaker_column)
+    table = table_from_arguments(args)
     train, val, test = split(table, args)
     backbone = load_backbone(args.backbone)
     model = SERModel(backbone, len(table.labels), width=args.head_width).to(dev)
@@ -189,13 +188,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a speech emotion model on (soft) labels")
-    p.add_argument("--table", required=True, help="CSV/JSONL/Parquet with a file column and labels")
-    p.add_argument("--audio-dir", required=True, help="folder the file column is relative to")
-    p.add_argument("--file-column", default="file")
-    p.add_argument("--label-column", help="hard labels")
-    p.add_argument("--soft-label-column", help="soft-label vectors (list per row), or p_* for p_LABEL columns")
-    p.add_argument("--labels", help="comma-separated label order of the soft-label vectors")
-    p.add_argument("--speaker-column", help="split by speakers (leave-speakers-out)")
+    add_table_arguments(p)
     p.add_argument("--fold", type=int, default=0, help="which speaker is held out for testing")
     p.add_argument("--split-column", help="column with train/val/test per row (overrides speaker folds)")
     p.add_argument("--backbone", required=True, help="hub name (facebook/wav2vec2-base, ...) or local path")
