@@ -23,8 +23,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import (SAMPLE_RATE, Table, add_table_arguments, crop, load_audio, pad, random_split,
-                   speaker_folds, table_from_arguments)
+from .data import (
+    SAMPLE_RATE,
+    Table,
+    add_table_arguments,
+    crop,
+    load_audio,
+    pad,
+    random_split,
+    speaker_folds,
+    table_from_arguments,
+)
 from .metrics import class_weights, hard_cross_entropy, scores, soft_cross_entropy
 from .model import SERModel, hidden_states, load_backbone
 
