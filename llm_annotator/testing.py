@@ -12,11 +12,22 @@ hosted provider (``openai/NAME`` with ``api_base``). What it answers is scripted
 A string is the content of every choice; a list gives one content per choice (and may
 hold fewer than ``n``); a :class:`Reply` sets status, headers, delay or a raw body to
 inject faults (429 with Retry-After, 500, truncated JSON, dropped connections).
+
+It also implements the files and batches endpoints of the Batch API (``POST /v1/files``
+multipart upload, ``POST /v1/batches``, ``GET /v1/batches/{id}``, ``GET
+/v1/files/{id}/content``). A batch moves one status further on each retrieve
+(validating, in_progress, finalizing, completed) unless ``hold_batches`` is set; when it
+completes, every line is answered by the same responder, lines whose reply is not a 200
+go to the error file, and the output lines come in reverse order (as a real batch gives
+no order). ``expire_batches`` ends batches as ``expired`` with half their lines answered.
 """
 
 from __future__ import annotations
 
+import email.message
+import email.parser
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -130,6 +141,11 @@ class FakeOpenAI:
         self.model_name = model_name
         self.requests: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
+        self.files: dict[str, dict[str, Any]] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.hold_batches = False
+        self.expire_batches = False
+        self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -196,6 +212,91 @@ class FakeOpenAI:
         }
 
 
+    # -- batch API -------------------------------------------------------------------
+    def add_file(self, content: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        with self._lock:
+            file_id = f"file-{next(self._ids)}"
+            record = {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                      "filename": filename, "purpose": purpose, "status": "processed"}
+            self.files[file_id] = {**record, "content": content}
+        return record
+
+    def create_batch(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        source = self.files.get(str(request.get("input_file_id")))
+        if source is None:
+            return None
+        lines = [line for line in source["content"].decode().splitlines() if line.strip()]
+        with self._lock:
+            batch_id = f"batch_{next(self._ids)}"
+        batch = {"id": batch_id, "object": "batch", "endpoint": request.get("endpoint"), "errors": None,
+                 "input_file_id": source["id"], "completion_window": request.get("completion_window", "24h"),
+                 "status": "validating", "output_file_id": None, "error_file_id": None,
+                 "created_at": int(time.time()), "metadata": request.get("metadata"),
+                 "request_counts": {"total": len(lines), "completed": 0, "failed": 0}}
+        self.batches[batch_id] = batch
+        return batch
+
+    def retrieve_batch(self, batch_id: str) -> dict[str, Any] | None:
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return None
+        order = ["validating", "in_progress", "finalizing", "completed"]
+        if batch["status"] in order[:-1] and not (self.hold_batches and batch["status"] == "in_progress"):
+            batch["status"] = order[order.index(batch["status"]) + 1]
+            if batch["status"] == "completed":
+                self._run_batch(batch)
+        return batch
+
+    def _run_batch(self, batch: dict[str, Any]) -> None:
+        lines = [json.loads(line) for line in self.files[batch["input_file_id"]]["content"].decode().splitlines()
+                 if line.strip()]
+        done, failed = [], []
+        for number, line in enumerate(lines):
+            entry: dict[str, Any] = {"id": f"batch_req_{number}", "custom_id": line["custom_id"], "error": None}
+            if self.expire_batches and number >= len(lines) // 2:
+                entry["response"] = None
+                entry["error"] = {"code": "batch_expired", "message": "not done within the completion window"}
+                failed.append(entry)
+                continue
+            body = line["body"]
+            with self._lock:
+                self.requests.append(body)
+            reply = self.respond(body)
+            if not isinstance(reply, Reply):
+                reply = Reply(content=reply)
+            if reply.status != 200:
+                entry["response"] = {"status_code": reply.status, "request_id": f"req_{number}",
+                                     "body": {"error": {"message": f"scripted status {reply.status}"}}}
+                failed.append(entry)
+                continue
+            contents = reply.content if isinstance(reply.content, list) else [reply.content or ""]
+            entry["response"] = {"status_code": 200, "request_id": f"req_{number}",
+                                 "body": self.completion(body, contents, reply.top_logprobs)}
+            done.append(entry)
+        if self.expire_batches:
+            batch["status"] = "expired"
+        if done:
+            text = "".join(json.dumps(e) + "\n" for e in reversed(done))
+            batch["output_file_id"] = self.add_file(text.encode(), "output.jsonl", "batch_output")["id"]
+        if failed:
+            text = "".join(json.dumps(e) + "\n" for e in reversed(failed))
+            batch["error_file_id"] = self.add_file(text.encode(), "errors.jsonl", "batch_output")["id"]
+        batch["request_counts"] = {"total": len(lines), "completed": len(done), "failed": len(failed)}
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """The fields of a multipart/form-data body: name -> (filename, bytes)."""
+    message = email.parser.BytesParser().parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.get_payload() if message.is_multipart() else []:
+        if isinstance(part, email.message.Message):
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            fields[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+    return fields
+
+
 def _token_logprobs(content: str, top: dict[str, float] | None, k: int) -> list[dict[str, Any]]:
     """Split ``content`` into word-ish tokens; the first token of a known label gets ``top``."""
     tokens: list[str] = []
@@ -246,17 +347,52 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             lines += [f"{key}: {value}" for key, value in (headers or {}).items()]
             self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
+        def _json(self, value: dict[str, Any] | None) -> None:
+            if value is None:
+                self._send(404, b'{"error": {"message": "no such object", "type": "invalid_request_error"}}')
+            else:
+                self._send(200, json.dumps(value).encode())
+
         def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/models"):
+            path = self.path.split("?")[0].rstrip("/")
+            parts = path.split("/")
+            if path.endswith("/models"):
                 body = {"object": "list", "data": [{"id": server.model_name, "object": "model"}]}
                 self._send(200, json.dumps(body).encode())
+            elif path.endswith("/batches"):
+                listing = sorted(server.batches.values(), key=lambda b: b["created_at"], reverse=True)
+                self._send(200, json.dumps({"object": "list", "data": listing, "has_more": False}).encode())
+            elif len(parts) >= 2 and parts[-2] == "batches":
+                self._json(server.retrieve_batch(parts[-1]))
+            elif len(parts) >= 3 and parts[-1] == "content" and parts[-3] == "files":
+                found = server.files.get(parts[-2])
+                if found is None:
+                    self._json(None)
+                else:
+                    self._send(200, found["content"], content_type="application/octet-stream")
             else:
                 self._send(404, b'{"error": {"message": "not found"}}')
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
-            if not self.path.rstrip("/").endswith("/chat/completions"):
+            path = self.path.split("?")[0].rstrip("/")
+            if not path.endswith("/chat/completions"):
+                with server._lock:
+                    server.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
+            if path.endswith("/files"):
+                fields = _multipart(self.headers.get("Content-Type", ""), raw)
+                filename, content = fields.get("file", (None, b""))
+                purpose = fields.get("purpose", (None, b""))[1].decode()
+                self._json(server.add_file(content, filename or "upload.jsonl", purpose))
+                return
+            if path.endswith("/batches"):
+                try:
+                    self._json(server.create_batch(json.loads(raw)))
+                except json.JSONDecodeError:
+                    self._send(400, b'{"error": {"message": "bad json"}}')
+                return
+            if not path.endswith("/chat/completions"):
                 self._send(404, b'{"error": {"message": "not found"}}')
                 return
             try:
