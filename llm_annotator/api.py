@@ -7,11 +7,12 @@ import datetime as dt
 import json
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from .batch import STATE, BatchState, check_spec
 from .cache import AnswerCache
 from .data import load_dataset
 from .errors import ConfigError
@@ -21,6 +22,7 @@ from .runner import Runner, RunStats
 from .task import Task, load_task
 from .votes import FORMAT_VERSION, votes_frame, write_atomic
 
+T = TypeVar("T")
 DataLike = Any
 ModelsLike = str | Mapping[str, Any] | ModelSpec | Sequence[str | Mapping[str, Any] | ModelSpec] | None
 
@@ -44,6 +46,17 @@ def _check_arguments(samples: int, budget_usd: float | None, context: int | None
                           fix="pass 0 for no context or a positive number of previous turns")
 
 
+def _check_batch(specs: list[ModelSpec], out_dir: Path | None, cache: Any) -> None:
+    if out_dir is None:
+        raise ConfigError("a batch job needs a run directory to record its batches in",
+                          fix="pass out=RUN_DIR (CLI: --out RUN_DIR)")
+    if cache is False or cache is None:
+        raise ConfigError("a batch job needs the answer cache: collected answers are stored there",
+                          fix="drop cache=False (CLI: --no-cache)")
+    for spec in specs:
+        check_spec(spec)
+
+
 async def annotate_async(
     data: DataLike,
     task: str | Path | Task = "classification",
@@ -65,6 +78,8 @@ async def annotate_async(
     timeout: float | None = None,
     progress: bool | None = None,
     shard: str | tuple[int, int] | None = None,
+    batch: bool = False,
+    _batch_mode: str | None = None,
 ) -> AnnotationResult:
     """The async twin of :func:`annotate`."""
     _check_arguments(samples, budget_usd, context)
@@ -81,11 +96,26 @@ async def annotate_async(
         keep = [n for n, item in enumerate(dataset.item_ids) if shard_of(item, total) == index]
         dataset = Dataset([dataset.rows[n] for n in keep], [dataset.item_ids[n] for n in keep],
                           dataset.columns, dataset.source)
-    answer_cache = _open_cache(cache)
     out_dir = Path(out) if out is not None else None
+    mode = _batch_mode or ("submit" if batch else None)
+    if mode is not None:
+        _check_batch(specs, out_dir, cache)
+    answer_cache = _open_cache(cache)
+    batch_state = None
+    if out_dir is not None and (mode is not None or (out_dir / STATE).exists()):
+        batch_state = BatchState.load(out_dir)
+        if mode == "submit":
+            batch_state.call = {
+                "data": str(Path(data).resolve()) if isinstance(data, str | Path) else None,
+                "task": the_task.model_dump(mode="json"), "models": [s.public() for s in specs],
+                "samples": samples, "id_column": id_column, "context": window, "columns": dict(columns or {}),
+                "shard": shard if shard is None or isinstance(shard, str) else list(shard),
+                "cache": str(answer_cache.directory) if answer_cache is not None else None,
+                "budget_usd": budget_usd,
+            }
     started = dt.datetime.now(dt.UTC)
     runner = Runner(dataset, the_task, specs, samples=samples, out_dir=out_dir, cache=answer_cache,
-                    budget_usd=budget_usd, progress=progress)
+                    budget_usd=budget_usd, progress=progress, batch_mode=mode, batch_state=batch_state)
     try:
         votes = await runner.run()
     finally:
@@ -99,7 +129,7 @@ async def annotate_async(
     frame = votes_frame(votes)
     manifest = _manifest(the_task, specs, samples, window, id_column, budget_usd, dataset.source,
                          input_columns, len(dataset.rows), frame, runner.stats, started,
-                         answer_cache, shard)
+                         answer_cache, shard, batch_state)
     result = AnnotationResult(frame, the_task, items, samples=samples,
                               annotators=[s.name for s in specs], manifest=manifest)
     if out_dir is not None:
@@ -118,7 +148,11 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
     ``local/smollm2-135m``), dicts of :class:`ModelSpec` fields, or specs. With ``out``,
     votes stream to ``out/votes.jsonl`` and a re-run resumes where the last one stopped.
     """
-    coro = annotate_async(data, task, models, **options)
+    return run_sync(annotate_async(data, task, models, **options))
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion, also from inside a running event loop (a notebook)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -137,7 +171,7 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
     thread.join()
     if "error" in box:
         raise box["error"]
-    result: AnnotationResult = box["result"]
+    result: T = box["result"]
     return result
 
 
@@ -151,12 +185,14 @@ def _version(name: str) -> str | None:
 def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id_column: str | None,
               budget_usd: float | None, source: str, columns: list[str], n_items: int, votes: Any,
               stats: RunStats, started: dt.datetime, cache: AnswerCache | None,
-              shard: Any = None) -> dict[str, Any]:
+              shard: Any = None, batch_state: BatchState | None = None) -> dict[str, Any]:
     errors = Counter(str(e).split(":", 1)[0] for e in votes["error"].dropna())
     invalid_kinds = {"empty", "unparseable", "missing_field", "out_of_label_set", "refused"}
     status = "complete"
     if stats.not_issued:
         status = "stopped_by_budget"
+    if stats.in_batch:
+        status = "batch_pending"
     return {
         "format_version": FORMAT_VERSION,
         "status": status,
@@ -178,6 +214,8 @@ def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id
             "cache_hits": stats.cached_votes,
             "new": stats.new_votes,
             "not_issued": stats.not_issued,
+            "in_batch": stats.in_batch,
+            "batch_answers": stats.batch_answers,
             "requests": stats.requests,
             "failed_requests": stats.failed_requests,
             "stale_dropped": stats.stale_dropped,
@@ -192,6 +230,7 @@ def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cache_dir": str(cache.directory) if cache is not None else None,
+        "batches": batch_state.summary() if batch_state is not None else [],
         "versions": {"llm_annotator": _version("llm-annotator-kit"), "litellm": _version("litellm")},
     }
 

@@ -78,6 +78,9 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--router", metavar="CONFIG.yaml",
                    help="LiteLLM Router config (model_list, fallbacks, rpm/tpm); each -m names a model_name in it")
     p.add_argument("--shard", metavar="I/N", help="annotate only shard I of N (item-hash ranges); merge with 'merge'")
+    p.add_argument("--batch", action="store_true",
+                   help="submit the requests as provider batch jobs (half price, within 24 h) and return; "
+                        "then 'batch collect RUN_DIR'")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("plan", help="tokens and dollars of a job, before any call")
@@ -112,6 +115,14 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run directories of the shards")
     p.add_argument("--out", required=True, help="the merged run directory")
 
+    p = sub.add_parser("batch", help="status of the batch jobs of a run, or collect their answers into it")
+    p.add_argument("action", choices=["status", "collect"])
+    p.add_argument("run", help="a run directory written by 'annotate --batch'")
+    p.add_argument("--wait", action="store_true", help="collect: poll until every batch has ended")
+    p.add_argument("--poll", type=float, default=60.0, help="seconds between polls with --wait (default 60)")
+    p.add_argument("--api-base", help="API base URL, if it differs from the one at submission")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("cache", help="inspect or clear the answer cache")
     p.add_argument("action", choices=["stats", "clear"])
     p.add_argument("--cache-dir", help="cache directory (default: $LLM_ANNOTATOR_CACHE_DIR or the user cache)")
@@ -134,17 +145,40 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             raise ConfigError("--router needs the model_name(s) to use", fix="add -m MODEL_NAME from the router config")
     result = annotate(args.data, args.task, models, samples=args.samples, out=out,
                       concurrency=args.concurrency, budget_usd=args.budget_usd, timeout=args.timeout,
-                      shard=args.shard,
+                      shard=args.shard, batch=args.batch,
                       progress=False if args.quiet else None, **_job_options(args))
-    m = result.manifest
+    _summary(result.manifest, out, args.samples)
+    return 0
+
+
+def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
     c = m["counts"]
-    print(f"{m['data']['n_items']} items x {len(m['models'])} model(s) x {args.samples} sample(s): "
+    print(f"{m['data']['n_items']} items x {len(m['models'])} model(s) x {samples} sample(s): "
           f"{c['valid']} valid votes, {c['invalid']} invalid answers, {c['errors']} failed requests; "
           f"{c['cache_hits']} from cache, {c['resumed']} resumed; ${m['cost_usd']:.4f} spent in {m['wall_s']:.1f} s")
     if m["status"] == "stopped_by_budget":
         print(f"stopped by the budget: {c['not_issued']} votes not requested; raise --budget-usd and re-run to finish")
+    if m["status"] == "batch_pending":
+        running = [b for b in m["batches"] if not b["collected"] and b["status"] != "abandoned"]
+        print(f"{c['in_batch']} votes wait in {len(running)} batch job(s) "
+              f"({', '.join(str(b['id']) for b in running)}); run 'llm-annotator batch collect {out}' later")
     for name in ("votes.jsonl", "labels.csv", "labels.jsonl", "run.json"):
         print(f"  {out / name}")
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import collect, status
+
+    if args.action == "status":
+        for entry in status(args.run, api_base=args.api_base):
+            counts = entry.get("counts") or {}
+            done = f"{counts.get('completed')}/{counts.get('total')} done, {counts.get('failed')} failed" if counts else ""
+            state = "collected" if entry["collected"] else entry["status"]
+            print(f"{entry['id'] or '-':28} {entry['annotator']:24} {state:12} {entry['requests']:>7} requests  {done}")
+        return 0
+    result = collect(args.run, api_base=args.api_base, wait=args.wait, poll_s=args.poll,
+                     progress=False if args.quiet else None)
+    _summary(result.manifest, Path(args.run), result.manifest["parameters"]["samples"])
     return 0
 
 
@@ -254,7 +288,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"annotate": cmd_annotate, "plan": cmd_plan, "agree": cmd_agree, "report": cmd_report,
-            "review": cmd_review, "merge": cmd_merge, "cache": cmd_cache, "templates": cmd_templates}
+            "review": cmd_review, "merge": cmd_merge, "batch": cmd_batch, "cache": cmd_cache, "templates": cmd_templates}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,9 +312,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def reference_markdown() -> str:
     """docs/cli.md, generated from the parser (a test fails when the file drifts)."""
@@ -294,3 +325,7 @@ def reference_markdown() -> str:
         for name, sub in choices.items():
             parts += [f"## llm-annotator {name}", "", "```", sub.format_help().rstrip(), "```", ""]
     return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

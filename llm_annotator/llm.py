@@ -171,20 +171,12 @@ def _router(spec: ModelSpec) -> Any:
     return _ROUTERS[key]
 
 
-@functools.cache
-def _provider(model: str, api_base: str | None) -> str:
-    try:
-        return str(litellm().get_llm_provider(model, api_base=api_base)[1])
-    except Exception:
-        return ""
-
-
-def _needs_placeholder_key(spec: ModelSpec) -> bool:
+def needs_placeholder_key(spec: ModelSpec) -> bool:
     """An OpenAI-compatible server at a custom address, and no key anywhere."""
     base = spec.api_base or os.environ.get("OPENAI_API_BASE") or os.environ.get("OPENAI_BASE_URL")
     if not base or os.environ.get("OPENAI_API_KEY") or spec.is_local:
         return False
-    return _provider(spec.model, spec.api_base) in {"openai", "hosted_vllm", "openai_like", "llamafile",
+    return provider(spec.model, spec.api_base)[0] in {"openai", "hosted_vllm", "openai_like", "llamafile",
                                                     "lm_studio", "text-completion-openai"}
 
 
@@ -265,7 +257,7 @@ def redact(text: str, spec: ModelSpec) -> str:
     return " ".join(text.split())[:300]
 
 
-def _choices(response: Any) -> list[Choice]:
+def choices_of(response: Any) -> list[Choice]:
     out: list[Choice] = []
     for choice in getattr(response, "choices", None) or []:
         message = getattr(choice, "message", None)
@@ -287,32 +279,57 @@ def _choices(response: Any) -> list[Choice]:
     return out
 
 
+def request_parameters(spec: ModelSpec, messages: list[dict[str, str]], *, n: int, max_tokens: int,
+                       logprobs: int | None) -> dict[str, Any]:
+    """The chat-completion parameters of one request, shared by live calls and batch lines."""
+    params: dict[str, Any] = {"messages": messages, "temperature": spec.temperature,
+                              "max_tokens": spec.max_tokens or max_tokens}
+    if n > 1:
+        params["n"] = n
+    if spec.top_p is not None:
+        params["top_p"] = spec.top_p
+    if logprobs:
+        params["logprobs"] = True
+        params["top_logprobs"] = logprobs
+    params.update(spec.extra)
+    return params
+
+
+def batch_price(model: str, tokens_in: int, tokens_out: int) -> float:
+    """Dollars for the tokens at the provider's batch price (LiteLLM's ``*_batches`` prices,
+    else half the live price, as OpenAI, Azure and Vertex charge)."""
+    entry = litellm().model_cost.get(model) or litellm().model_cost.get(model.split("/", 1)[-1]) or {}
+    per_in, per_out = entry.get("input_cost_per_token_batches"), entry.get("output_cost_per_token_batches")
+    if per_in is not None and per_out is not None and tokens_in <= 128_000:
+        return tokens_in * float(per_in) + tokens_out * float(per_out)
+    return price(model, tokens_in, tokens_out) / 2
+
+
+@functools.cache
+def provider(model: str, api_base: str | None = None) -> tuple[str, str]:
+    """(provider, the model name the provider knows) as LiteLLM routes ``model``."""
+    try:
+        name, found, *_ = litellm().get_llm_provider(model, api_base=api_base)
+        return str(found), str(name)
+    except Exception:
+        return "", model
+
+
 async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
                    max_tokens: int, response_format: dict[str, Any] | None,
                    logprobs: int | None, local: dict[str, Any] | None = None) -> Completion:
     """One chat completion with retries; raises :class:`CallFailed` when it gives up."""
     lm = litellm()
-    kwargs: dict[str, Any] = {
-        "model": spec.model, "messages": messages, "temperature": spec.temperature,
-        "max_tokens": spec.max_tokens or max_tokens, "timeout": spec.timeout,
-        "num_retries": 0, "max_retries": 0,
-    }
-    if n > 1:
-        kwargs["n"] = n
-    if spec.top_p is not None:
-        kwargs["top_p"] = spec.top_p
+    kwargs = request_parameters(spec, messages, n=n, max_tokens=max_tokens, logprobs=logprobs)
+    kwargs.update({"model": spec.model, "timeout": spec.timeout, "num_retries": 0, "max_retries": 0})
     if spec.api_base and spec.router is None:
         kwargs["api_base"] = spec.api_base
     if spec.api_key is not None:
         kwargs["api_key"] = spec.api_key.get_secret_value()
-    elif spec.router is None and _needs_placeholder_key(spec):
+    elif spec.router is None and needs_placeholder_key(spec):
         kwargs["api_key"] = "no-key"  # self-hosted OpenAI-compatible servers check none
-    if logprobs:
-        kwargs["logprobs"] = True
-        kwargs["top_logprobs"] = logprobs
     if spec.is_local and local is not None:
         kwargs.update(local)
-    kwargs.update(spec.extra)
     where = (spec.model, spec.api_base)
     attempt = 0
     while True:
@@ -352,7 +369,7 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
         usage = getattr(response, "usage", None)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        choices = _choices(response)
+        choices = choices_of(response)
         if not choices:
             if attempt >= spec.max_retries:
                 raise CallFailed("empty_response", "the provider returned no choices")
@@ -367,5 +384,5 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
                           deployment=hidden.get("api_base") if spec.router is not None else None)
 
 
-__all__ = ["CallFailed", "Capabilities", "Choice", "Completion", "capabilities", "check_model",
-           "complete", "count_tokens", "litellm", "price", "redact"]
+__all__ = ["CallFailed", "Capabilities", "Choice", "Completion", "batch_price", "capabilities", "check_model",
+           "choices_of", "complete", "count_tokens", "litellm", "needs_placeholder_key", "price", "provider", "redact", "request_parameters"]

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from . import llm
+from . import batch, llm
 from .cache import AnswerCache, cache_key, key_prefix
 from .data import Dataset
 from .models import ModelSpec
@@ -24,6 +24,9 @@ from .parse import Parsed, distribution_from_logprobs, parse_answer
 from .prompts import Messages, compile_prompt, prompt_hash
 from .task import Task
 from .votes import Vote, VoteLog
+
+if TYPE_CHECKING:
+    from .batch import BatchState
 
 
 @dataclass
@@ -69,6 +72,8 @@ class RunStats:
     cached_votes: int = 0
     new_votes: int = 0
     not_issued: int = 0
+    in_batch: int = 0
+    batch_answers: int = 0
     requests: int = 0
     failed_requests: int = 0
     tokens_in: int = 0
@@ -84,7 +89,8 @@ class RunStats:
 class Runner:
     def __init__(self, dataset: Dataset, task: Task, specs: list[ModelSpec], *, samples: int,
                  out_dir: Path | None, cache: AnswerCache | None, budget_usd: float | None,
-                 progress: bool | None = None, on_vote: Callable[[Vote], None] | None = None) -> None:
+                 progress: bool | None = None, on_vote: Callable[[Vote], None] | None = None,
+                 batch_mode: str | None = None, batch_state: BatchState | None = None) -> None:
         self.dataset = dataset
         self.task = task
         self.specs = specs
@@ -96,6 +102,8 @@ class Runner:
         self.stats = RunStats()
         self.schema = task.response_schema()
         self.on_vote = on_vote
+        self.batch_mode = batch_mode      # None: live calls; "submit": batch files; "collect": cache only
+        self.batch_state = batch_state    # RUN_DIR/batches.json, where the run directory has one
         self._votes: dict[tuple[str, str, int], Vote] = {}
         self._log: VoteLog | None = None
         self._bar: Any = None
@@ -104,6 +112,8 @@ class Runner:
         self._prefixes: dict[str, str] = {}
         self._parsed: dict[str | None, Parsed] = {}
         self._flushed = time.monotonic()
+        self._collected: set[str] = set()  # cache keys of batch answers collected by this run
+        self._done: Collection[tuple[str, str, int]] = frozenset()  # streamed input: keys of resumed votes
 
     # -- preparation: every row is rendered and checked before the first call -------
     def render_all(self) -> list[str]:
@@ -120,7 +130,7 @@ class Runner:
         return self._prompt.render(self.dataset.rows[item], item_id=self.dataset.item_ids[item],
                                    where=self.dataset.where(item))
 
-    def _key(self, spec: ModelSpec, phash: str, sample: int) -> str:
+    def key(self, spec: ModelSpec, phash: str, sample: int) -> str:
         prefix = self._prefixes.get(spec.name)
         if prefix is None:
             prefix = self._prefixes[spec.name] = key_prefix(
@@ -148,14 +158,26 @@ class Runner:
         self.stats.requested_votes = len(wanted)
         if self.out_dir is not None:
             self._log = VoteLog(self.out_dir)
-            self._votes = self._log.open(wanted)
+            self._votes = cast(dict[tuple[str, str, int], Vote], self._log.open(wanted))
             for name in ("labels.csv", "labels.jsonl", "run.json"):  # an earlier run's results, now stale
                 (self.out_dir / name).unlink(missing_ok=True)
             self.stats.resumed_votes = len(self._votes)
             self.stats.log_repaired = self._log.repaired
             self.stats.stale_dropped = self._log.dropped
         try:
-            jobs = self._replay_cache(wanted)
+            if self.batch_mode == "collect":
+                assert self.batch_state is not None
+                self.stats.batch_answers = await batch.gather(self.batch_state, self)
+            jobs = self._replay_cache()
+            if self.batch_mode == "collect":
+                self._settle_batch(jobs)
+                return self._ordered(wanted)
+            if self.batch_mode == "submit":
+                assert self.batch_state is not None
+                await batch.submit(self, jobs, self.batch_state)
+                return self._ordered(wanted)
+            if self.batch_state is not None:
+                jobs = self._without_in_flight(jobs)
             for spec in self.specs:  # LiteLLM is imported only when something must be asked
                 if any(job.spec is spec for job in jobs):
                     llm.check_model(spec)
@@ -173,17 +195,125 @@ class Runner:
             if self.cache is not None:
                 self.stats.cache_corrupted = self.cache.corrupted
             self.stats.wall_s = time.perf_counter() - started
+        return self._ordered(wanted)
+
+    async def run_stream(self, chunks: Iterable[tuple[Dataset, list[str]]], wanted: Mapping[tuple[str, str, int], str],
+                         n_items: int) -> None:
+        """Annotate an input given chunk by chunk (each a Dataset and its prompt hashes).
+
+        Votes go to the log only: the runner keeps the keys of resumed votes and nothing
+        of a chunk once it is done, so memory does not grow with the corpus.
+        """
+        assert self.out_dir is not None
+        started = time.perf_counter()
+        self._prompt = compile_prompt(self.task)
+        self.stats.requested_votes = n_items * len(self.specs) * self.samples
+        self._log = VoteLog(self.out_dir)
+        self._done = self._log.open(wanted, keep=False)
+        for name in ("labels.csv", "labels.jsonl", "run.json"):
+            (self.out_dir / name).unlink(missing_ok=True)
+        self.stats.resumed_votes = len(self._done)
+        self.stats.log_repaired = self._log.repaired
+        self.stats.stale_dropped = self._log.dropped
+        checked: set[str] = set()
+        try:
+            if self.progress:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=self.stats.requested_votes, initial=len(self._done), unit="vote",
+                                 desc="annotating", file=sys.stderr, dynamic_ncols=True)
+            for dataset, hashes in chunks:
+                self.dataset, self.hashes = dataset, hashes
+                jobs = self._replay_cache()
+                if self.batch_state is not None:
+                    jobs = self._without_in_flight(jobs)
+                for spec in self.specs:
+                    if spec.name not in checked and any(job.spec is spec for job in jobs):
+                        llm.check_model(spec)
+                        checked.add(spec.name)
+                await self._work(jobs)
+                self._votes.clear()
+                self._prompt_tokens.clear()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self._log.close()
+            if self.cache is not None:
+                self.stats.cache_corrupted = self.cache.corrupted
+            self.stats.wall_s = time.perf_counter() - started
+
+    def _ordered(self, wanted: dict[tuple[str, str, int], str]) -> list[Vote]:
         order = {key: n for n, key in enumerate(wanted)}
         return sorted(self._votes.values(), key=lambda v: order[v.key])
 
-    def _replay_cache(self, wanted: dict[tuple[str, str, int], str]) -> list[_Job]:
+    # -- batch jobs (see batch.py) -----------------------------------------------------
+    def _without_in_flight(self, jobs: list[_Job]) -> list[_Job]:
+        """A live run never asks again what a running batch has been asked."""
+        assert self.batch_state is not None
+        in_flight = self.batch_state.in_flight()
+        kept = []
+        for job in jobs:
+            item_id = self.dataset.item_ids[job.item]
+            samples = [s for s in job.samples if (item_id, job.spec.name, s) not in in_flight]
+            self.stats.in_batch += len(job.samples) - len(samples)
+            if samples:
+                kept.append(_Job(job.item, job.spec, samples))
+        return kept
+
+    def _settle_batch(self, jobs: list[_Job]) -> None:
+        """After collecting: failed batch lines become failed votes; the rest wait or were never asked."""
+        assert self.batch_state is not None
+        failures = self.batch_state.failures()
+        in_flight = self.batch_state.in_flight()
+        failed = []
+        for job in jobs:
+            item_id = self.dataset.item_ids[job.item]
+            for s in job.samples:
+                key = (item_id, job.spec.name, s)
+                if key in failures:
+                    kind, _, detail = failures[key].partition(": ")
+                    failed.append(self._failed_vote(job.item, job.spec, s, llm.CallFailed(kind, detail)))
+                elif key in in_flight:
+                    self.stats.in_batch += 1
+                else:
+                    self.stats.not_issued += 1
+        self._emit(failed)
+        self.stats.new_votes -= len(failed)
+
+    def store_collected(self, pairs: list[tuple[str, dict[str, Any]]]) -> None:
+        """Cache the answers a batch gave; their votes count as this run's answers."""
+        assert self.cache is not None
+        self.cache.set_many(pairs)
+        for key, entry in pairs:
+            self._collected.add(key)
+            self.stats.tokens_in += int(entry["tokens_in"])
+            self.stats.tokens_out += int(entry["tokens_out"])
+            self.stats.cost_usd += float(entry["cost_usd"])
+
+    def batch_entries(self, spec: ModelSpec, request: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Cache entries, one per choice, from the answer a batch gave to ``request``."""
+        try:
+            response = llm.litellm().ModelResponse(**body)
+        except Exception:
+            return None
+        choices = llm.choices_of(response)
+        if not choices:
+            return None
+        usage = body.get("usage") or {}
+        tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        completion = llm.Completion(choices=choices, tokens_in=tokens_in, tokens_out=tokens_out,
+                                    cost_usd=llm.batch_price(spec.model, tokens_in, tokens_out), latency_s=0.0)
+        return [self._entry(spec, choice, completion, position, len(choices), batch=True)
+                for position, choice in enumerate(choices)]
+
+    def _replay_cache(self) -> list[_Job]:
         """Votes from the cache, and the jobs (item, annotator, missing samples) left over."""
         todo: list[tuple[ModelSpec, int, int, str]] = []
         for spec in self.specs:
             for i, item_id in enumerate(self.dataset.item_ids):
                 for s in range(self.samples):
-                    if (item_id, spec.name, s) not in self._votes:
-                        todo.append((spec, i, s, self._key(spec, self.hashes[i], s)))
+                    if (item_id, spec.name, s) not in self._votes and (item_id, spec.name, s) not in self._done:
+                        todo.append((spec, i, s, self.key(spec, self.hashes[i], s)))
         hits = self.cache.get_many(key for *_, key in todo) if self.cache is not None else {}
         jobs: dict[tuple[str, int], _Job] = {}
         replayed: list[Vote] = []
@@ -195,10 +325,11 @@ class Runner:
                     job = jobs[(spec.name, i)] = _Job(i, spec, [])
                 job.samples.append(s)
                 continue
-            vote = self._vote(i, spec, s, hit, cached=True)
+            vote = self._vote(i, spec, s, hit, cached=key not in self._collected)
             self._votes[vote.key] = vote
             replayed.append(vote)
-        self.stats.cached_votes = len(replayed)
+        self.stats.cached_votes = len(replayed) - len(self._collected)
+        self.stats.new_votes += len(self._collected)
         if self._log is not None and replayed:
             self._log.write(replayed)
             self._log.flush()
@@ -222,13 +353,15 @@ class Runner:
         while queue:
             await self._do(queue.pop())
 
-    def _estimate(self, spec: ModelSpec, item: int, n: int) -> float:
+    def estimate(self, spec: ModelSpec, item: int, n: int, *, batch: bool = False) -> float:
+        """Worst-case dollars of one request for ``n`` samples (0 without a budget)."""
         if self.budget.limit is None or llm.price(spec.model, 1000, 1000) == 0.0:
             return 0.0
         key = (spec.model, item)
         if key not in self._prompt_tokens:
             self._prompt_tokens[key] = llm.count_tokens(spec.model, self.messages(item))
-        return llm.price(spec.model, self._prompt_tokens[key], (spec.max_tokens or self.task.max_tokens) * n)
+        pricing = llm.batch_price if batch else llm.price
+        return pricing(spec.model, self._prompt_tokens[key], (spec.max_tokens or self.task.max_tokens) * n)
 
     async def _do(self, job: _Job) -> None:
         spec = job.spec
@@ -238,7 +371,7 @@ class Runner:
         while remaining:
             use_n = caps.n and self._n_ok.get(spec.name, True)
             n = len(remaining) if use_n else 1
-            estimate = self._estimate(spec, job.item, n)
+            estimate = self.estimate(spec, job.item, n)
             if not self.budget.reserve(estimate):
                 self.stats.not_issued += len(remaining)
                 return
@@ -267,8 +400,8 @@ class Runner:
                     self.stats.n_unsupported.append(spec.name)
             batch, entries = [], []
             for position, (sample, choice) in enumerate(zip(remaining, choices, strict=False)):
-                entry = self._entry(spec, job.item, choice, completion, position, len(choices))
-                entries.append((self._key(spec, self.hashes[job.item], sample), entry))
+                entry = self._entry(spec, choice, completion, position, len(choices))
+                entries.append((self.key(spec, self.hashes[job.item], sample), entry))
                 batch.append(self._vote(job.item, spec, sample, entry, cached=False))
             if self.cache is not None:
                 self.cache.set_many(entries)  # cached before the votes are written: a kill loses nothing paid
@@ -285,9 +418,10 @@ class Runner:
             params["calibration_messages"] = prompt.render(blank, item_id="content-free", where="calibration")
         return params
 
-    def _entry(self, spec: ModelSpec, item: int, choice: llm.Choice, completion: llm.Completion,
-               position: int, count: int) -> dict[str, Any]:
+    def _entry(self, spec: ModelSpec, choice: llm.Choice, completion: llm.Completion,
+               position: int, count: int, *, batch: bool = False) -> dict[str, Any]:
         """What the cache keeps of one choice; prompt tokens are billed to the first."""
+        pricing = llm.batch_price if batch else llm.price
         tokens_in = completion.tokens_in if position == 0 else 0
         share, rest = divmod(completion.tokens_out, count)
         tokens_out = share + (rest if position == 0 else 0)
@@ -298,7 +432,7 @@ class Runner:
         return {
             "content": choice.content, "distribution": distribution, "finish_reason": choice.finish_reason,
             "tokens_in": tokens_in, "tokens_out": tokens_out,
-            "cost_usd": llm.price(spec.model, tokens_in, tokens_out) if count > 1 else completion.cost_usd,
+            "cost_usd": pricing(spec.model, tokens_in, tokens_out) if count > 1 else completion.cost_usd,
             "latency_s": round(completion.latency_s, 4), "deployment": completion.deployment,
         }
 

@@ -22,7 +22,7 @@ FORMAT_VERSION = 1
 
 #: Errors that mean "no answer came" (not an invalid answer): a re-run asks again.
 TRANSIENT_ERRORS = frozenset({"rate_limited", "timeout", "server_error", "connection_error",
-                              "api_error", "empty_response", "error"})
+                              "api_error", "empty_response", "error", "batch_failed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +95,14 @@ class VoteLog:
         self.repaired = False
         self.dropped = 0
 
-    def open(self, wanted: Mapping[tuple[str, str, int], str]) -> dict[tuple[str, str, int], Vote]:
+    def open(self, wanted: Mapping[tuple[str, str, int], str], *,
+             keep: bool = True) -> dict[tuple[str, str, int], Vote | None]:
         """Lock the directory, read back the votes still wanted, open for appending.
 
-        ``wanted`` maps each vote key to its current prompt hash; recorded votes with
-        another hash or an unknown key are dropped (the file is rewritten atomically).
+        ``wanted`` maps each vote key to its current prompt hash (anything with ``get``);
+        recorded votes with another hash or an unknown key are dropped (the file is
+        rewritten atomically). Returns the kept votes by key; with ``keep=False`` only
+        their keys (values None), so a resumed corpus larger than memory stays on disk.
         """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -112,13 +115,13 @@ class VoteLog:
         except OSError:
             raise RunDirError(f"another process is annotating into {self.directory}",
                               fix="wait for it to finish, or choose another --out directory") from None
-        kept: dict[tuple[str, str, int], Vote] = {}
+        kept: dict[tuple[str, str, int], Vote | None] = {}
         if self.path.exists():
-            kept, rewrite = self._read_back(wanted)
-            if rewrite:
+            rewrite = self._read_back(wanted, kept, keep=keep, out=None)
+            if rewrite:  # a second pass copies the kept lines: nothing but their keys is held
                 tmp = self.path.with_suffix(".jsonl.tmp")
                 with tmp.open("w", encoding="utf-8") as out:
-                    out.writelines(v.to_json() + "\n" for v in kept.values())
+                    self._read_back(wanted, {}, keep=False, out=out)
                     out.flush()
                     os.fsync(out.fileno())
                 os.replace(tmp, self.path)
@@ -129,9 +132,12 @@ class VoteLog:
                               fix="choose a writable --out directory") from None
         return kept
 
-    def _read_back(self, wanted: Mapping[tuple[str, str, int], str]) -> tuple[dict[tuple[str, str, int], Vote], bool]:
-        kept: dict[tuple[str, str, int], Vote] = {}
+    def _read_back(self, wanted: Mapping[tuple[str, str, int], str], kept: dict[tuple[str, str, int], Vote | None],
+                   *, keep: bool, out: IO[str] | None) -> bool:
+        """Fill ``kept`` with the wanted votes of the log (copying their lines to ``out``);
+        True when a line had to be dropped or repaired."""
         rewrite = False
+        dropped = 0
         with self.path.open(encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 if not line.endswith("\n"):
@@ -144,11 +150,15 @@ class VoteLog:
                     continue
                 if (wanted.get(vote.key) != vote.prompt_hash or vote.key in kept
                         or str(vote.error).split(":", 1)[0] in TRANSIENT_ERRORS):
-                    self.dropped += 1
+                    dropped += 1
                     rewrite = True
                     continue
-                kept[vote.key] = vote
-        return kept, rewrite
+                kept[vote.key] = vote if keep else None
+                if out is not None:
+                    out.write(line)
+        if out is None:
+            self.dropped = dropped
+        return rewrite
 
     def write(self, votes: Iterable[Vote]) -> None:
         assert self._handle is not None
