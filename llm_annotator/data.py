@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,11 @@ class Dataset:
     item_ids: list[str]
     columns: list[str]
     source: str
+    offset: int = 0  # rows of the input before this one (a chunk of a streamed input)
 
     def where(self, index: int) -> str:
         """Human name of a row for error messages: file and 1-based data row."""
-        return f"{self.source} row {index + 1}"
+        return f"{self.source} row {self.offset + index + 1}"
 
 
 def read_table(data: Any, *, columns: Mapping[str, str] | None = None) -> tuple[list[Row], list[str], str]:
@@ -123,21 +125,134 @@ def _read_jsonl(path: Path) -> tuple[list[Row], list[str]]:
     with path.open(encoding="utf-8-sig") as handle:
         try:
             for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path} line {number}: not valid JSON ({exc.msg})",
-                                    fix="write one JSON object per line") from None
-                if not isinstance(value, dict):
-                    raise DataError(f"{path} line {number}: a line must hold a JSON object",
-                                    fix="write one JSON object per line")
-                records.append(value)
+                if line.strip():
+                    records.append(_jsonl_record(path, number, line))
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not UTF-8 text (byte {exc.start})", fix="re-save the file as UTF-8") from None
     names = list(dict.fromkeys(k for r in records for k in r))
     return records, names
+
+
+def read_chunks(data: Any, *, columns: Mapping[str, str] | None = None,
+                chunk_rows: int = 10_000) -> tuple[str, Iterator[tuple[list[Row], list[str]]]]:
+    """A source name, and the input as chunks of at most ``chunk_rows`` rows with their
+    column names: files are read piece by piece (CSV/TSV in pandas chunks, JSONL line by
+    line, Parquet by row group batches), iterables of dicts (a streaming
+    ``datasets.IterableDataset``) item by item. Call again to read the input again."""
+    if isinstance(data, str | Path):
+        path = Path(data)
+        if not path.exists():
+            raise DataError(f"data file {path} does not exist", fix="check the path")
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty", fix="give a file with a header and at least one row")
+        source, chunks = str(path), _file_chunks(path, chunk_rows)
+    elif isinstance(data, list) or (hasattr(data, "to_dict") and hasattr(data, "columns")) \
+            or (hasattr(data, "column_names") and hasattr(data, "to_list")):
+        records, names, source = read_table(data)
+        chunks = iter([(records[i:i + chunk_rows], names) for i in range(0, len(records), chunk_rows)])
+    elif isinstance(data, Iterable):
+        source, chunks = f"<{type(data).__name__}>", _iterable_chunks(data, chunk_rows)
+    else:
+        raise DataError(f"cannot stream data of type {type(data).__name__}",
+                        fix="pass a path (.csv, .jsonl, .parquet), or an iterable of dicts such as a streaming dataset")
+    return source, _mapped(chunks, source, columns)
+
+
+def _mapped(chunks: Iterator[tuple[list[Row], list[str]]], source: str,
+            columns: Mapping[str, str] | None) -> Iterator[tuple[list[Row], list[str]]]:
+    seen = False
+    for records, names in chunks:
+        if not records:
+            continue
+        seen = True
+        if columns:
+            missing = [src for src in columns.values() if src not in names]
+            if missing:
+                raise DataError(f"{source}: column {missing[0]!r} named in the column map does not exist",
+                                fix=f"use one of {', '.join(names[:12])}")
+            for row in records:
+                for field, src in columns.items():
+                    row[field] = row.get(src)
+            names = names + [f for f in columns if f not in names]
+        yield records, names
+    if not seen:
+        raise DataError(f"{source}: no data rows", fix="give a file with a header and at least one row")
+
+
+def _file_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[list[Row], list[str]]]:
+    import pandas as pd
+
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".csv.gz", ".tsv.gz"):
+            reader = pd.read_csv(path, sep="\t" if "tsv" in suffix else ",", dtype=str, keep_default_na=False,
+                                 na_values=[], encoding="utf-8-sig", chunksize=chunk_rows)
+            with reader:
+                for frame in reader:
+                    names = [str(c) for c in frame.columns]
+                    yield [{str(k): _clean(v) for k, v in r.items()} for r in frame.to_dict(orient="records")], names
+        elif suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
+            yield from _jsonl_chunks(path, chunk_rows)
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+                records = [{str(k): _clean(v) for k, v in r.items()} for r in batch.to_pylist()]
+                yield records, [str(n) for n in batch.schema.names]
+        elif suffix == ".json":
+            records, names = _read_file(path)
+            for i in range(0, len(records), chunk_rows):
+                yield records[i:i + chunk_rows], names
+        else:
+            raise DataError(f"{path}: unknown file type {suffix!r}", fix="use .csv, .tsv, .jsonl, .json or .parquet")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r})",
+                        fix="re-save the file as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty", fix="give a file with a header and at least one row") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: not a valid table: {str(exc).strip()}",
+                        fix="check quoting and the number of fields per line") from None
+
+
+def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[list[Row], list[str]]]:
+    records: list[Row] = []
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            records.append(_jsonl_record(path, number, line))
+            if len(records) >= chunk_rows:
+                yield records, list(dict.fromkeys(k for r in records for k in r))
+                records = []
+    if records:
+        yield records, list(dict.fromkeys(k for r in records for k in r))
+
+
+def _iterable_chunks(data: Iterable[Any], chunk_rows: int) -> Iterator[tuple[list[Row], list[str]]]:
+    records: list[Row] = []
+    for number, row in enumerate(data, start=1):
+        if not isinstance(row, Mapping):
+            raise DataError(f"<{type(data).__name__}> row {number}: a row must be a dict of column values",
+                            fix="yield one dict per row")
+        records.append({str(k): _clean(v) for k, v in row.items()})
+        if len(records) >= chunk_rows:
+            yield records, list(dict.fromkeys(k for r in records for k in r))
+            records = []
+    if records:
+        yield records, list(dict.fromkeys(k for r in records for k in r))
+
+
+def _jsonl_record(path: Path, number: int, line: str) -> Row:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} line {number}: not valid JSON ({exc.msg})",
+                        fix="write one JSON object per line") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path} line {number}: a line must hold a JSON object", fix="write one JSON object per line")
+    return value
 
 
 def row_hash(row: Mapping[str, Any]) -> str:
@@ -147,37 +262,50 @@ def row_hash(row: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def assign_ids(records: list[Row], source: str, id_column: str | None) -> list[str]:
-    """Item ids: the id column's values (unique), else the row hash.
+class IdAssigner:
+    """Item ids for rows given in order, in one list or chunk after chunk.
 
-    Identical rows get the suffixes ``~1``, ``~2`` ... in input order.
+    With an id column its values (unique, non-empty); else the row hash, identical rows
+    getting the suffixes ``~1``, ``~2`` ... in input order. Remembers the ids it gave
+    (row number per id), which is what a streamed input keeps per item.
     """
-    if id_column is not None:
+
+    def __init__(self, source: str, id_column: str | None) -> None:
+        self.source = source
+        self.id_column = id_column
+        self.rows: dict[str, int] = {}   # id -> 0-based input row
+        self._repeats: dict[str, int] = {}  # row hash -> next suffix, for repeated rows only
+
+    def __call__(self, records: Iterable[Row], offset: int = 0) -> list[str]:
         ids: list[str] = []
-        first: dict[str, int] = {}
-        for index, row in enumerate(records):
-            value = row.get(id_column)
-            if value is None or value == "":
-                if id_column not in row:
-                    raise DataError(f"{source}: id column {id_column!r} does not exist",
-                                    fix="name an existing column with --id-column, or omit it to hash rows")
-                raise DataError(f"{source} row {index + 1}: id column {id_column!r} is empty",
-                                fix="give every row an id")
-            key = str(value)
-            if key in first:
-                raise DataError(f"{source} rows {first[key] + 1} and {index + 1}: duplicate id {key!r} in column {id_column!r}",
-                                fix="make the ids unique, or omit --id-column to hash rows")
-            first[key] = index
+        for index, row in enumerate(records, start=offset):
+            if self.id_column is not None:
+                value = row.get(self.id_column)
+                if value is None or value == "":
+                    if self.id_column not in row:
+                        raise DataError(f"{self.source}: id column {self.id_column!r} does not exist",
+                                        fix="name an existing column with --id-column, or omit it to hash rows")
+                    raise DataError(f"{self.source} row {index + 1}: id column {self.id_column!r} is empty",
+                                    fix="give every row an id")
+                key = str(value)
+                if key in self.rows:
+                    raise DataError(f"{self.source} rows {self.rows[key] + 1} and {index + 1}: duplicate id {key!r} "
+                                    f"in column {self.id_column!r}",
+                                    fix="make the ids unique, or omit --id-column to hash rows")
+            else:
+                key = base = row_hash(row)
+                if base in self.rows:  # an identical row came before
+                    n = self._repeats.get(base, 1)
+                    self._repeats[base] = n + 1
+                    key = f"{base}~{n}"
+            self.rows[key] = index
             ids.append(key)
         return ids
-    counts: dict[str, int] = defaultdict(int)
-    ids = []
-    for row in records:
-        base = row_hash(row)
-        n = counts[base]
-        counts[base] += 1
-        ids.append(base if n == 0 else f"{base}~{n}")
-    return ids
+
+
+def assign_ids(records: list[Row], source: str, id_column: str | None) -> list[str]:
+    """Item ids of ``records`` (see :class:`IdAssigner`)."""
+    return IdAssigner(source, id_column)(records)
 
 
 def _find(names: Iterable[str], candidates: tuple[str, ...]) -> str | None:

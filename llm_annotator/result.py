@@ -86,19 +86,9 @@ class AnnotationResult:
             probs = sums.div(sums.sum(axis=1), axis=0)
         else:
             raise ConfigError(f"unknown consensus method {method!r}", fix="use 'mean', 'majority' or 'dawid_skene'")
-        matrix = probs.to_numpy(dtype=float)
-        conf = aggregate.confidence(matrix)
         n_valid = self.votes[self.votes["label"].notna()].groupby("item_id").size()
-        out = pd.DataFrame({"item_id": order})
-        for k, label in enumerate(self.labels_order):
-            out[f"p_{label}"] = matrix[:, k]
-        out["label"] = aggregate.argmax_labels(matrix, self.labels_order)
-        for name, values in conf.items():
-            out[name] = values
-        out["n_valid"] = n_valid.reindex(order).fillna(0).astype(int).to_numpy()
-        out["n_requested"] = self.samples * len(self.annotators)
-        out["valid_share"] = out["n_valid"] / out["n_requested"]
-        return out
+        return label_table(order, probs.to_numpy(dtype=float), n_valid.reindex(order).fillna(0).astype(int).to_numpy(),
+                           self.samples * len(self.annotators), self.labels_order)
 
     # -- agreement ---------------------------------------------------------------------
     def gold_labels(self, column: str) -> list[Any]:
@@ -189,25 +179,16 @@ class AnnotationResult:
     # -- exports -----------------------------------------------------------------------
     def to_frame(self, method: str = "mean") -> Any:
         """One row per item: input columns, per-label probabilities, label, confidence, counts."""
-        labels = self.labels(method)
-        table = self.items.merge(labels, on="item_id", how="left")
-        table["soft_label"] = [list(row) for row in labels[[f"p_{x}" for x in self.labels_order]].to_numpy()]
-        return table
+        return item_table(self.items, self.labels(method), self.labels_order)
 
     def to_jsonl(self, path: str | Path, method: str = "mean") -> Path:
         frame = self.to_frame(method)
-        lines = (json.dumps(_jsonable(r), ensure_ascii=False) for r in frame.to_dict(orient="records"))
-        write_atomic(Path(path), lambda out: out.writelines(line + "\n" for line in lines))
+        write_atomic(Path(path), lambda out: write_jsonl_rows(frame, out))
         return Path(path)
 
     def to_csv(self, path: str | Path, method: str = "mean") -> Path:
-        import pandas as pd
-
-        frame = self.to_frame(method).drop(columns=["soft_label"])
-        for column in frame.columns:
-            if not pd.api.types.is_numeric_dtype(frame[column]):
-                frame[column] = frame[column].map(safe_cell)
-        write_atomic(Path(path), lambda out: frame.to_csv(out, index=False, lineterminator="\n"))
+        frame = self.to_frame(method)
+        write_atomic(Path(path), lambda out: write_csv_rows(frame, out, header=True))
         return Path(path)
 
     def to_parquet(self, path: str | Path, method: str = "mean") -> Path:
@@ -248,6 +229,47 @@ class AnnotationResult:
                    annotators=[m["name"] for m in manifest["models"]], manifest=manifest)
 
 
+def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n_requested: int,
+                labels: Sequence[str]) -> Any:
+    """The labels table: item_id, p_LABEL per label, label, confidence, margin, entropy
+    confidence, n_valid, n_requested, valid_share, from item x label probabilities."""
+    import pandas as pd
+
+    out = pd.DataFrame({"item_id": list(order)})
+    for k, label in enumerate(labels):
+        out[f"p_{label}"] = matrix[:, k]
+    out["label"] = aggregate.argmax_labels(matrix, labels)
+    for name, values in aggregate.confidence(matrix).items():
+        out[name] = values
+    out["n_valid"] = np.asarray(n_valid, dtype=int)
+    out["n_requested"] = n_requested
+    out["valid_share"] = out["n_valid"] / out["n_requested"]
+    return out
+
+
+def item_table(items: Any, labels: Any, order: Sequence[str]) -> Any:
+    """Input columns joined to the labels table, plus ``soft_label`` (a list per item)."""
+    table = items.merge(labels, on="item_id", how="left")
+    table["soft_label"] = [list(row) for row in labels[[f"p_{x}" for x in order]].to_numpy()]
+    return table
+
+
+def write_csv_rows(frame: Any, out: Any, *, header: bool) -> None:
+    """``labels.csv`` rows (no ``soft_label``), text cells neutralised against formulas."""
+    import pandas as pd
+
+    frame = frame.drop(columns=["soft_label"])
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].map(safe_cell)
+    frame.to_csv(out, index=False, header=header, lineterminator="\n")
+
+
+def write_jsonl_rows(frame: Any, out: Any) -> None:
+    """``labels.jsonl`` rows: one JSON object per item, NaN as null."""
+    out.writelines(json.dumps(_jsonable(r), ensure_ascii=False) + "\n" for r in frame.to_dict(orient="records"))
+
+
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in record.items():
@@ -262,4 +284,4 @@ def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AnnotationResult", "safe_cell"]
+__all__ = ["AnnotationResult", "item_table", "label_table", "safe_cell", "write_csv_rows", "write_jsonl_rows"]
