@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .cache import AnswerCache
     from .models import ModelSpec
     from .result import AnnotationResult
+    from .stream import StreamedRun, annotate_stream, annotate_stream_async
     from .task import Task, load_task
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "annotate": "api", "annotate_async": "api", "AnswerCache": "cache", "ModelSpec": "models",
     "AnnotationResult": "result", "Task": "task", "load_task": "task",
+    "annotate_stream": "stream", "annotate_stream_async": "stream", "StreamedRun": "stream",
 }
 
 
@@ -55,10 +57,13 @@ __all__ = [
     "ModelError",
     "ModelSpec",
     "RunDirError",
+    "StreamedRun",
     "Task",
     "TaskError",
     "TemplateError",
     "annotate",
     "annotate_async",
+    "annotate_stream",
+    "annotate_stream_async",
     "load_task",
 ]

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .batch import STATE, BatchState, check_spec
+from .batch import STATE, BatchState, check_spec, job_call
 from .cache import AnswerCache
 from .data import load_dataset
 from .errors import ConfigError
@@ -105,14 +105,8 @@ async def annotate_async(
     if out_dir is not None and (mode is not None or (out_dir / STATE).exists()):
         batch_state = BatchState.load(out_dir)
         if mode == "submit":
-            batch_state.call = {
-                "data": str(Path(data).resolve()) if isinstance(data, str | Path) else None,
-                "task": the_task.model_dump(mode="json"), "models": [s.public() for s in specs],
-                "samples": samples, "id_column": id_column, "context": window, "columns": dict(columns or {}),
-                "shard": shard if shard is None or isinstance(shard, str) else list(shard),
-                "cache": str(answer_cache.directory) if answer_cache is not None else None,
-                "budget_usd": budget_usd,
-            }
+            batch_state.call = job_call(data, the_task, specs, samples=samples, id_column=id_column, context=window,
+                                        columns=columns, shard=shard, cache=answer_cache, budget_usd=budget_usd)
     started = dt.datetime.now(dt.UTC)
     runner = Runner(dataset, the_task, specs, samples=samples, out_dir=out_dir, cache=answer_cache,
                     budget_usd=budget_usd, progress=progress, batch_mode=mode, batch_state=batch_state)
@@ -128,7 +122,7 @@ async def annotate_async(
     items.insert(0, "item_id", dataset.item_ids)
     frame = votes_frame(votes)
     manifest = _manifest(the_task, specs, samples, window, id_column, budget_usd, dataset.source,
-                         input_columns, len(dataset.rows), frame, runner.stats, started,
+                         input_columns, len(dataset.rows), tally(frame), runner.stats, started,
                          answer_cache, shard, batch_state)
     result = AnnotationResult(frame, the_task, items, samples=samples,
                               annotators=[s.name for s in specs], manifest=manifest)
@@ -182,11 +176,18 @@ def _version(name: str) -> str | None:
         return None
 
 
+def tally(votes: Any) -> dict[str, Any]:
+    """What run.json counts of a votes frame: votes, valid, errors by kind, cost."""
+    return {"votes": len(votes), "valid": int(votes["label"].notna().sum()),
+            "errors": Counter(str(e).split(":", 1)[0] for e in votes["error"].dropna()),
+            "cost_usd": float(votes["cost_usd"].sum())}
+
+
 def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id_column: str | None,
-              budget_usd: float | None, source: str, columns: list[str], n_items: int, votes: Any,
+              budget_usd: float | None, source: str, columns: list[str], n_items: int, votes: dict[str, Any],
               stats: RunStats, started: dt.datetime, cache: AnswerCache | None,
               shard: Any = None, batch_state: BatchState | None = None) -> dict[str, Any]:
-    errors = Counter(str(e).split(":", 1)[0] for e in votes["error"].dropna())
+    errors = votes["errors"]
     invalid_kinds = {"empty", "unparseable", "missing_field", "out_of_label_set", "refused"}
     status = "complete"
     if stats.not_issued:
@@ -205,8 +206,8 @@ def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id
         "data": {"source": source, "n_items": n_items, "columns": columns},
         "counts": {
             "votes_requested": stats.requested_votes,
-            "votes": len(votes),
-            "valid": int(votes["label"].notna().sum()),
+            "votes": votes["votes"],
+            "valid": votes["valid"],
             "invalid": int(sum(n for k, n in errors.items() if k in invalid_kinds)),
             "errors": int(sum(n for k, n in errors.items() if k not in invalid_kinds)),
             "by_reason": dict(sorted(errors.items())),
@@ -225,7 +226,7 @@ def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id
         "tokens_in": stats.tokens_in,
         "tokens_out": stats.tokens_out,
         "cost_usd": round(stats.cost_usd, 8),
-        "cost_usd_all_votes": round(float(votes["cost_usd"].sum()), 8),
+        "cost_usd_all_votes": round(votes["cost_usd"], 8),
         "wall_s": round(stats.wall_s, 3),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

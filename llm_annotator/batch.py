@@ -37,6 +37,7 @@ from .votes import write_atomic
 if TYPE_CHECKING:
     from .result import AnnotationResult
     from .runner import Runner, _Job
+    from .stream import StreamedRun
 
 STATE = "batches.json"
 ENDPOINT = "/v1/chat/completions"
@@ -106,6 +107,12 @@ class BatchState:
     run_dir: Path
     call: dict[str, Any] = field(default_factory=dict)
     batches: list[dict[str, Any]] = field(default_factory=list)
+    _in_flight: set[VoteKey] | None = field(default=None, repr=False)
+    _failures: dict[VoteKey, str] | None = field(default=None, repr=False)
+
+    def forget(self) -> None:
+        """Drop what was derived from the batches (after they were collected or resolved)."""
+        self._in_flight = self._failures = None
 
     @classmethod
     def load(cls, run_dir: str | Path) -> BatchState:
@@ -135,6 +142,11 @@ class BatchState:
 
     def in_flight(self) -> set[VoteKey]:
         """Votes asked in batches that have not been collected: never to be asked again meanwhile."""
+        if self._in_flight is None:
+            self._in_flight = self._find_in_flight()
+        return self._in_flight
+
+    def _find_in_flight(self) -> set[VoteKey]:
         keys: set[VoteKey] = set()
         for entry in self.batches:
             if entry.get("status") in ("uploading", "abandoned") or entry.get("collected"):
@@ -146,6 +158,11 @@ class BatchState:
 
     def failures(self) -> dict[VoteKey, str]:
         """The error of every vote whose batch line failed, unless a later batch asks it again."""
+        if self._failures is None:
+            self._failures = self._find_failures()
+        return self._failures
+
+    def _find_failures(self) -> dict[VoteKey, str]:
         out: dict[VoteKey, str] = {}
         for entry in self.batches:
             if entry.get("status") == "abandoned":
@@ -230,6 +247,12 @@ async def _submit_one(state: BatchState, spec: ModelSpec, lines: list[dict[str, 
     entry.update(id=created.id, status=created.status,
                  submitted_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     state.save()
+    for line in lines:
+        item_id, annotator, samples = parse_custom_id(line["custom_id"])
+        state.in_flight().update((item_id, annotator, s) for s in samples)
+        if state._failures is not None:
+            for s in samples:
+                state._failures.pop((item_id, annotator, s), None)
 
 
 async def reconcile(state: BatchState, specs: list[ModelSpec]) -> None:
@@ -257,6 +280,7 @@ async def reconcile(state: BatchState, specs: list[ModelSpec]) -> None:
                 entry.update(id=found.id, status=found.status)
             changed = True
     if changed:
+        state.forget()
         state.save()
 
 
@@ -340,8 +364,25 @@ async def gather(state: BatchState, runner: Runner) -> int:
                 failed[cid] = f"batch_failed: batch {entry['status']} without an answer for this request"
         entry.update(collected=True, failed=failed,
                      collected_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        state.forget()
         state.save()
     return stored
+
+
+def job_call(data: Any, task: Any, specs: list[ModelSpec], *, samples: int, id_column: str | None, context: int,
+             columns: Mapping[str, str] | None, shard: Any, cache: Any, budget_usd: float | None,
+             stream: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``batches.json`` keeps to re-run a submitted job at collection (never a key)."""
+    call = {
+        "data": str(Path(data).resolve()) if isinstance(data, str | Path) else None,
+        "task": task.model_dump(mode="json"), "models": [s.public() for s in specs], "samples": samples,
+        "id_column": id_column, "context": context, "columns": dict(columns or {}),
+        "shard": shard if shard is None or isinstance(shard, str) else list(shard),
+        "cache": str(cache.directory) if cache is not None else None, "budget_usd": budget_usd,
+    }
+    if stream is not None:
+        call["stream"] = stream
+    return call
 
 
 def load_call(state: BatchState, data: Any, api_key: str | None, api_base: str | None) -> dict[str, Any]:
@@ -370,7 +411,7 @@ def load_call(state: BatchState, data: Any, api_key: str | None, api_base: str |
 
 async def collect_async(run_dir: str | Path, *, data: Any = None, api_key: str | None = None,
                         api_base: str | None = None, wait: bool = False, poll_s: float = 30.0,
-                        progress: bool | None = None) -> AnnotationResult:
+                        progress: bool | None = None) -> AnnotationResult | StreamedRun:
     """Download ended batches into the cache and rebuild the run's votes and labels."""
     from .api import annotate_async
 
@@ -382,16 +423,23 @@ async def collect_async(run_dir: str | Path, *, data: Any = None, api_key: str |
         if not wait or not pending:
             break
         await asyncio.sleep(poll_s)
-    result = await annotate_async(call.pop("data"), call.pop("task"), call.pop("models"), out=run_dir,
-                                  progress=progress, _batch_mode="collect", **call)
-    return result
+    stream = call.pop("stream", None)
+    if stream is not None:
+        from .stream import annotate_stream_async
+
+        return await annotate_stream_async(call.pop("data"), call.pop("task"), call.pop("models"), out=run_dir,
+                                           progress=progress, _batch_mode="collect", chunk_rows=stream["chunk_rows"],
+                                           **call)
+    return await annotate_async(call.pop("data"), call.pop("task"), call.pop("models"), out=run_dir,
+                                progress=progress, _batch_mode="collect", **call)
 
 
-def collect(run_dir: str | Path, **options: Any) -> AnnotationResult:
+def collect(run_dir: str | Path, **options: Any) -> AnnotationResult | StreamedRun:
     """Download the ended batches of ``run_dir`` and write its votes, labels and run.json.
 
     Votes of batches still running are left out (``run.json`` says ``batch_pending``);
-    ``wait=True`` polls every ``poll_s`` seconds until every batch has ended.
+    ``wait=True`` polls every ``poll_s`` seconds until every batch has ended. A job
+    submitted by :func:`annotate_stream` is collected streamed, and gives a StreamedRun.
     """
     from .api import run_sync
 

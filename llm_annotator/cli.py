@@ -12,6 +12,9 @@ from typing import Any
 
 from .errors import AnnotatorError, ConfigError
 
+#: Inputs larger than this are streamed by the CLI (see llm_annotator.stream).
+STREAM_AUTO_MB = 64
+
 
 def _pairs(values: Sequence[str] | None) -> dict[str, str]:
     out = {}
@@ -78,6 +81,9 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--router", metavar="CONFIG.yaml",
                    help="LiteLLM Router config (model_list, fallbacks, rpm/tpm); each -m names a model_name in it")
     p.add_argument("--shard", metavar="I/N", help="annotate only shard I of N (item-hash ranges); merge with 'merge'")
+    p.add_argument("--stream", action="store_true",
+                   help="read the input in chunks and keep no votes in memory (automatic for inputs over "
+                        f"{STREAM_AUTO_MB} MB without dialogue context); same run directory")
     p.add_argument("--batch", action="store_true",
                    help="submit the requests as provider batch jobs (half price, within 24 h) and return; "
                         "then 'batch collect RUN_DIR'")
@@ -133,6 +139,23 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _should_stream(args: argparse.Namespace) -> bool:
+    if args.stream:
+        return True
+    if args.context:
+        return False
+    try:
+        big = Path(args.data).stat().st_size > STREAM_AUTO_MB * 1_000_000
+    except OSError:
+        return False
+    if big:
+        from .task import load_task
+
+        labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+        big = args.context == 0 or not load_task(args.task, labels).context_window
+    return big
+
+
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .api import annotate
 
@@ -143,11 +166,16 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         models = [{"model": m, "router": args.router} for m in (args.models or [])]
         if not models:
             raise ConfigError("--router needs the model_name(s) to use", fix="add -m MODEL_NAME from the router config")
-    result = annotate(args.data, args.task, models, samples=args.samples, out=out,
-                      concurrency=args.concurrency, budget_usd=args.budget_usd, timeout=args.timeout,
-                      shard=args.shard, batch=args.batch,
-                      progress=False if args.quiet else None, **_job_options(args))
-    _summary(result.manifest, out, args.samples)
+    options = {"samples": args.samples, "out": out, "concurrency": args.concurrency, "budget_usd": args.budget_usd,
+               "timeout": args.timeout, "shard": args.shard, "progress": False if args.quiet else None,
+               **_job_options(args)}
+    if _should_stream(args):
+        from .stream import annotate_stream
+
+        manifest = annotate_stream(args.data, args.task, models, batch=args.batch, **options).manifest
+    else:
+        manifest = annotate(args.data, args.task, models, batch=args.batch, **options).manifest
+    _summary(manifest, out, args.samples)
     return 0
 
 

@@ -275,6 +275,7 @@ class IdAssigner:
         self.id_column = id_column
         self.rows: dict[str, int] = {}   # id -> 0-based input row
         self._repeats: dict[str, int] = {}  # row hash -> next suffix, for repeated rows only
+        self._replay_repeats: dict[str, int] = {}
 
     def __call__(self, records: Iterable[Row], offset: int = 0) -> list[str]:
         ids: list[str] = []
@@ -301,6 +302,29 @@ class IdAssigner:
             self.rows[key] = index
             ids.append(key)
         return ids
+
+    def replay(self, records: Iterable[Row], offset: int = 0) -> list[str]:
+        """The ids given earlier to these rows, found again without storing anything (a
+        streamed input's later passes); a row that no longer has its id is an error."""
+        ids: list[str] = []
+        for index, row in enumerate(records, start=offset):
+            if self.id_column is not None:
+                key = str(row.get(self.id_column))
+            else:
+                key = base = row_hash(row)
+                if self.rows.get(base) != index:
+                    n = self._replay_repeats.get(base, 1)
+                    self._replay_repeats[base] = n + 1
+                    key = f"{base}~{n}"
+            if self.rows.get(key) != index:
+                raise DataError(f"{self.source} row {index + 1} changed while it was annotated",
+                                fix="do not edit the input during a run; re-run to resume")
+            ids.append(key)
+        return ids
+
+    def restart(self) -> None:
+        """Begin another replay from the first row."""
+        self._replay_repeats = {}
 
 
 def assign_ids(records: list[Row], source: str, id_column: str | None) -> list[str]:

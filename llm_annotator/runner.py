@@ -222,9 +222,21 @@ class Runner:
 
                 self._bar = tqdm(total=self.stats.requested_votes, initial=len(self._done), unit="vote",
                                  desc="annotating", file=sys.stderr, dynamic_ncols=True)
+            if self.batch_mode == "collect":
+                assert self.batch_state is not None
+                self.stats.batch_answers = await batch.gather(self.batch_state, self)
             for dataset, hashes in chunks:
                 self.dataset, self.hashes = dataset, hashes
                 jobs = self._replay_cache()
+                self._votes.clear()
+                if self.batch_mode == "collect":
+                    self._settle_batch(jobs)
+                    self._votes.clear()
+                    continue
+                if self.batch_mode == "submit":
+                    assert self.batch_state is not None
+                    await batch.submit(self, jobs, self.batch_state)
+                    continue
                 if self.batch_state is not None:
                     jobs = self._without_in_flight(jobs)
                 for spec in self.specs:
@@ -325,11 +337,12 @@ class Runner:
                     job = jobs[(spec.name, i)] = _Job(i, spec, [])
                 job.samples.append(s)
                 continue
-            vote = self._vote(i, spec, s, hit, cached=key not in self._collected)
+            fresh = key in self._collected  # a batch answer collected by this run
+            vote = self._vote(i, spec, s, hit, cached=not fresh)
             self._votes[vote.key] = vote
             replayed.append(vote)
-        self.stats.cached_votes = len(replayed) - len(self._collected)
-        self.stats.new_votes += len(self._collected)
+            self.stats.new_votes += fresh
+            self.stats.cached_votes += not fresh
         if self._log is not None and replayed:
             self._log.write(replayed)
             self._log.flush()
