@@ -134,9 +134,12 @@ class FakeOpenAI:
     """A threaded HTTP server on 127.0.0.1 that answers ``/v1/chat/completions``."""
 
     def __init__(self, respond: Responder | None = None, *, latency: float = 0.0,
-                 honour_n: bool = True, model_name: str = "fake") -> None:
+                 honour_n: bool = True, model_name: str = "fake", slots: int | None = None) -> None:
         self.respond = respond or (lambda request: "neutral")
         self.latency = latency
+        # at most ``slots`` completions are worked on at once, the rest wait (a self-hosted
+        # server with a fixed number of batch slots)
+        self.slots = threading.Semaphore(slots) if slots else None
         self.honour_n = honour_n
         self.model_name = model_name
         self.requests: list[dict[str, Any]] = []
@@ -407,7 +410,10 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if not isinstance(reply, Reply):
                 reply = Reply(content=reply)
             delay = server.latency + reply.delay
-            if delay:
+            if server.slots is not None:
+                with server.slots:
+                    time.sleep(delay)
+            elif delay:
                 time.sleep(delay)
             if reply.drop:
                 self.close_connection = True
