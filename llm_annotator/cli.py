@@ -91,6 +91,7 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="tokens and dollars of a job, before any call")
     _job_arguments(p)
+    p.add_argument("--batch", action="store_true", help="price the requests as a provider batch job")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     p = sub.add_parser("agree", help="agreement between label columns of a table, or the annotators of a run")
@@ -213,7 +214,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from .plan import plan
 
-    result = plan(args.data, args.task, args.models, samples=args.samples, **_job_options(args))
+    result = plan(args.data, args.task, args.models, samples=args.samples, batch=args.batch, **_job_options(args))
     if args.json:
         print(json.dumps(result.model_dump(), indent=2))
     else:

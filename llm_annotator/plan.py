@@ -76,8 +76,9 @@ def plan(data: Any, task: str | Path | Task = "classification", models: Any = No
          labels: Sequence[str] | None = None, id_column: str | None = None, context: int | None = None,
          columns: Mapping[str, str] | None = None, cache: bool | str | Path | AnswerCache | None = True,
          temperature: float | None = None, max_tokens: int | None = None,
-         api_base: str | None = None) -> Plan:
-    """What ``annotate`` with the same arguments would request and cost; makes no call."""
+         api_base: str | None = None, batch: bool = False) -> Plan:
+    """What ``annotate`` with the same arguments would request and cost; makes no call.
+    ``batch=True`` prices the requests as a provider batch job (half price for GPT-4o)."""
     _check_arguments(samples, None, context)
     the_task = load_task(task, labels)
     specs = as_specs(models, temperature=temperature, max_tokens=max_tokens, api_base=api_base)
@@ -113,12 +114,13 @@ def plan(data: Any, task: str | Path | Task = "classification", models: Any = No
                 tokens_in += calls * llm.count_tokens(spec.model, messages)
             votes_left = len(rendered) * samples - cached
             priced = llm.price(spec.model, 1000, 1000) > 0
+            pricing = llm.batch_price if batch else llm.price
             plans.append(ModelPlan(
                 annotator=spec.name, model=spec.model, items=len(rendered), samples=samples,
                 votes=len(rendered) * samples, cached_votes=cached, requests=requests, uses_n=caps.n,
                 tokens_in=tokens_in, tokens_out_expected=votes_left * out_exp, tokens_out_max=votes_left * out_max,
-                cost_usd_expected=llm.price(spec.model, tokens_in, votes_left * out_exp),
-                cost_usd_max=llm.price(spec.model, tokens_in, votes_left * out_max), priced=priced))
+                cost_usd_expected=pricing(spec.model, tokens_in, votes_left * out_exp),
+                cost_usd_max=pricing(spec.model, tokens_in, votes_left * out_max), priced=priced))
     finally:
         if answer_cache is not None and not isinstance(cache, AnswerCache):
             answer_cache.close()

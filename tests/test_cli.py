@@ -56,6 +56,11 @@ def test_plan_makes_no_call_and_prices_gpt4o(reviews):
     assert plan["tokens_in"] > 8 * 20 and plan["cost_usd_max"] > plan["cost_usd_expected"] > 0
     table = cli("plan", str(reviews), "--task", "sentiment", "-m", "gpt-4o", check=True).stdout
     assert "USD expected" in table and "total: $" in table
+    batch = cli("plan", str(reviews), "--task", "sentiment", "-m", "gpt-4o", "--samples", "5", "--json", "--batch",
+                check=True)
+    batch_plan = json.loads(batch.stdout)["models"][0]
+    assert batch_plan["tokens_in"] == plan["tokens_in"]
+    assert batch_plan["cost_usd_expected"] == pytest.approx(plan["cost_usd_expected"] / 2)
 
 
 def test_cache_stats_and_clear(fake_server, reviews, tmp_path):
