@@ -71,12 +71,15 @@ def gpt4o_plan(meld_dir: Path, extra_items: int = 1794, melt_csv: Path | None = 
     lines = [f"GPT-4o on MELT: {len(subset)} train utterances counted, {extra_items} more scaled by the mean"]
     for k in (1, 5):
         result = plan(subset, "emotion_melt", ["gpt-4o"], samples=k, id_column="clip", cache=False).models[0]
+        batch = plan(subset, "emotion_melt", ["gpt-4o"], samples=k, id_column="clip", cache=False,
+                     batch=True).models[0]
         scale = (len(subset) + extra_items) / len(subset)
         lines.append(
             f"  k={k}: {result.requests} requests, {result.tokens_in} prompt tokens, "
             f"${result.cost_usd_expected:.2f} expected (${result.cost_usd_max:.2f} at most) for {len(subset)}; "
             f"${result.cost_usd_expected * scale:.2f} expected (${result.cost_usd_max * scale:.2f} at most) "
-            f"for {len(subset) + extra_items}")
+            f"for {len(subset) + extra_items}; as a batch job ${batch.cost_usd_expected:.2f} "
+            f"(${batch.cost_usd_max:.2f}) and ${batch.cost_usd_expected * scale:.2f} (${batch.cost_usd_max * scale:.2f})")
     return "\n".join(lines)
 
 
