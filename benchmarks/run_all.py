@@ -210,6 +210,16 @@ def bench_local(quick: bool, tmp: Path) -> dict[str, Any]:
             "items_with_a_valid_generated_vote": int(valid.sum()), "mean_total_variation": tv}
 
 
+def peak_rss(code: str) -> tuple[float, float]:
+    """Run ``code`` (whose last line prints a number) in a fresh interpreter: (that number, peak RSS in MB)."""
+    # VmHWM, not ru_maxrss: ru_maxrss keeps the parent's high-water mark across fork+exec
+    code += "; print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    value, peak = proc.stdout.strip().splitlines()[-2:]
+    return float(value), int(peak) / 1024
+
+
 def bench_memory(quick: bool, tmp: Path) -> dict[str, Any]:
     sizes = (2000, 10_000) if quick else (10_000, 50_000, 100_000)
     out = []
@@ -219,12 +229,9 @@ def bench_memory(quick: bool, tmp: Path) -> dict[str, Any]:
         code = (f"import sys, resource; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.run_all import rows; "
                 f"from llm_annotator import annotate; annotate(rows({n}), 'sentiment', ['openai/fake'], "
                 f"api_base='http://127.0.0.1:9/v1', cache={str(cache_dir)!r}, out={str(tmp / f'memory-run-{n}')!r}, "
-                f"progress=False, id_column='id'); "
-                # VmHWM, not ru_maxrss: ru_maxrss keeps the parent's high-water mark across fork+exec
-                f"print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-        out.append({"items": n, "peak_rss_mb": int(proc.stdout.strip().splitlines()[-1]) / 1024})
+                f"progress=False, id_column='id'); print(0)")
+        _, peak = peak_rss(code)
+        out.append({"items": n, "peak_rss_mb": peak})
     streamed = []
     for n in (10_000, 100_000) if quick else (100_000, 1_000_000):
         cache_dir = tmp / f"memory-{n}"
@@ -238,13 +245,9 @@ def bench_memory(quick: bool, tmp: Path) -> dict[str, Any]:
                 f"run = annotate_stream({str(data)!r}, 'sentiment', ['openai/fake'], api_base='http://127.0.0.1:9/v1', "
                 f"cache={str(cache_dir)!r}, out={str(tmp / f'stream-run-{n}')!r}, progress=False, id_column='id'); "
                 f"assert run.manifest['counts']['valid'] == {n}, run.manifest['counts']; "
-                f"print(time.perf_counter() - t); "
-                f"print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-        wall, peak = proc.stdout.strip().splitlines()[-2:]
-        streamed.append({"items": n, "peak_rss_mb": int(peak) / 1024, "wall_s": float(wall),
-                         "items_per_s": n / float(wall)})
+                f"print(time.perf_counter() - t)")
+        wall, peak = peak_rss(code)
+        streamed.append({"items": n, "peak_rss_mb": peak, "wall_s": wall, "items_per_s": n / wall})
     return {"rows": out, "streamed": streamed, "target_mb": 400}
 
 

@@ -63,17 +63,22 @@ def read_table(data: Any, *, columns: Mapping[str, str] | None = None) -> tuple[
         raise DataError(f"cannot read data of type {type(data).__name__}",
                         fix="pass a path (.csv, .jsonl, .parquet), a list of dicts, a DataFrame or a datasets.Dataset")
     if columns:
-        missing = [src for src in columns.values() if src not in names]
-        if missing:
-            raise DataError(f"{source}: column {missing[0]!r} named in the column map does not exist",
-                            fix=f"use one of {', '.join(names[:12])}")
-        for row in records:
-            for field, src in columns.items():
-                row[field] = row.get(src)
-        names += [f for f in columns if f not in names]
+        names = map_columns(records, names, source, columns)
     if not records:
         raise DataError(f"{source}: no data rows", fix="give a file with a header and at least one row")
     return records, names, source
+
+
+def map_columns(records: list[Row], names: list[str], source: str, columns: Mapping[str, str]) -> list[str]:
+    """Give every row the template fields of ``columns`` (field -> input column); the new names."""
+    missing = [src for src in columns.values() if src not in names]
+    if missing:
+        raise DataError(f"{source}: column {missing[0]!r} named in the column map does not exist",
+                        fix=f"use one of {', '.join(names[:12])}")
+    for row in records:
+        for field, src in columns.items():
+            row[field] = row.get(src)
+    return names + [f for f in columns if f not in names]
 
 
 def _clean(value: Any) -> Any:
@@ -83,54 +88,13 @@ def _clean(value: Any) -> Any:
 
 
 def _read_file(path: Path) -> tuple[list[Row], list[str]]:
-    import pandas as pd
-
-    if not path.exists():
-        raise DataError(f"data file {path} does not exist", fix="check the path")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty", fix="give a file with a header and at least one row")
-    try:
-        if suffix in (".csv", ".tsv", ".csv.gz", ".tsv.gz"):
-            frame = pd.read_csv(path, sep="\t" if "tsv" in suffix else ",", dtype=str,
-                                keep_default_na=False, na_values=[], encoding="utf-8-sig")
-        elif suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
-            return _read_jsonl(path)
-        elif suffix == ".json":
-            loaded = json.loads(path.read_text(encoding="utf-8-sig"))
-            if not isinstance(loaded, list):
-                raise DataError(f"{path}: a .json file must hold a list of objects",
-                                fix="write a JSON array of rows, or use .jsonl")
-            return read_table(loaded)[:2]
-        elif suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            raise DataError(f"{path}: unknown file type {suffix!r}",
-                            fix="use .csv, .tsv, .jsonl, .json or .parquet")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r})",
-                        fix="re-save the file as UTF-8") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty", fix="give a file with a header and at least one row") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: not a valid table: {str(exc).strip()}",
-                        fix="check quoting and the number of fields per line") from None
-    names = [str(c) for c in frame.columns]
-    records = [{str(k): _clean(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
-    return records, names
-
-
-def _read_jsonl(path: Path) -> tuple[list[Row], list[str]]:
+    """A whole file: its chunks (see :func:`read_chunks`) put together."""
     records: list[Row] = []
-    with path.open(encoding="utf-8-sig") as handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    records.append(_jsonl_record(path, number, line))
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text (byte {exc.start})", fix="re-save the file as UTF-8") from None
-    names = list(dict.fromkeys(k for r in records for k in r))
-    return records, names
+    names: dict[str, None] = {}
+    for chunk, chunk_names in _file_chunks(path, 1 << 62):
+        records.extend(chunk)
+        names.update(dict.fromkeys(chunk_names))
+    return records, list(names)
 
 
 def read_chunks(data: Any, *, columns: Mapping[str, str] | None = None,
@@ -140,12 +104,7 @@ def read_chunks(data: Any, *, columns: Mapping[str, str] | None = None,
     line, Parquet by row group batches), iterables of dicts (a streaming
     ``datasets.IterableDataset``) item by item. Call again to read the input again."""
     if isinstance(data, str | Path):
-        path = Path(data)
-        if not path.exists():
-            raise DataError(f"data file {path} does not exist", fix="check the path")
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: the file is empty", fix="give a file with a header and at least one row")
-        source, chunks = str(path), _file_chunks(path, chunk_rows)
+        source, chunks = str(data), _file_chunks(Path(data), chunk_rows)
     elif isinstance(data, list) or (hasattr(data, "to_dict") and hasattr(data, "columns")) \
             or (hasattr(data, "column_names") and hasattr(data, "to_list")):
         records, names, source = read_table(data)
@@ -165,16 +124,7 @@ def _mapped(chunks: Iterator[tuple[list[Row], list[str]]], source: str,
         if not records:
             continue
         seen = True
-        if columns:
-            missing = [src for src in columns.values() if src not in names]
-            if missing:
-                raise DataError(f"{source}: column {missing[0]!r} named in the column map does not exist",
-                                fix=f"use one of {', '.join(names[:12])}")
-            for row in records:
-                for field, src in columns.items():
-                    row[field] = row.get(src)
-            names = names + [f for f in columns if f not in names]
-        yield records, names
+        yield records, map_columns(records, names, source, columns) if columns else names
     if not seen:
         raise DataError(f"{source}: no data rows", fix="give a file with a header and at least one row")
 
@@ -182,6 +132,10 @@ def _mapped(chunks: Iterator[tuple[list[Row], list[str]]], source: str,
 def _file_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[list[Row], list[str]]]:
     import pandas as pd
 
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist", fix="check the path")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty", fix="give a file with a header and at least one row")
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".csv.gz", ".tsv.gz"):
@@ -200,7 +154,11 @@ def _file_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[list[Row], list[
                 records = [{str(k): _clean(v) for k, v in r.items()} for r in batch.to_pylist()]
                 yield records, [str(n) for n in batch.schema.names]
         elif suffix == ".json":
-            records, names = _read_file(path)
+            loaded = json.loads(path.read_text(encoding="utf-8-sig"))
+            if not isinstance(loaded, list):
+                raise DataError(f"{path}: a .json file must hold a list of objects",
+                                fix="write a JSON array of rows, or use .jsonl")
+            records, names, _ = read_table(loaded)
             for i in range(0, len(records), chunk_rows):
                 yield records[i:i + chunk_rows], names
         else:
