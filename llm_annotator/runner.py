@@ -63,6 +63,7 @@ class _Job:
     item: int
     spec: ModelSpec
     samples: list[int]
+    followers: list[int] = field(default_factory=list)  # items with the very same prompt: answered alike
 
 
 @dataclass
@@ -352,7 +353,23 @@ class Runner:
         return list(jobs.values())
 
     # -- requests ---------------------------------------------------------------------
+    def _dedupe(self, jobs: list[_Job]) -> list[_Job]:
+        """One request for items whose prompts are identical (repeated rows): the others
+        follow it and get the same answers, as they would from the cache on a re-run."""
+        leaders: dict[tuple[str, str, tuple[int, ...]], _Job] = {}
+        out = []
+        for job in jobs:
+            key = (job.spec.name, self.hashes[job.item], tuple(job.samples))
+            leader = leaders.get(key)
+            if leader is None:
+                leaders[key] = job
+                out.append(job)
+            else:
+                leader.followers.append(job.item)
+        return out
+
     async def _work(self, jobs: list[_Job]) -> None:
+        jobs = self._dedupe(jobs)
         queues: dict[str, list[_Job]] = {spec.name: [] for spec in self.specs}
         for job in reversed(jobs):
             queues[job.spec.name].append(job)
@@ -386,7 +403,7 @@ class Runner:
             n = len(remaining) if use_n else 1
             estimate = self.estimate(spec, job.item, n)
             if not self.budget.reserve(estimate):
-                self.stats.not_issued += len(remaining)
+                self.stats.not_issued += len(remaining) * (1 + len(job.followers))
                 return
             self.stats.requests += 1
             try:
@@ -398,7 +415,8 @@ class Runner:
             except llm.CallFailed as failure:
                 self.budget.settle(estimate, 0.0)
                 self.stats.failed_requests += 1
-                batch = [self._failed_vote(job.item, spec, s, failure) for s in remaining[:n]]
+                batch = [self._failed_vote(item, spec, s, failure)
+                         for item in (job.item, *job.followers) for s in remaining[:n]]
                 remaining = remaining[n:]
                 self._emit(batch)
                 continue
@@ -416,6 +434,7 @@ class Runner:
                 entry = self._entry(spec, choice, completion, position, len(choices))
                 entries.append((self.key(spec, self.hashes[job.item], sample), entry))
                 batch.append(self._vote(job.item, spec, sample, entry, cached=False))
+                batch += [self._vote(item, spec, sample, entry, cached=True) for item in job.followers]
             if self.cache is not None:
                 self.cache.set_many(entries)  # cached before the votes are written: a kill loses nothing paid
             remaining = remaining[len(choices):]
@@ -478,7 +497,9 @@ class Runner:
             self._votes[vote.key] = vote
             if self.on_vote is not None:
                 self.on_vote(vote)
-        self.stats.new_votes += len(batch)
+        shared = sum(v.cached for v in batch)  # followers of an identical prompt's request
+        self.stats.new_votes += len(batch) - shared
+        self.stats.cached_votes += shared
         if self._log is not None:
             self._log.write(batch)
             now = time.monotonic()

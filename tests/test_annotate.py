@@ -201,3 +201,17 @@ def test_bad_arguments_fail_before_any_call(fake_server):
     with pytest.raises(DataError, match=r"row 2 \(item b\): field 'text' is empty"):
         run(server, rows=[{"id": "a", "text": "x"}, {"id": "b", "text": None}], id_column="id")
     assert server.calls == 0
+
+
+def test_repeated_rows_are_asked_once_and_answered_alike(fake_server):
+    server = fake_server(sampling_responder(["positive", "negative", "neutral"], "sentiment"))
+    rows = [{"text": "the same line"}] * 5 + [{"text": "another line"}] * 3
+    result = annotate(rows, "sentiment", ["openai/fake"], samples=3, api_base=server.url, progress=False)
+    assert server.calls == 2  # one request (n=3) per distinct prompt
+    votes = result.votes
+    assert len(votes) == 24 and votes["item_id"].nunique() == 8
+    for _, group in votes.groupby(votes["prompt_hash"]):
+        by_sample = group.groupby("sample_index")["raw"].nunique()
+        assert (by_sample == 1).all()  # every item of one prompt got the same k answers
+    assert result.manifest["counts"]["new"] == 6 and result.manifest["counts"]["cache_hits"] == 18
+    assert votes["cached"].sum() == 18
