@@ -25,3 +25,24 @@ def test_label_change_table_counts_invalid_answers():
     table = label_changes(["joy", "joy", "anger"], ["joy", None, "surprise"])
     assert table.loc["joy", "joy"] == 1 and table.loc["joy", "invalid"] == 1
     assert table.loc["anger", "surprise"] == 1
+
+
+def test_melt_example_through_batch_jobs(shared_data, tmp_path, fake_server, capsys):
+    from llm_annotator.testing import sampling_responder
+
+    server = fake_server(sampling_responder(["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"],
+                                            "elements.emotion"))
+    server.hold_batches = True
+    out = tmp_path / "melt"
+    argv = ["--split", "dev", "--limit", "6", "--samples", "2", "--out", str(out), "-m", "openai/fake",
+            "--api-base", server.url, "--batch", "--meld-dir", str(shared_data / "meld")]
+    assert main(argv) == 0
+    assert "12 votes wait in batch jobs" in capsys.readouterr().out and not (out / "report.html").exists()
+    assert main(argv) == 0  # still running: nothing asked twice
+    assert len(server.batches) == 1 and not (out / "report.html").exists()
+    server.hold_batches = False
+    server.retrieve_batch(next(iter(server.batches)))  # the provider finishes
+    assert main(argv) == 0
+    assert (out / "report.html").is_file() and (out / "soft_labels.jsonl").is_file()
+    assert json.loads((out / "run.json").read_text())["counts"]["valid"] == 12
+    assert len(server.batches) == 1 and server.calls == 6

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -27,6 +28,7 @@ from llm_annotator import annotate  # noqa: E402
 from llm_annotator.agreement import format_report, to_json  # noqa: E402
 from llm_annotator.meld import EMOTIONS, load_meld, melt_subset  # noqa: E402
 from llm_annotator.plan import plan  # noqa: E402
+from llm_annotator.result import AnnotationResult  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -83,6 +85,26 @@ def gpt4o_plan(meld_dir: Path, extra_items: int = 1794, melt_csv: Path | None = 
     return "\n".join(lines)
 
 
+def submit_or_collect(frame: pd.DataFrame, task: str, models: list[str], out: Path,
+                      options: dict[str, Any]) -> AnnotationResult | None:
+    """Batch jobs: collect the running ones, else submit what is missing. None while any runs."""
+    from llm_annotator.batch import BatchState, collect
+
+    running = [b for b in BatchState.load(out).batches if not b.get("collected") and b.get("status") != "abandoned"]
+    if running:
+        collected = collect(out, data=frame, api_base=options.get("api_base"))
+        assert isinstance(collected, AnnotationResult)
+        result = collected
+    else:
+        result = annotate(frame, task, models, batch=True, **options)
+    if result.manifest["status"] == "batch_pending":
+        ids = ", ".join(str(b["id"]) for b in result.manifest["batches"] if not b["collected"])
+        print(f"{result.manifest['counts']['in_batch']} votes wait in batch jobs ({ids}); "
+              "run the same command again later to collect them and finish")
+        return None
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="MELT end to end on MELD")
     parser.add_argument("--meld-dir", default=str(SHARED / "meld"), help="folder with MELD's *_sent_emo.csv")
@@ -98,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="first N utterances only")
     parser.add_argument("--out", help="run directory (default runs/melt_SPLIT_TASK)")
     parser.add_argument("--plan", action="store_true", help="also print GPT-4o's cost on MELT's 7,024 + 1,794 utterances")
+    parser.add_argument("--api-base", help="API base URL of the model(s), e.g. a vLLM server")
+    parser.add_argument("--batch", action="store_true",
+                        help="ask through provider batch jobs (half price, within 24 h): the first run submits, "
+                             "the same command later collects and finishes")
     args = parser.parse_args(argv)
 
     models = args.models or (["gpt-4o"] if os.environ.get("OPENAI_API_KEY") else ["local/smollm2-135m"])
@@ -118,10 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(frame)} utterances of MELD {args.split}; task {args.task}; models {', '.join(models)}; k={args.samples}")
     if args.plan:
         print(gpt4o_plan(Path(args.meld_dir), melt_csv=Path(args.melt_csv)))
-    print(plan(frame, args.task, models, samples=args.samples, id_column="clip").table())
+    print(plan(frame, args.task, models, samples=args.samples, id_column="clip", batch=args.batch,
+               api_base=args.api_base).table())
 
-    result = annotate(frame, args.task, models, samples=args.samples, temperature=args.temperature,
-                      id_column="clip", out=out)
+    options = {"samples": args.samples, "temperature": args.temperature, "id_column": "clip", "out": out,
+               "api_base": args.api_base}
+    if args.batch:
+        result = submit_or_collect(frame, args.task, models, out, options)
+        if result is None:
+            return 0
+    else:
+        result = annotate(frame, args.task, models, **options)
     both = result.with_columns(columns)
     figures = both.agreement(gold="Emotion")
     print(format_report(figures, gold="Emotion"))
