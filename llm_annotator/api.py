@@ -12,13 +12,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .accounting import RunStats
 from .batch import STATE, BatchState, check_spec, job_call
 from .cache import AnswerCache
 from .data import load_dataset
 from .errors import ConfigError
 from .models import ModelSpec, as_specs
 from .result import AnnotationResult
-from .runner import Runner, RunStats
+from .runner import Runner
 from .task import Task, load_task
 from .votes import FORMAT_VERSION, votes_frame, write_atomic
 

@@ -21,14 +21,14 @@ import asyncio
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from . import llm
+from .batch_state import STATE, BatchState, custom_id, parse_custom_id
 from .errors import ConfigError, ModelError, RunDirError
 from .models import ModelSpec
 from .prompts import prompt_hash
@@ -39,24 +39,11 @@ if TYPE_CHECKING:
     from .runner import Runner, _Job
     from .stream import StreamedRun
 
-STATE = "batches.json"
 ENDPOINT = "/v1/chat/completions"
 #: OpenAI accepts at most 50,000 requests (and 200 MB) per batch file.
 MAX_REQUESTS = 50_000
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 PROVIDERS = frozenset({"openai", "azure"})
-
-VoteKey = tuple[str, str, int]
-
-
-def custom_id(item_id: str, annotator: str, samples: Iterable[int]) -> str:
-    return f"{item_id}|{annotator}|{','.join(str(s) for s in samples)}"
-
-
-def parse_custom_id(text: str) -> tuple[str, str, list[int]]:
-    item_id, annotator, samples = text.rsplit("|", 2)
-    return item_id, annotator, [int(s) for s in samples.split(",")]
-
 
 def check_spec(spec: ModelSpec) -> str:
     """The LiteLLM provider that runs ``spec``'s batches; a clear error where none can."""
@@ -97,90 +84,6 @@ async def _call(function: str, **kwargs: Any) -> Any:
 def _fail(what: str, spec: ModelSpec, exc: BaseException) -> ModelError:
     return ModelError(f"batch {what} for annotator {spec.name!r} failed: {llm.redact(str(exc), spec)}",
                       fix="check the provider's credentials and status; re-running resumes where this stopped")
-
-
-# -- state ----------------------------------------------------------------------------
-@dataclass
-class BatchState:
-    """``RUN_DIR/batches.json``: how to re-run the job, and every batch submitted for it."""
-
-    run_dir: Path
-    call: dict[str, Any] = field(default_factory=dict)
-    batches: list[dict[str, Any]] = field(default_factory=list)
-    _in_flight: set[VoteKey] | None = field(default=None, repr=False)
-    _failures: dict[VoteKey, str] | None = field(default=None, repr=False)
-
-    def forget(self) -> None:
-        """Drop what was derived from the batches (after they were collected or resolved)."""
-        self._in_flight = self._failures = None
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> BatchState:
-        run_dir = Path(run_dir)
-        path = run_dir / STATE
-        if not path.exists():
-            return cls(run_dir)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RunDirError(f"{path} cannot be read: {exc}",
-                              fix="restore it from a backup; batch ids are also on the provider's dashboard") from None
-        return cls(run_dir, data.get("call", {}), data.get("batches", []))
-
-    def save(self) -> None:
-        payload = {"format_version": 1, "call": self.call, "batches": self.batches}
-        write_atomic(self.run_dir / STATE, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-
-    def requests(self, entry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """custom_id -> request body, from the local copy of a batch's input file."""
-        out: dict[str, dict[str, Any]] = {}
-        with (self.run_dir / entry["file"]).open(encoding="utf-8") as handle:
-            for line in handle:
-                request = json.loads(line)
-                out[request["custom_id"]] = request["body"]
-        return out
-
-    def in_flight(self) -> set[VoteKey]:
-        """Votes asked in batches that have not been collected: never to be asked again meanwhile."""
-        if self._in_flight is None:
-            self._in_flight = self._find_in_flight()
-        return self._in_flight
-
-    def _find_in_flight(self) -> set[VoteKey]:
-        keys: set[VoteKey] = set()
-        for entry in self.batches:
-            if entry.get("status") in ("uploading", "abandoned") or entry.get("collected"):
-                continue
-            for cid in self.requests(entry):
-                item_id, annotator, samples = parse_custom_id(cid)
-                keys.update((item_id, annotator, s) for s in samples)
-        return keys
-
-    def failures(self) -> dict[VoteKey, str]:
-        """The error of every vote whose batch line failed, unless a later batch asks it again."""
-        if self._failures is None:
-            self._failures = self._find_failures()
-        return self._failures
-
-    def _find_failures(self) -> dict[VoteKey, str]:
-        out: dict[VoteKey, str] = {}
-        for entry in self.batches:
-            if entry.get("status") == "abandoned":
-                continue
-            if entry.get("collected"):
-                for cid, error in entry.get("failed", {}).items():
-                    item_id, annotator, samples = parse_custom_id(cid)
-                    out.update({(item_id, annotator, s): error for s in samples})
-            elif entry.get("status") != "uploading":
-                for cid in self.requests(entry):
-                    item_id, annotator, samples = parse_custom_id(cid)
-                    for s in samples:
-                        out.pop((item_id, annotator, s), None)
-        return out
-
-    def summary(self) -> list[dict[str, Any]]:
-        keep = ("id", "annotator", "status", "requests", "votes", "counts", "collected", "submitted_at")
-        return [{k: entry.get(k) for k in keep} for entry in self.batches]
 
 
 # -- submit ---------------------------------------------------------------------------
@@ -247,12 +150,7 @@ async def _submit_one(state: BatchState, spec: ModelSpec, lines: list[dict[str, 
     entry.update(id=created.id, status=created.status,
                  submitted_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     state.save()
-    for line in lines:
-        item_id, annotator, samples = parse_custom_id(line["custom_id"])
-        state.in_flight().update((item_id, annotator, s) for s in samples)
-        if state._failures is not None:
-            for s in samples:
-                state._failures.pop((item_id, annotator, s), None)
+    state.asked(line["custom_id"] for line in lines)
 
 
 async def reconcile(state: BatchState, specs: list[ModelSpec]) -> None:
@@ -385,25 +283,31 @@ def job_call(data: Any, task: Any, specs: list[ModelSpec], *, samples: int, id_c
     return call
 
 
-def load_call(state: BatchState, data: Any, api_key: str | None, api_base: str | None) -> dict[str, Any]:
-    """The arguments of :func:`annotate` that re-run the submitted job."""
-    from .task import Task
-
+def submitted_specs(state: BatchState, api_key: str | None, api_base: str | None) -> list[ModelSpec]:
+    """The annotators of the submitted job, with the caller's key (never stored)."""
     if not state.call:
         raise RunDirError(f"{state.run_dir} holds no batch job ({STATE} is missing)",
                           fix="submit one with 'llm-annotator annotate ... --batch --out RUN_DIR'")
-    call = dict(state.call)
-    if data is None and call.get("data") is None:
-        raise ConfigError(f"the batch job in {state.run_dir} was submitted from in-memory data",
-                          fix="pass the same data again: collect(run_dir, data=...)")
-    models = []
-    for public in call.pop("models"):
+    specs = []
+    for public in state.call["models"]:
         fields = {k: v for k, v in public.items() if k in ModelSpec.model_fields and k != "extra"}
         fields["extra"] = public.get("extra") or {}
         if api_base is not None:
             fields["api_base"] = api_base
-        models.append(ModelSpec(**fields, api_key=SecretStr(api_key) if api_key else None))
-    call["models"] = models
+        specs.append(ModelSpec(**fields, api_key=SecretStr(api_key) if api_key else None))
+    return specs
+
+
+def load_call(state: BatchState, data: Any, api_key: str | None, api_base: str | None) -> dict[str, Any]:
+    """The arguments of :func:`annotate` that re-run the submitted job."""
+    from .task import Task
+
+    specs = submitted_specs(state, api_key, api_base)
+    call = dict(state.call)
+    if data is None and call.get("data") is None:
+        raise ConfigError(f"the batch job in {state.run_dir} was submitted from in-memory data",
+                          fix="pass the same data again: collect(run_dir, data=...)")
+    call["models"] = specs
     call["task"] = Task(**call["task"])
     call["data"] = data if data is not None else call["data"]
     return call
@@ -451,8 +355,7 @@ def status(run_dir: str | Path, *, api_key: str | None = None, api_base: str | N
     from .api import run_sync
 
     state = BatchState.load(run_dir)
-    call = load_call(state, state.call.get("data") or "", api_key, api_base)
-    run_sync(refresh(state, call["models"]))
+    run_sync(refresh(state, submitted_specs(state, api_key, api_base)))
     return state.summary()
 
 

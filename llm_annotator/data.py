@@ -107,14 +107,20 @@ def read_chunks(data: Any, *, columns: Mapping[str, str] | None = None,
         source, chunks = str(data), _file_chunks(Path(data), chunk_rows)
     elif isinstance(data, list) or (hasattr(data, "to_dict") and hasattr(data, "columns")) \
             or (hasattr(data, "column_names") and hasattr(data, "to_list")):
-        records, names, source = read_table(data)
-        chunks = iter([(records[i:i + chunk_rows], names) for i in range(0, len(records), chunk_rows)])
+        source = "<list>" if isinstance(data, list) else "<DataFrame>" if hasattr(data, "columns") else "<Dataset>"
+        chunks = _memory_chunks(data, chunk_rows)  # read when iterated: naming the source reads nothing
     elif isinstance(data, Iterable):
         source, chunks = f"<{type(data).__name__}>", _iterable_chunks(data, chunk_rows)
     else:
         raise DataError(f"cannot stream data of type {type(data).__name__}",
                         fix="pass a path (.csv, .jsonl, .parquet), or an iterable of dicts such as a streaming dataset")
     return source, _mapped(chunks, source, columns)
+
+
+def _memory_chunks(data: Any, chunk_rows: int) -> Iterator[tuple[list[Row], list[str]]]:
+    records, names, _ = read_table(data)
+    for i in range(0, len(records), chunk_rows):
+        yield records[i:i + chunk_rows], names
 
 
 def _mapped(chunks: Iterator[tuple[list[Row], list[str]]], source: str,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from . import batch, llm
+from .accounting import Budget, RunStats
 from .cache import AnswerCache, cache_key, key_prefix
 from .data import Dataset
 from .models import ModelSpec
@@ -30,61 +31,11 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Budget:
-    """Stops issuing requests before ``limit`` dollars would be exceeded.
-
-    Each request reserves its worst-case cost (prompt tokens plus ``max_tokens`` per
-    choice) before it is sent; the reservation is replaced by the billed cost when it
-    returns. Spend plus reservations never passes the limit, under any concurrency.
-    """
-
-    limit: float | None
-    spent: float = 0.0
-    reserved: float = 0.0
-    refused: int = 0
-
-    def reserve(self, estimate: float) -> bool:
-        if self.limit is None:
-            return True
-        if self.spent + self.reserved + estimate > self.limit + 1e-12:
-            self.refused += 1
-            return False
-        self.reserved += estimate
-        return True
-
-    def settle(self, estimate: float, actual: float) -> None:
-        if self.limit is not None:
-            self.reserved -= estimate
-        self.spent += actual
-
-
-@dataclass
 class _Job:
     item: int
     spec: ModelSpec
     samples: list[int]
     followers: list[int] = field(default_factory=list)  # items with the very same prompt: answered alike
-
-
-@dataclass
-class RunStats:
-    requested_votes: int = 0
-    resumed_votes: int = 0
-    cached_votes: int = 0
-    new_votes: int = 0
-    not_issued: int = 0
-    in_batch: int = 0
-    batch_answers: int = 0
-    requests: int = 0
-    failed_requests: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-    wall_s: float = 0.0
-    log_repaired: bool = False
-    stale_dropped: int = 0
-    cache_corrupted: int = 0
-    n_unsupported: list[str] = field(default_factory=list)
 
 
 class Runner:
@@ -197,63 +148,6 @@ class Runner:
                 self.stats.cache_corrupted = self.cache.corrupted
             self.stats.wall_s = time.perf_counter() - started
         return self._ordered(wanted)
-
-    async def run_stream(self, chunks: Iterable[tuple[Dataset, list[str]]], wanted: Mapping[tuple[str, str, int], str],
-                         n_items: int) -> None:
-        """Annotate an input given chunk by chunk (each a Dataset and its prompt hashes).
-
-        Votes go to the log only: the runner keeps the keys of resumed votes and nothing
-        of a chunk once it is done, so memory does not grow with the corpus.
-        """
-        assert self.out_dir is not None
-        started = time.perf_counter()
-        self._prompt = compile_prompt(self.task)
-        self.stats.requested_votes = n_items * len(self.specs) * self.samples
-        self._log = VoteLog(self.out_dir)
-        self._done = self._log.open(wanted, keep=False)
-        for name in ("labels.csv", "labels.jsonl", "run.json"):
-            (self.out_dir / name).unlink(missing_ok=True)
-        self.stats.resumed_votes = len(self._done)
-        self.stats.log_repaired = self._log.repaired
-        self.stats.stale_dropped = self._log.dropped
-        checked: set[str] = set()
-        try:
-            if self.progress:
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=self.stats.requested_votes, initial=len(self._done), unit="vote",
-                                 desc="annotating", file=sys.stderr, dynamic_ncols=True)
-            if self.batch_mode == "collect":
-                assert self.batch_state is not None
-                self.stats.batch_answers = await batch.gather(self.batch_state, self)
-            for dataset, hashes in chunks:
-                self.dataset, self.hashes = dataset, hashes
-                jobs = self._replay_cache()
-                self._votes.clear()
-                if self.batch_mode == "collect":
-                    self._settle_batch(jobs)
-                    self._votes.clear()
-                    continue
-                if self.batch_mode == "submit":
-                    assert self.batch_state is not None
-                    await batch.submit(self, jobs, self.batch_state)
-                    continue
-                if self.batch_state is not None:
-                    jobs = self._without_in_flight(jobs)
-                for spec in self.specs:
-                    if spec.name not in checked and any(job.spec is spec for job in jobs):
-                        llm.check_model(spec)
-                        checked.add(spec.name)
-                await self._work(jobs)
-                self._votes.clear()
-                self._prompt_tokens.clear()
-        finally:
-            if self._bar is not None:
-                self._bar.close()
-            self._log.close()
-            if self.cache is not None:
-                self.stats.cache_corrupted = self.cache.corrupted
-            self.stats.wall_s = time.perf_counter() - started
 
     def _ordered(self, wanted: dict[tuple[str, str, int], str]) -> list[Vote]:
         order = {key: n for n, key in enumerate(wanted)}

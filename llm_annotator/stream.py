@@ -22,22 +22,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sys
+import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import batch, llm
 from .data import Dataset, IdAssigner, Row, read_chunks
 from .errors import ConfigError, DataError
 from .models import ModelSpec
 from .prompts import compile_prompt, prompt_hash
 from .runner import Runner
 from .task import Task
-from .votes import write_atomic
+from .votes import VoteLog, write_atomic
 
 if TYPE_CHECKING:
     from .result import AnnotationResult
@@ -135,6 +138,67 @@ class _Wanted(Mapping[tuple[str, str, int], str]):
 
     def __len__(self) -> int:
         return self.index.n_items * len(self.names) * self.samples
+
+
+class StreamRunner(Runner):
+    """A :class:`Runner` fed chunk by chunk, that keeps no vote once written."""
+
+    async def run_chunks(self, chunks: Iterable[tuple[Dataset, list[str]]], wanted: Mapping[tuple[str, str, int], str],
+                         n_items: int) -> None:
+        """Annotate an input given chunk by chunk (each a Dataset and its prompt hashes).
+
+        Votes go to the log only: the runner keeps the keys of resumed votes and nothing
+        of a chunk once it is done, so memory does not grow with the corpus.
+        """
+        assert self.out_dir is not None
+        started = time.perf_counter()
+        self._prompt = compile_prompt(self.task)
+        self.stats.requested_votes = n_items * len(self.specs) * self.samples
+        self._log = VoteLog(self.out_dir)
+        self._done = self._log.open(wanted, keep=False)
+        for name in ("labels.csv", "labels.jsonl", "run.json"):
+            (self.out_dir / name).unlink(missing_ok=True)
+        self.stats.resumed_votes = len(self._done)
+        self.stats.log_repaired = self._log.repaired
+        self.stats.stale_dropped = self._log.dropped
+        checked: set[str] = set()
+        try:
+            if self.progress:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=self.stats.requested_votes, initial=len(self._done), unit="vote",
+                                 desc="annotating", file=sys.stderr, dynamic_ncols=True)
+            if self.batch_mode == "collect":
+                assert self.batch_state is not None
+                self.stats.batch_answers = await batch.gather(self.batch_state, self)
+            for dataset, hashes in chunks:
+                self.dataset, self.hashes = dataset, hashes
+                jobs = self._replay_cache()
+                self._votes.clear()
+                if self.batch_mode == "collect":
+                    self._settle_batch(jobs)
+                    self._votes.clear()
+                    continue
+                if self.batch_mode == "submit":
+                    assert self.batch_state is not None
+                    await batch.submit(self, jobs, self.batch_state)
+                    continue
+                if self.batch_state is not None:
+                    jobs = self._without_in_flight(jobs)
+                for spec in self.specs:
+                    if spec.name not in checked and any(job.spec is spec for job in jobs):
+                        llm.check_model(spec)
+                        checked.add(spec.name)
+                await self._work(jobs)
+                self._votes.clear()
+                self._prompt_tokens.clear()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self._log.close()
+            if self.cache is not None:
+                self.stats.cache_corrupted = self.cache.corrupted
+            self.stats.wall_s = time.perf_counter() - started
 
 
 def _build_index(source: _Input, task: Task, id_column: str | None, shard: tuple[int, int] | None) -> _Index:
@@ -300,11 +364,11 @@ async def annotate_stream_async(data: Any, task: str | Path | Task = "classifica
                                     columns=columns, shard=shard, cache=answer_cache, budget_usd=budget_usd,
                                     stream={"chunk_rows": chunk_rows})
     started = dt.datetime.now(dt.UTC)
-    runner = Runner(Dataset([], [], index.columns, index.source), the_task, specs, samples=samples, out_dir=out_dir,
+    runner = StreamRunner(Dataset([], [], index.columns, index.source), the_task, specs, samples=samples, out_dir=out_dir,
                     cache=answer_cache, budget_usd=budget_usd, progress=progress, batch_mode=mode,
                     batch_state=batch_state)
     try:
-        await runner.run_stream(_datasets(source, index), _Wanted(index, [s.name for s in specs], samples),
+        await runner.run_chunks(_datasets(source, index), _Wanted(index, [s.name for s in specs], samples),
                                 index.n_items)
     finally:
         if answer_cache is not None and cache is not answer_cache:
