@@ -24,3 +24,4 @@ test: install-dev lint
 lint:
 	$(PYTHON) -m ruff check llm_annotator tests benchmarks tools examples
 	$(PYTHON) -m mypy
+	lint-imports

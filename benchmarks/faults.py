@@ -33,8 +33,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from llm_annotator.store.votelog import read_votes  # noqa: E402
 from llm_annotator.testing import FakeOpenAI, Reply, user_text  # noqa: E402
-from llm_annotator.votes import read_votes  # noqa: E402
 
 LABELS = ["positive", "negative", "neutral"]
 

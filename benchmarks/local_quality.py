@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llm_annotator import annotate  # noqa: E402
-from llm_annotator.agreement import vs_gold  # noqa: E402
-from llm_annotator.prompts import compile_prompt  # noqa: E402
-from llm_annotator.task import load_task  # noqa: E402
+from llm_annotator.analysis.agreement import vs_gold  # noqa: E402
+from llm_annotator.core.prompts import compile_prompt  # noqa: E402
+from llm_annotator.core.task import load_task  # noqa: E402
 
 MODELS = ["local/smollm2-135m", "local/gemma3-270m"]
 TASKS = ["emotion_melt", "emotion_context"]

@@ -42,8 +42,8 @@ def rows(n: int) -> list[dict[str, str]]:
 
 def same_requests(items: int) -> list[list[dict[str, str]]]:
     """The messages annotate sends for ``rows(items)`` under the sentiment task."""
-    from llm_annotator.prompts import compile_prompt
-    from llm_annotator.task import load_task
+    from llm_annotator.core.prompts import compile_prompt
+    from llm_annotator.core.task import load_task
 
     prompt = compile_prompt(load_task("sentiment"))
     return [prompt.render(row) for row in rows(items)]
@@ -52,8 +52,8 @@ def same_requests(items: int) -> list[list[dict[str, str]]]:
 async def bare_loop(url: str, requests: list[Any], concurrency: int, n: int) -> float:
     """The floor: litellm.acompletion over the same requests (same messages, schema,
     log-probabilities, limits) with the same concurrency bound, nothing else."""
-    from llm_annotator.llm import litellm
-    from llm_annotator.task import load_task
+    from llm_annotator.core.task import load_task
+    from llm_annotator.providers.client import litellm
 
     lm = litellm()
     gate = asyncio.Semaphore(concurrency)
@@ -116,19 +116,19 @@ def bench_concurrency(quick: bool, tmp: Path) -> dict[str, Any]:
 
 def prefill(items: int, samples: int, cache_dir: Path) -> None:
     """Write the answers of a finished job straight into the cache (no HTTP needed)."""
-    from llm_annotator.cache import AnswerCache
-    from llm_annotator.data import load_dataset
-    from llm_annotator.models import ModelSpec
-    from llm_annotator.runner import Runner
-    from llm_annotator.task import load_task
+    from llm_annotator.core.data import load_dataset
+    from llm_annotator.core.models import ModelSpec
+    from llm_annotator.core.task import load_task
+    from llm_annotator.engine.jobs import JobBuilder
+    from llm_annotator.store.cache import AnswerCache
 
     task = load_task("sentiment")
     spec = ModelSpec(model="openai/fake", api_base="http://127.0.0.1:9/v1")
     cache = AnswerCache(cache_dir)
-    runner = Runner(load_dataset(rows(items), id_column="id"), task, [spec], samples=samples, out_dir=None,
-                    cache=cache, budget_usd=None)
-    hashes = runner.render_all()
-    entries = [(runner.key(spec, h, s), {"content": json.dumps({"sentiment": LABELS[s % 3]}),
+    builder = JobBuilder(task, [spec], samples)
+    hashes = builder.prompt_hashes(load_dataset(rows(items), id_column="id"))
+    annotator = builder.annotators[0]
+    entries = [(annotator.fingerprint(h, s), {"content": json.dumps({"sentiment": LABELS[s % 3]}),
                                          "distribution": None, "finish_reason": "stop", "tokens_in": 12,
                                          "tokens_out": 5, "cost_usd": 0.0, "latency_s": 0.05})
                for h in hashes for s in range(samples)]

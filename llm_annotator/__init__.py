@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from llm_annotator.core.errors import (
     AnnotatorError,
     ConfigError,
     DataError,
@@ -22,19 +22,24 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import annotate, annotate_async
-    from .cache import AnswerCache
-    from .models import ModelSpec
-    from .result import AnnotationResult
-    from .stream import StreamedRun, annotate_stream, annotate_stream_async
-    from .task import Task, load_task
+    from llm_annotator.api import (
+        StreamedRun,
+        annotate,
+        annotate_async,
+        annotate_stream,
+        annotate_stream_async,
+    )
+    from llm_annotator.core.models import ModelSpec
+    from llm_annotator.core.task import Task, load_task
+    from llm_annotator.outputs.result import AnnotationResult
+    from llm_annotator.store.cache import AnswerCache
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "annotate": "api", "annotate_async": "api", "AnswerCache": "cache", "ModelSpec": "models",
-    "AnnotationResult": "result", "Task": "task", "load_task": "task",
-    "annotate_stream": "stream", "annotate_stream_async": "stream", "StreamedRun": "stream",
+    "annotate": "api", "annotate_async": "api", "AnswerCache": "store.cache", "ModelSpec": "core.models",
+    "AnnotationResult": "outputs.result", "Task": "core.task", "load_task": "core.task",
+    "annotate_stream": "api", "annotate_stream_async": "api", "StreamedRun": "api", "collect": "api",
 }
 
 
@@ -65,5 +70,6 @@ __all__ = [
     "annotate_async",
     "annotate_stream",
     "annotate_stream_async",
+    "collect",
     "load_task",
 ]

@@ -1,54 +1,92 @@
-"""``annotate``: a dataset, a task and models in; an :class:`AnnotationResult` out."""
+"""``annotate``: a dataset, a task and models in; labels, votes and a run directory out.
+
+Every entry point here runs the one pipeline (:mod:`llm_annotator.engine.pipeline`):
+:func:`annotate` with the input in memory (one chunk, votes kept), :func:`annotate_stream`
+with the input read in chunks (votes on disk only), ``batch=True`` with the batch
+backend, and :func:`collect` with the batch collection backend.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import threading
-from collections import Counter
 from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .accounting import RunStats
-from .batch import STATE, BatchState, check_spec, job_call
-from .cache import AnswerCache
-from .data import load_dataset
-from .errors import ConfigError
-from .models import ModelSpec, as_specs
-from .result import AnnotationResult
-from .runner import Runner
-from .task import Task, load_task
-from .votes import FORMAT_VERSION, votes_frame, write_atomic
+from llm_annotator.core.errors import ConfigError
+from llm_annotator.core.models import ModelSpec, as_specs
+from llm_annotator.core.shard import parse_shard
+from llm_annotator.core.task import Task, load_task
+from llm_annotator.core.votes import Vote, error_counts, votes_frame
+from llm_annotator.engine.batch import (
+    CollectBackend,
+    SubmitBackend,
+    gather,
+    job_call,
+    load_call,
+    refresh,
+)
+from llm_annotator.engine.budget import Budget
+from llm_annotator.engine.inputs import CHUNK_ROWS, MemoryInput, StreamInput
+from llm_annotator.engine.jobs import JobBuilder
+from llm_annotator.engine.live import LiveBackend
+from llm_annotator.engine.options import check_arguments, open_cache
+from llm_annotator.engine.pipeline import Backend, Pipeline
+from llm_annotator.engine.stats import RunStats
+from llm_annotator.outputs.result import AnnotationResult
+from llm_annotator.store.batch_state import STATE, BatchState
+from llm_annotator.store.cache import AnswerCache
+from llm_annotator.store.ledger import Ledger
+from llm_annotator.store.manifest import BudgetFigures, Counts, RunManifest
+from llm_annotator.store.rundir import RunDir
 
 T = TypeVar("T")
 DataLike = Any
 ModelsLike = str | Mapping[str, Any] | ModelSpec | Sequence[str | Mapping[str, Any] | ModelSpec] | None
 
-
-def _open_cache(cache: bool | str | Path | AnswerCache | None) -> AnswerCache | None:
-    if cache is False or cache is None:
-        return None
-    if isinstance(cache, AnswerCache):
-        return cache
-    return AnswerCache(None if cache is True else cache)
+#: Error kinds of invalid answers (an answer came) as opposed to failed requests.
+_INVALID = frozenset({"empty", "unparseable", "missing_field", "out_of_label_set", "refused"})
 
 
-def _check_arguments(samples: int, budget_usd: float | None, context: int | None) -> None:
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ConfigError(f"samples={samples!r}: at least one sample per item is needed",
-                          fix="pass samples=1 or more (CLI: --samples K)")
-    if budget_usd is not None and budget_usd < 0:
-        raise ConfigError(f"budget_usd={budget_usd}: a budget cannot be negative", fix="pass a budget >= 0")
-    if context is not None and context < 0:
-        raise ConfigError(f"context={context}: the context window cannot be negative",
-                          fix="pass 0 for no context or a positive number of previous turns")
+@dataclass
+class StreamedRun:
+    """What :func:`annotate_stream` returns: the run directory and its ``run.json``."""
+
+    directory: Path
+    manifest: dict[str, Any]
+
+    def load(self) -> AnnotationResult:
+        """The whole run as an :class:`AnnotationResult` (in memory: for runs that fit)."""
+        return AnnotationResult.load(self.directory)
+
+    def __repr__(self) -> str:
+        c = self.manifest["counts"]
+        return (f"<StreamedRun {self.directory} items={self.manifest['data']['n_items']} votes={c['votes']} "
+                f"valid={c['valid']} status={self.manifest['status']}>")
 
 
-def _check_batch(specs: list[ModelSpec], out_dir: Path | None, cache: Any) -> None:
-    if out_dir is None:
+def _check_budget(specs: list[ModelSpec], budget_usd: float | None) -> None:
+    if budget_usd is None:
+        return
+    from llm_annotator.providers.pricing import priced
+
+    for spec in specs:
+        if not priced(spec):
+            raise ConfigError(f"annotator {spec.name!r}: model {spec.model!r} has no known price, so a budget "
+                              "cannot be kept",
+                              fix="give its price in US dollars per million input and output tokens: "
+                                  f"models=[{{'model': {spec.model!r}, 'price': [IN, OUT]}}] (CLI: --price IN,OUT), "
+                                  "or drop the budget")
+
+
+def _check_batch(specs: list[ModelSpec], out: Path | None, cache: Any) -> None:
+    from llm_annotator.providers.batch_api import check_spec
+
+    if out is None:
         raise ConfigError("a batch job needs a run directory to record its batches in",
                           fix="pass out=RUN_DIR (CLI: --out RUN_DIR)")
     if cache is False or cache is None:
@@ -56,6 +94,172 @@ def _check_batch(specs: list[ModelSpec], out_dir: Path | None, cache: Any) -> No
                           fix="drop cache=False (CLI: --no-cache)")
     for spec in specs:
         check_spec(spec)
+
+
+async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream: bool, samples: int = 1,
+               temperature: float | None = None, labels: Sequence[str] | None = None, id_column: str | None = None,
+               context: int | None = None, columns: Mapping[str, str] | None = None, out: str | Path | None = None,
+               cache: bool | str | Path | AnswerCache | None = True, budget_usd: float | None = None,
+               concurrency: int | None = None, max_tokens: int | None = None, api_base: str | None = None,
+               api_key: str | None = None, timeout: float | None = None, progress: bool | None = None,
+               shard: str | tuple[int, int] | None = None, batch: bool = False, overwrite: bool = False,
+               chunk_rows: int = CHUNK_ROWS, collect_state: BatchState | None = None) -> tuple[RunManifest, Any]:
+    """Run one job through the pipeline; returns its manifest and (in memory) its result."""
+    import sys
+
+    check_arguments(samples, budget_usd, context)
+    the_task = load_task(task, labels)
+    specs = as_specs(models, temperature=temperature, concurrency=concurrency, max_tokens=max_tokens,
+                     api_base=api_base, api_key=api_key, timeout=timeout)
+    window = the_task.context_window if context is None else context
+    if stream and window:
+        raise ConfigError(f"task {the_task.name!r} asks for dialogue context, which needs whole dialogues in memory",
+                          fix="pass context=0 (CLI: --context 0), or annotate without streaming (split with --shard)")
+    the_shard: tuple[int, int] | None = None
+    if shard is not None:
+        the_shard = parse_shard(shard) if isinstance(shard, str) else (int(shard[0]), int(shard[1]))
+    out_dir = Path(out) if out is not None else None
+    if stream and out_dir is None:
+        raise ConfigError("a streamed run keeps its votes on disk only and needs a run directory",
+                          fix="pass out=RUN_DIR")
+    if batch:
+        _check_batch(specs, out_dir, cache)
+    _check_budget(specs, budget_usd)
+    builder = JobBuilder(the_task, specs, samples)
+    if stream:
+        source: MemoryInput | StreamInput = StreamInput(data, builder, id_column=id_column, columns=columns,
+                                                        shard=the_shard, chunk_rows=chunk_rows)
+    else:
+        from llm_annotator.core.data import load_dataset
+
+        source = MemoryInput(load_dataset(data, id_column=id_column, context=window, columns=columns),
+                             builder, the_shard)
+    job = builder.job(source.source, source.data, the_shard)
+    started = dt.datetime.now(dt.UTC)
+    stats = RunStats(requested_votes=source.n_items * len(specs) * samples)
+    answer_cache = open_cache(cache)
+    run_dir = RunDir(out_dir).open(job, overwrite=overwrite) if out_dir is not None else None
+    try:
+        ledger = run_dir.ledger() if run_dir is not None else Ledger(None)
+        budget = Budget(budget_usd, ledger)
+        state = collect_state
+        if state is None and out_dir is not None and (batch or (out_dir / STATE).exists()):
+            state = BatchState.load(out_dir)
+        if batch and state is not None:
+            state.call = job_call(data, the_task, specs, samples=samples, id_column=id_column, context=window,
+                                  columns=columns, shard=shard, cache=answer_cache, budget_usd=budget_usd,
+                                  stream={"chunk_rows": chunk_rows} if stream else None)
+        parameters: dict[str, Any] = {"samples": samples, "context": window, "id_column": id_column, "budget_usd": budget_usd,
+                      "shard": list(the_shard) if the_shard else None}
+        if stream:
+            parameters["stream"] = {"chunk_rows": chunk_rows}
+        manifest = RunManifest(job={**job.model_dump(mode="json"), "fingerprint": job.fingerprint},
+                               task=the_task.model_dump(mode="json"), template_hash=the_task.template_hash,
+                               labels=list(the_task.labels), models=[s.public() for s in specs],
+                               annotators={a.name: {**a.identity.model_dump(mode="json"), "digest": a.digest}
+                                           for a in builder.annotators},
+                               parameters=parameters,
+                               data={"source": source.source, "n_items": source.n_items, "columns": source.columns},
+                               started_at=started.isoformat(timespec="seconds"),
+                               cache_dir=str(answer_cache.directory) if answer_cache is not None else None,
+                               versions={"llm_annotator": _version("llm-annotator-kit"), "litellm": _version("litellm")})
+        log = None
+        resumed: dict[Any, Vote | None] = {}
+        if run_dir is not None:
+            run_dir.begin(manifest)
+            log = run_dir.vote_log()
+            resumed = log.open(builder.wanted(source.hashes), keep=not stream)
+            stats.resumed_votes, stats.log_repaired, stats.stale_dropped = len(resumed), log.repaired, log.dropped
+        show = sys.stderr.isatty() if progress is None else progress
+        pipeline = Pipeline(builder, cache=answer_cache, log=log, keep_votes=not stream, stats=stats, progress=show,
+                            in_flight=state.in_flight() if state is not None else frozenset())
+        if not stream:
+            pipeline.votes.update({k: v for k, v in resumed.items() if v is not None})
+        backend: Backend
+        try:
+            if collect_state is not None:
+                stats.batch_answers = await gather(collect_state, pipeline, budget)
+                pipeline.in_flight = collect_state.in_flight()
+                backend = CollectBackend(collect_state)
+            elif batch:
+                assert state is not None
+                backend = SubmitBackend(builder, state, budget, stats)
+            else:
+                backend = LiveBackend(the_task, budget, stats)
+            await pipeline.run(source.chunks(), backend, resumed)
+        finally:
+            if log is not None:
+                log.close()
+            ledger.close()
+        result = None
+        if isinstance(source, MemoryInput):
+            result = _result(pipeline, builder, source)
+            tally = {"votes": len(result.votes), "valid": int(result.votes["label"].notna().sum()),
+                     "errors": error_counts(result.votes["error"]), "cost_usd": float(result.votes["cost_usd"].sum())}
+            if run_dir is not None:
+                result.to_csv(run_dir.file("labels.csv"))
+                result.to_jsonl(run_dir.file("labels.jsonl"))
+        else:
+            from llm_annotator.outputs.labels import sum_votes, write_labels
+
+            assert run_dir is not None
+            sums = sum_votes(run_dir.votes_path, source.rows, source.n_rows, the_task, builder.names)
+            write_labels(source.chunks(), source.rows, source.columns, sums, the_task, samples * len(specs),
+                         run_dir.path)
+            tally = sums.tally
+        manifest = _finish(manifest, tally, stats, budget, state)
+        if run_dir is not None:
+            run_dir.write_manifest(manifest)
+        if result is not None:
+            result.manifest = manifest.to_dict()
+        return manifest, result
+    except BaseException:
+        if run_dir is not None:
+            run_dir.abandon()
+        raise
+    finally:
+        if run_dir is not None:
+            run_dir.close()
+        if answer_cache is not None and answer_cache is not cache:
+            answer_cache.close()
+
+
+def _result(pipeline: Pipeline, builder: JobBuilder, source: MemoryInput) -> AnnotationResult:
+    import pandas as pd
+
+    order = {key: n for n, key in enumerate(builder.wanted(source.hashes))}
+    votes = sorted(pipeline.votes.values(), key=lambda v: order.get(v.key, len(order)))
+    dataset = source.dataset
+    items = pd.DataFrame([{c: r.get(c) for c in source.columns} for r in dataset.rows], columns=source.columns)
+    items.insert(0, "item_id", dataset.item_ids)
+    return AnnotationResult(votes_frame(votes), builder.task, items, samples=builder.samples,
+                            annotators=builder.names)
+
+
+def _finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budget: Budget,
+            state: BatchState | None) -> RunManifest:
+    errors: dict[str, int] = tally["errors"]
+    status = "complete"
+    if stats.not_issued:
+        status = "stopped_by_budget"
+    if stats.in_batch:
+        status = "batch_pending"
+    counts = Counts(
+        votes_requested=stats.requested_votes, votes=tally["votes"], valid=tally["valid"],
+        invalid=sum(n for k, n in errors.items() if k in _INVALID),
+        errors=sum(n for k, n in errors.items() if k not in _INVALID), by_reason=errors,
+        resumed=stats.resumed_votes, cache_hits=stats.cached_votes, new=stats.new_votes,
+        not_issued=stats.not_issued, in_batch=stats.in_batch, batch_answers=stats.batch_answers,
+        requests=stats.requests, failed_requests=stats.failed_requests, stale_dropped=stats.stale_dropped,
+        cache_corrupted=stats.cache_corrupted, cost_estimated=stats.cost_estimated)
+    return manifest.model_copy(update={
+        "status": status, "counts": counts, "n_not_honoured": stats.n_unsupported,
+        "tokens_in": stats.tokens_in, "tokens_out": stats.tokens_out,
+        "cost_usd": round(budget.spent_this_run, 8), "cost_usd_all_votes": round(float(tally["cost_usd"]), 8),
+        "budget": BudgetFigures(limit_usd=budget.limit, spent_usd=round(budget.spent, 8),
+                                spent_this_run_usd=round(budget.spent_this_run, 8)),
+        "wall_s": round(stats.wall_s, 3), "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "batches": state.summary() if state is not None else []})
 
 
 async def annotate_async(
@@ -70,6 +274,7 @@ async def annotate_async(
     context: int | None = None,
     columns: Mapping[str, str] | None = None,
     out: str | Path | None = None,
+    overwrite: bool = False,
     cache: bool | str | Path | AnswerCache | None = True,
     budget_usd: float | None = None,
     concurrency: int | None = None,
@@ -80,70 +285,132 @@ async def annotate_async(
     progress: bool | None = None,
     shard: str | tuple[int, int] | None = None,
     batch: bool = False,
-    _batch_mode: str | None = None,
 ) -> AnnotationResult:
-    """The async twin of :func:`annotate`."""
-    _check_arguments(samples, budget_usd, context)
-    the_task = load_task(task, labels)
-    specs = as_specs(models, temperature=temperature, concurrency=concurrency, max_tokens=max_tokens,
-                     api_base=api_base, api_key=api_key, timeout=timeout)
-    window = the_task.context_window if context is None else context
-    dataset = load_dataset(data, id_column=id_column, context=window, columns=columns)
-    if shard is not None:
-        from .data import Dataset
-        from .shard import parse_shard, shard_of
-
-        index, total = parse_shard(shard) if isinstance(shard, str) else shard
-        keep = [n for n, item in enumerate(dataset.item_ids) if shard_of(item, total) == index]
-        dataset = Dataset([dataset.rows[n] for n in keep], [dataset.item_ids[n] for n in keep],
-                          dataset.columns, dataset.source)
-    out_dir = Path(out) if out is not None else None
-    mode = _batch_mode or ("submit" if batch else None)
-    if mode is not None:
-        _check_batch(specs, out_dir, cache)
-    answer_cache = _open_cache(cache)
-    batch_state = None
-    if out_dir is not None and (mode is not None or (out_dir / STATE).exists()):
-        batch_state = BatchState.load(out_dir)
-        if mode == "submit":
-            batch_state.call = job_call(data, the_task, specs, samples=samples, id_column=id_column, context=window,
-                                        columns=columns, shard=shard, cache=answer_cache, budget_usd=budget_usd)
-    started = dt.datetime.now(dt.UTC)
-    runner = Runner(dataset, the_task, specs, samples=samples, out_dir=out_dir, cache=answer_cache,
-                    budget_usd=budget_usd, progress=progress, batch_mode=mode, batch_state=batch_state)
-    try:
-        votes = await runner.run()
-    finally:
-        if answer_cache is not None and not isinstance(cache, AnswerCache):
-            answer_cache.close()
-    import pandas as pd
-
-    input_columns = [c for c in dataset.columns if c != "context"]
-    items = pd.DataFrame([{c: r.get(c) for c in input_columns} for r in dataset.rows], columns=input_columns)
-    items.insert(0, "item_id", dataset.item_ids)
-    frame = votes_frame(votes)
-    manifest = _manifest(the_task, specs, samples, window, id_column, budget_usd, dataset.source,
-                         input_columns, len(dataset.rows), tally(frame), runner.stats, started,
-                         answer_cache, shard, batch_state)
-    result = AnnotationResult(frame, the_task, items, samples=samples,
-                              annotators=[s.name for s in specs], manifest=manifest)
-    if out_dir is not None:
-        result.to_csv(out_dir / "labels.csv")
-        result.to_jsonl(out_dir / "labels.jsonl")
-        write_atomic(out_dir / "run.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    """The async twin of :func:`annotate` (same options)."""
+    _, result = await _run(data, task, models, stream=False, samples=samples, temperature=temperature,
+                           labels=labels, id_column=id_column, context=context, columns=columns, out=out,
+                           overwrite=overwrite, cache=cache, budget_usd=budget_usd, concurrency=concurrency,
+                           max_tokens=max_tokens, api_base=api_base, api_key=api_key, timeout=timeout,
+                           progress=progress, shard=shard, batch=batch)
+    assert result is not None
     return result
 
 
-def annotate(data: DataLike, task: str | Path | Task = "classification", models: ModelsLike = None,
-             **options: Any) -> AnnotationResult:
-    """Label ``data`` with ``models`` under ``task``; see the README for every option.
+def annotate(data: DataLike, task: str | Path | Task = "classification", models: ModelsLike = None, *,
+             samples: int = 1, temperature: float | None = None, labels: Sequence[str] | None = None,
+             id_column: str | None = None, context: int | None = None, columns: Mapping[str, str] | None = None,
+             out: str | Path | None = None, overwrite: bool = False,
+             cache: bool | str | Path | AnswerCache | None = True, budget_usd: float | None = None,
+             concurrency: int | None = None, max_tokens: int | None = None, api_base: str | None = None,
+             api_key: str | None = None, timeout: float | None = None, progress: bool | None = None,
+             shard: str | tuple[int, int] | None = None, batch: bool = False) -> AnnotationResult:
+    """Label ``data`` with ``models`` under ``task``: every vote, soft labels, confidence.
 
-    ``data`` is a path (.csv, .jsonl, .parquet), a list of dicts, a pandas DataFrame or a
-    ``datasets.Dataset``. ``models`` are LiteLLM model strings (default: the embedded
-    ``local/smollm2-135m``), dicts of :class:`ModelSpec` fields, or specs. With ``out``,
-    votes stream to ``out/votes.jsonl`` and a re-run resumes where the last one stopped.
+    Args:
+        data: a path (.csv, .tsv, .jsonl, .json, .parquet), a list of dicts, a pandas
+            DataFrame or a ``datasets.Dataset``.
+        task: a built-in task name (``llm-annotator templates list``) or the path of a
+            ``.jinja`` template with YAML front matter, or a :class:`Task`.
+        models: the annotators: LiteLLM model strings (default: the embedded
+            ``local/smollm2-135m``), dicts of :class:`ModelSpec` fields (``model``, ``name``,
+            ``temperature``, ``max_tokens``, ``top_p``, ``api_base``, ``api_key``,
+            ``concurrency``, ``timeout``, ``max_retries``, ``price``, ``extra``, ...), or specs.
+        samples: answers per item and annotator (k); repeated samples become soft labels.
+        temperature: sampling temperature for every annotator (default 1.0).
+        labels: the label set, for a task that takes the caller's labels (``classification``).
+        id_column: column of unique item ids (default: a hash of each row).
+        context: previous turns of the dialogue given as context (default: the task's).
+        columns: template field -> input column, for inputs whose columns are named otherwise.
+        out: run directory: votes stream to ``out/votes.jsonl``; ``labels.csv``,
+            ``labels.jsonl`` and ``run.json`` are written at the end; a re-run of the same
+            job resumes, asking only missing votes and votes whose request changed.
+        overwrite: replace the job ``out`` holds when it is another job (else refused).
+        cache: the answer cache: True (``$LLM_ANNOTATOR_CACHE_DIR`` or the user cache), a
+            directory, an :class:`AnswerCache`, or False for none.
+        budget_usd: the most the job may spend, counted across every run into ``out``; a
+            model with no known price needs a ``price``.
+        concurrency: requests in flight per annotator (default 16).
+        max_tokens: answer length limit (default: the task's).
+        api_base: API base URL for every annotator (else the provider's environment).
+        api_key: API key for every annotator (else the provider's environment); never stored.
+        timeout: seconds before a request is abandoned and retried (default 120).
+        progress: show a progress bar (default: when stderr is a terminal).
+        shard: ``"I/N"``: annotate only shard I of N (item-hash ranges); see ``merge``.
+        batch: submit the requests as provider batch jobs (OpenAI, Azure) and return; then
+            :func:`collect`.
+
+    Returns:
+        An :class:`AnnotationResult`: ``.votes`` (one row per item, annotator and sample),
+        ``.soft_labels()``, ``.labels()``, ``.agreement()``, exports, and ``.manifest``
+        (what ``run.json`` holds).
     """
-    return run_sync(annotate_async(data, task, models, **options))
+    return run_sync(annotate_async(data, task, models, samples=samples, temperature=temperature, labels=labels,
+                                   id_column=id_column, context=context, columns=columns, out=out,
+                                   overwrite=overwrite, cache=cache, budget_usd=budget_usd,
+                                   concurrency=concurrency, max_tokens=max_tokens, api_base=api_base,
+                                   api_key=api_key, timeout=timeout, progress=progress, shard=shard, batch=batch))
+
+
+async def annotate_stream_async(data: Any, task: str | Path | Task = "classification", models: ModelsLike = None,
+                                *, out: str | Path, chunk_rows: int = CHUNK_ROWS, **options: Any) -> StreamedRun:
+    """The async twin of :func:`annotate_stream`."""
+    manifest, _ = await _run(data, task, models, stream=True, out=out, chunk_rows=chunk_rows, **options)
+    return StreamedRun(Path(out), manifest.to_dict())
+
+
+def annotate_stream(data: Any, task: str | Path | Task = "classification", models: ModelsLike = None,
+                    **options: Any) -> StreamedRun:
+    """:func:`annotate` for corpora larger than memory: the same options and run directory
+    (``out`` is required), the input read in chunks (``chunk_rows``) and nothing of the
+    votes kept in memory.
+
+    ``data`` is a path (.csv/.tsv, .jsonl, .parquet, also gzipped text) or any re-iterable
+    of dicts, e.g. ``datasets.load_dataset(..., streaming=True)``. Dialogue context, which
+    needs whole dialogues, is not available. Returns a :class:`StreamedRun`; ``.load()``
+    reads the whole result when it fits in memory.
+    """
+    return run_sync(annotate_stream_async(data, task, models, **options))
+
+
+# -- batch jobs -------------------------------------------------------------------------
+async def collect_async(run_dir: str | Path, *, data: Any = None, api_key: str | None = None,
+                        api_base: str | None = None, wait: bool = False, poll_s: float = 30.0,
+                        progress: bool | None = None) -> AnnotationResult | StreamedRun:
+    """The async twin of :func:`collect`."""
+    state = BatchState.load(run_dir)
+    call = load_call(state, data, api_key, api_base)
+    while True:
+        await refresh(state, call["models"])
+        pending = [e for e in state.batches if e.get("status") not in
+                   {"completed", "failed", "expired", "cancelled", "abandoned"}]
+        if not wait or not pending:
+            break
+        await asyncio.sleep(poll_s)
+    stream = call.pop("stream", None)
+    call.pop("cache", None)
+    manifest, result = await _run(call.pop("data"), call.pop("task"), call.pop("models"), stream=stream is not None,
+                                  out=run_dir, progress=progress, collect_state=state,
+                                  chunk_rows=(stream or {}).get("chunk_rows", CHUNK_ROWS), **call)
+    return result if result is not None else StreamedRun(Path(run_dir), manifest.to_dict())
+
+
+def collect(run_dir: str | Path, **options: Any) -> AnnotationResult | StreamedRun:
+    """Download the ended batches of ``run_dir`` and write its votes, labels and run.json.
+
+    Votes of batches still running are left out (``run.json`` says ``batch_pending``);
+    ``wait=True`` polls every ``poll_s`` seconds until every batch has ended. A job
+    submitted by :func:`annotate_stream` is collected streamed, and gives a StreamedRun.
+    """
+    return run_sync(collect_async(run_dir, **options))
+
+
+def status(run_dir: str | Path, *, api_key: str | None = None, api_base: str | None = None) -> list[dict[str, Any]]:
+    """Every batch of ``run_dir`` as the provider reports it now."""
+    from llm_annotator.engine.batch import submitted_specs
+
+    state = BatchState.load(run_dir)
+    run_sync(refresh(state, submitted_specs(state, api_key, api_base)))
+    return state.summary()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -152,7 +419,6 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
-    # Called from a running event loop (a notebook): run in a helper thread.
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -177,64 +443,5 @@ def _version(name: str) -> str | None:
         return None
 
 
-def tally(votes: Any) -> dict[str, Any]:
-    """What run.json counts of a votes frame: votes, valid, errors by kind, cost."""
-    return {"votes": len(votes), "valid": int(votes["label"].notna().sum()),
-            "errors": Counter(str(e).split(":", 1)[0] for e in votes["error"].dropna()),
-            "cost_usd": float(votes["cost_usd"].sum())}
-
-
-def _manifest(task: Task, specs: list[ModelSpec], samples: int, context: int, id_column: str | None,
-              budget_usd: float | None, source: str, columns: list[str], n_items: int, votes: dict[str, Any],
-              stats: RunStats, started: dt.datetime, cache: AnswerCache | None,
-              shard: Any = None, batch_state: BatchState | None = None) -> dict[str, Any]:
-    errors = votes["errors"]
-    invalid_kinds = {"empty", "unparseable", "missing_field", "out_of_label_set", "refused"}
-    status = "complete"
-    if stats.not_issued:
-        status = "stopped_by_budget"
-    if stats.in_batch:
-        status = "batch_pending"
-    return {
-        "format_version": FORMAT_VERSION,
-        "status": status,
-        "task": task.model_dump(),
-        "template_hash": task.template_hash,
-        "labels": list(task.labels),
-        "models": [s.public() for s in specs],
-        "parameters": {"samples": samples, "context": context, "id_column": id_column,
-                       "budget_usd": budget_usd, "shard": shard},
-        "data": {"source": source, "n_items": n_items, "columns": columns},
-        "counts": {
-            "votes_requested": stats.requested_votes,
-            "votes": votes["votes"],
-            "valid": votes["valid"],
-            "invalid": int(sum(n for k, n in errors.items() if k in invalid_kinds)),
-            "errors": int(sum(n for k, n in errors.items() if k not in invalid_kinds)),
-            "by_reason": dict(sorted(errors.items())),
-            "resumed": stats.resumed_votes,
-            "cache_hits": stats.cached_votes,
-            "new": stats.new_votes,
-            "not_issued": stats.not_issued,
-            "in_batch": stats.in_batch,
-            "batch_answers": stats.batch_answers,
-            "requests": stats.requests,
-            "failed_requests": stats.failed_requests,
-            "stale_dropped": stats.stale_dropped,
-            "cache_corrupted": stats.cache_corrupted,
-        },
-        "n_not_honoured": stats.n_unsupported,
-        "tokens_in": stats.tokens_in,
-        "tokens_out": stats.tokens_out,
-        "cost_usd": round(stats.cost_usd, 8),
-        "cost_usd_all_votes": round(votes["cost_usd"], 8),
-        "wall_s": round(stats.wall_s, 3),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cache_dir": str(cache.directory) if cache is not None else None,
-        "batches": batch_state.summary() if batch_state is not None else [],
-        "versions": {"llm_annotator": _version("llm-annotator-kit"), "litellm": _version("litellm")},
-    }
-
-
-__all__ = ["annotate", "annotate_async"]
+__all__ = ["StreamedRun", "annotate", "annotate_async", "annotate_stream", "annotate_stream_async", "collect",
+           "collect_async", "status"]

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import AnnotatorError, ConfigError
+from llm_annotator.core.errors import AnnotatorError, ConfigError
 
-#: Inputs larger than this are streamed by the CLI (see llm_annotator.stream).
+#: Inputs larger than this are streamed by the CLI (see llm_annotator.api.annotate_stream).
 STREAM_AUTO_MB = 64
 
 
@@ -44,6 +44,41 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-base", help="API base URL for every model (else LiteLLM's environment)")
     p.add_argument("--cache-dir", help="answer cache directory (default: $LLM_ANNOTATOR_CACHE_DIR or the user cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
+    p.add_argument("--price", metavar="IN,OUT",
+                   help="US dollars per million input and output tokens, for models LiteLLM has no price for")
+
+
+def _price(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        price = [float(x) for x in text.split(",")]
+    except ValueError:
+        price = []
+    if len(price) != 2 or min(price) < 0:
+        raise ConfigError(f"--price {text!r} is not IN,OUT", fix="write e.g. --price 2.5,10 (dollars per million tokens)")
+    return price
+
+
+def _models(args: argparse.Namespace) -> Any:
+    """The -m models as the library takes them, with the router config and price."""
+    router = getattr(args, "router", None)
+    price = _price(args.price)
+    if not router and price is None:
+        return args.models
+    names = args.models or []
+    if router and not names:
+        raise ConfigError("--router needs the model_name(s) to use", fix="add -m MODEL_NAME from the router config")
+    if not names:
+        from llm_annotator.core.models import DEFAULT_MODEL
+
+        names = [DEFAULT_MODEL]
+    extra: dict[str, Any] = {}
+    if router:
+        extra["router"] = router
+    if price is not None:
+        extra["price"] = price
+    return [{"model": m, **extra} for m in names]
 
 
 def _job_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,9 +109,12 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("annotate", help="annotate a dataset; writes votes.jsonl, labels.csv/.jsonl, run.json")
     _job_arguments(p)
-    p.add_argument("-o", "--out", help="run directory (default: runs/DATA_TASK); a re-run resumes in it")
+    p.add_argument("-o", "--out", help="run directory (default: runs/DATA_TASK); a re-run of the same job resumes in it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the job the run directory holds when it is another job (else refused)")
     p.add_argument("--concurrency", type=int, default=None, help="requests in flight per model (default 16)")
-    p.add_argument("--budget-usd", type=float, default=None, help="stop issuing requests before this spend")
+    p.add_argument("--budget-usd", type=float, default=None,
+                   help="the most the job may spend, across every run into its directory")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a request is abandoned and retried (default 120)")
     p.add_argument("--router", metavar="CONFIG.yaml",
                    help="LiteLLM Router config (model_list, fallbacks, rpm/tpm); each -m names a model_name in it")
@@ -150,7 +188,7 @@ def _should_stream(args: argparse.Namespace) -> bool:
     except OSError:
         return False
     if big:
-        from .task import load_task
+        from llm_annotator.core.task import load_task
 
         labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
         big = args.context == 0 or not load_task(args.task, labels).context_window
@@ -158,20 +196,17 @@ def _should_stream(args: argparse.Namespace) -> bool:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from .api import annotate
+    from llm_annotator.api import annotate
 
     task_name = Path(args.task).stem
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.data).stem}_{task_name}"
-    models: Any = args.models
-    if args.router:
-        models = [{"model": m, "router": args.router} for m in (args.models or [])]
-        if not models:
-            raise ConfigError("--router needs the model_name(s) to use", fix="add -m MODEL_NAME from the router config")
-    options = {"samples": args.samples, "out": out, "concurrency": args.concurrency, "budget_usd": args.budget_usd,
+    models = _models(args)
+    options = {"samples": args.samples, "out": out, "overwrite": args.overwrite, "concurrency": args.concurrency,
+               "budget_usd": args.budget_usd,
                "timeout": args.timeout, "shard": args.shard, "progress": False if args.quiet else None,
                **_job_options(args)}
     if _should_stream(args):
-        from .stream import annotate_stream
+        from llm_annotator.api import annotate_stream
 
         manifest = annotate_stream(args.data, args.task, models, batch=args.batch, **options).manifest
     else:
@@ -196,7 +231,7 @@ def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import collect, status
+    from llm_annotator.api import collect, status
 
     if args.action == "status":
         for entry in status(args.run, api_base=args.api_base):
@@ -212,9 +247,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .plan import plan
+    from llm_annotator.engine.plan import plan
 
-    result = plan(args.data, args.task, args.models, samples=args.samples, batch=args.batch, **_job_options(args))
+    result = plan(args.data, args.task, _models(args), samples=args.samples, batch=args.batch, **_job_options(args))
     if args.json:
         print(json.dumps(result.model_dump(), indent=2))
     else:
@@ -223,8 +258,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
-    from .agreement import format_report, to_json
-    from .result import AnnotationResult
+    from llm_annotator.analysis.agreement import format_report, to_json
+    from llm_annotator.outputs.result import AnnotationResult
 
     source = Path(args.source)
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
@@ -234,7 +269,7 @@ def cmd_agree(args: argparse.Namespace) -> int:
             result = result.with_columns(args.columns)
         default_out = source / "agreement.json"
     else:
-        from .columns import result_from_columns
+        from llm_annotator.outputs.columns import result_from_columns
 
         if not args.columns:
             raise ConfigError(f"{source} is a table: name the label columns to compare",
@@ -244,7 +279,7 @@ def cmd_agree(args: argparse.Namespace) -> int:
     figures = result.agreement(gold=args.gold, level=args.level, bootstrap=args.bootstrap)
     print(format_report(figures, gold=args.gold))
     out = Path(args.out) if args.out else default_out
-    from .votes import write_atomic
+    from llm_annotator.store.files import write_atomic
 
     write_atomic(out, to_json(figures))
     print(f"wrote {out}")
@@ -252,8 +287,8 @@ def cmd_agree(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
-    from .result import AnnotationResult
+    from llm_annotator.outputs.report import write_report
+    from llm_annotator.outputs.result import AnnotationResult
 
     result = AnnotationResult.load(args.run)
     if args.columns:
@@ -264,8 +299,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from .result import AnnotationResult
-    from .review import export_review
+    from llm_annotator.outputs.result import AnnotationResult
+    from llm_annotator.outputs.review import export_review
 
     result = AnnotationResult.load(args.run)
     prefix = Path(args.out) if args.out else Path(args.run) / "review"
@@ -276,15 +311,18 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .shard import merge_runs
+    from llm_annotator.outputs.merge import merge_runs
 
     merged = merge_runs(args.runs, args.out)
     print(f"merged {len(args.runs)} runs: {len(merged.items)} items, {len(merged.votes)} votes into {args.out}")
+    missing = merged.manifest.get("missing_shards") or []
+    if missing:
+        print(f"partial: shard(s) {', '.join(map(str, missing))} of this job are missing; merge them in too")
     return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import AnswerCache
+    from llm_annotator.store.cache import AnswerCache
 
     cache = AnswerCache(args.cache_dir)
     try:
@@ -299,7 +337,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
-    from .task import builtin_dir, builtin_names, load_task
+    from llm_annotator.core.task import builtin_dir, builtin_names, load_task
 
     if args.action == "list":
         for name in builtin_names():

@@ -3,11 +3,11 @@ import pandas as pd
 import pytest
 from crowdkit.aggregation import DawidSkene
 
-from llm_annotator import aggregate
-from llm_annotator.dawid_skene import dawid_skene
-from llm_annotator.result import AnnotationResult
-from llm_annotator.task import Task
-from llm_annotator.votes import Vote, votes_frame
+from llm_annotator.analysis import aggregate
+from llm_annotator.analysis.dawid_skene import dawid_skene
+from llm_annotator.core.task import Task
+from llm_annotator.core.votes import Vote, votes_frame
+from llm_annotator.outputs.result import AnnotationResult
 
 LABELS = ("pos", "neg", "neu")
 TASK = Task(name="t", labels=LABELS, template="{{ text }}")

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, recall_score
 
-from llm_annotator import agreement as A
-from llm_annotator.calibration import accuracy_coverage, bootstrap, calibration
-from llm_annotator.columns import result_from_columns
+from llm_annotator.analysis import agreement as A
+from llm_annotator.analysis.calibration import accuracy_coverage, bootstrap, calibration
+from llm_annotator.outputs.columns import result_from_columns
 
 LABELS = ["a", "b", "c", "d"]
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from llm_annotator import annotate
-from llm_annotator.errors import ConfigError, DataError
+from llm_annotator.core.errors import ConfigError, DataError
 from llm_annotator.testing import Reply, attempts, sampling_responder, schema_labels, user_text
 from tests.conftest import sentences
 

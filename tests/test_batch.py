@@ -10,11 +10,13 @@ import sys
 import pandas as pd
 import pytest
 
-from llm_annotator import annotate, batch
-from llm_annotator.batch import BatchState, collect, custom_id, parse_custom_id
-from llm_annotator.errors import ConfigError
+from llm_annotator import annotate
+from llm_annotator.api import collect
+from llm_annotator.core.errors import ConfigError
+from llm_annotator.engine import batch
+from llm_annotator.store.batch_state import BatchState, custom_id, parse_custom_id
+from llm_annotator.store.votelog import read_votes
 from llm_annotator.testing import Reply, user_text
-from llm_annotator.votes import read_votes
 
 LABELS = ["positive", "negative", "neutral"]
 CANARY = "sk-canary-batch-0123456789abcdef"
@@ -184,7 +186,7 @@ def test_an_interrupted_submission_is_adopted_or_abandoned(fake_server, tmp_path
 
 
 def test_batch_cost_is_the_batch_price(fake_server, tmp_path):
-    from llm_annotator import llm
+    from llm_annotator.providers import pricing
 
     server = fake_server(answer)
     rows = [{"id": f"s{i}", "text": f"sentence {i}"} for i in range(4)]
@@ -193,7 +195,7 @@ def test_batch_cost_is_the_batch_price(fake_server, tmp_path):
              id_column="id", out=out, batch=True, progress=False)
     result = collect(out, data=rows, api_key="sk-test", wait=True, poll_s=0.01, progress=False)
     vote = result.votes.iloc[0]
-    live = llm.price("openai/gpt-4o", int(vote["tokens_in"]), int(vote["tokens_out"]))
+    live = pricing.price("openai/gpt-4o", int(vote["tokens_in"]), int(vote["tokens_out"]))
     assert vote["cost_usd"] == pytest.approx(live / 2) and vote["cost_usd"] > 0
     assert result.manifest["cost_usd"] == pytest.approx(result.votes["cost_usd"].sum())
 

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from llm_annotator.data import load_dataset, row_hash
-from llm_annotator.errors import DataError
+from llm_annotator.core.data import load_dataset, row_hash
+from llm_annotator.core.errors import DataError
 
 MELD_LIKE = (
     "Sr No.,Utterance,Speaker,Dialogue_ID,Utterance_ID\r\n"

@@ -14,7 +14,7 @@ def test_every_environment_variable_read_by_the_library_is_documented():
     import re
 
     names = set()
-    for path in (ROOT / "llm_annotator").glob("*.py"):
+    for path in (ROOT / "llm_annotator").rglob("*.py"):
         names |= set(re.findall(r"environ(?:\.get)?\(\s*\"([A-Z_]+)\"", path.read_text()))
         names |= set(re.findall(r"environ\[\"([A-Z_]+)\"\]", path.read_text()))
     settings = (ROOT / "docs" / "settings.md").read_text()

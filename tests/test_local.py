@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_annotator import annotate, local
-from llm_annotator.errors import ConfigError, ModelError
-from llm_annotator.prompts import compile_prompt
-from llm_annotator.task import load_task
+from llm_annotator import annotate
+from llm_annotator.core.errors import ConfigError, ModelError
+from llm_annotator.core.prompts import compile_prompt
+from llm_annotator.core.task import load_task
+from llm_annotator.providers import local
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "data", "walnut_street.csv")
 

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from llm_annotator.errors import DataError
-from llm_annotator.meld import MELT_SPEAKERS, load_meld, melt_subset, subset_match
+from llm_annotator.core.errors import DataError
+from llm_annotator.corpora.meld import MELT_SPEAKERS, load_meld, melt_subset, subset_match
 
 
 def test_the_melt_filter_reproduces_the_released_subset(shared_data):

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from llm_annotator.parse import distribution_from_logprobs, parse_answer
-from llm_annotator.task import load_task
+from llm_annotator.core.parse import distribution_from_logprobs, parse_answer
+from llm_annotator.core.task import load_task
 
 MELT = load_task("emotion_melt")
 SENT = load_task("sentiment")

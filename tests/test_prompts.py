@@ -1,8 +1,8 @@
 import pytest
 
-from llm_annotator.errors import DataError, TemplateError
-from llm_annotator.prompts import compile_prompt, prompt_hash
-from llm_annotator.task import load_task, parse_task_text
+from llm_annotator.core.errors import DataError, TemplateError
+from llm_annotator.core.prompts import compile_prompt, prompt_hash
+from llm_annotator.core.task import load_task, parse_task_text
 
 ROW = {"Speaker": "Joey", "Season": "3", "Episode": "5", "Utterance": "How you doin'?"}
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from llm_annotator import annotate
-from llm_annotator.cache import AnswerCache
-from llm_annotator.errors import ModelError, RunDirError
+from llm_annotator.core.errors import ModelError, RunDirError
+from llm_annotator.store.cache import AnswerCache
 from llm_annotator.testing import Reply, attempts, sampling_responder, user_text
 from tests.conftest import sentences
 
@@ -207,7 +207,7 @@ def test_dropped_connections_are_retried(fake_server):
 def test_a_full_disk_stops_the_run_clearly_and_nothing_passes_for_complete(fake_server, tmp_path, monkeypatch):
     import errno
 
-    from llm_annotator import votes as votes_module
+    from llm_annotator.store import votelog as votes_module
 
     server = fake_server(sampling_responder(LABELS, "sentiment"))
     original = votes_module.VoteLog.write
@@ -234,7 +234,7 @@ def test_a_full_disk_stops_the_run_clearly_and_nothing_passes_for_complete(fake_
     with pytest.raises(RunDirError, match=r"cannot append to .*votes.jsonl: No space left on device; fix: free disk space"):
         annotate(sentences(10), "sentiment", [{"model": "openai/fake", "concurrency": 1}], api_base=server.url,
                  out=out, progress=False)
-    assert not (out / "run.json").exists() and not (out / "labels.csv").exists()
+    assert json.loads((out / "run.json").read_text())["status"] == "running" and not (out / "labels.csv").exists()
     monkeypatch.setattr(votes_module.VoteLog, "write", original)
     calls_before = server.calls
     resumed = annotate(sentences(10), "sentiment", [{"model": "openai/fake", "concurrency": 1}], api_base=server.url,

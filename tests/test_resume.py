@@ -9,9 +9,12 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
+from llm_annotator.core.errors import RunDirError
+from llm_annotator.store.rundir import RunDir
+from llm_annotator.store.votelog import VoteLog, read_votes
 from llm_annotator.testing import user_text
-from llm_annotator.votes import VoteLog, read_votes
 
 LABELS = ["positive", "negative", "neutral"]
 
@@ -77,32 +80,28 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fake_server, tmp
 
 
 def test_a_torn_last_line_is_repaired_on_resume(tmp_path):
-    log = VoteLog(tmp_path)
+    log = VoteLog(tmp_path / "votes.jsonl")
     log.open({})
     log.close()
     good = ('{"item_id":"a","annotator":"m","sample_index":0,"label":"x","error":null,"raw":"x",'
             '"distribution":null,"model":"m","prompt_hash":"p","template_hash":"t","tokens_in":1,'
-            '"tokens_out":1,"cost_usd":0.0,"latency_s":0.1,"cached":false,"deployment":null}\n')
+            '"tokens_out":1,"cost_usd":0.0,"latency_s":0.1,"cached":false,"deployment":null,"fingerprint":"f"}\n')
     (tmp_path / "votes.jsonl").write_text(good + good.replace('"a"', '"b"')[:57])
-    log = VoteLog(tmp_path)
-    kept = log.open({("a", "m", 0): "p", ("b", "m", 0): "p"})
+    log = VoteLog(tmp_path / "votes.jsonl")
+    kept = log.open({("a", "m", 0): "f", ("b", "m", 0): "f"})
     log.close()
     assert list(kept) == [("a", "m", 0)] and log.repaired
     assert (tmp_path / "votes.jsonl").read_text() == good
 
 
 def test_a_second_writer_is_refused(tmp_path):
-    first = VoteLog(tmp_path)
-    first.open({})
+    first = RunDir(tmp_path).open()
     try:
-        second = VoteLog(tmp_path)
-        try:
-            second.open({})
-            raise AssertionError("second writer was allowed")
-        except Exception as exc:  # RunDirError
-            assert "another process is annotating" in str(exc)
+        with pytest.raises(RunDirError, match="another process is annotating"):
+            RunDir(tmp_path).open()
     finally:
         first.close()
+    RunDir(tmp_path).open().close()  # free again once the first owner is done
 
 
 def test_votes_file_never_breaks_reading_after_kills(tmp_path):

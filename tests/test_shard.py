@@ -3,10 +3,11 @@ import json
 import pytest
 
 from llm_annotator import annotate
-from llm_annotator.errors import ConfigError
-from llm_annotator.shard import merge_runs, parse_shard, shard_of
+from llm_annotator.core.errors import ConfigError
+from llm_annotator.core.shard import parse_shard, shard_of
+from llm_annotator.outputs.merge import merge_runs
+from llm_annotator.store.votelog import read_votes
 from llm_annotator.testing import sampling_responder
-from llm_annotator.votes import read_votes
 from tests.conftest import sentences
 
 LABELS = ["positive", "negative", "neutral"]

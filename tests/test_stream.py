@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from llm_annotator import annotate, annotate_stream
-from llm_annotator.errors import ConfigError, DataError
+from llm_annotator.core.errors import ConfigError, DataError
+from llm_annotator.store.votelog import read_votes
 from llm_annotator.testing import sampling_responder
-from llm_annotator.votes import read_votes
 
 LABELS = ["positive", "negative", "neutral"]
 MODELS = ["openai/fake", {"model": "openai/fake", "name": "cool", "temperature": 0.3}]
@@ -123,7 +123,8 @@ def test_a_killed_streamed_run_resumes_without_loss_or_duplicates(fake_server, t
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "labels.csv").exists() and not (out / "run.json").exists()
+    # an unfinished run names its job and never passes for complete
+    assert not (out / "labels.csv").exists() and json.loads((out / "run.json").read_text())["status"] == "running"
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     votes = votes_of(out)
@@ -145,7 +146,7 @@ def test_repeated_rows_get_the_same_ids_as_in_memory(fake_server, tmp_path):
 
 
 def test_a_row_changed_between_passes_is_an_error():
-    from llm_annotator.data import IdAssigner
+    from llm_annotator.core.data import IdAssigner
 
     assign = IdAssigner("d.csv", None)
     rows = [{"text": "a"}, {"text": "b"}, {"text": "a"}]
@@ -158,8 +159,7 @@ def test_a_row_changed_between_passes_is_an_error():
 
 
 def test_a_streamed_batch_job(fake_server, tmp_path):
-    from llm_annotator.batch import collect
-    from llm_annotator.stream import StreamedRun
+    from llm_annotator.api import StreamedRun, collect
     from tests.test_batch import answer, expected
 
     server = fake_server(answer)
@@ -178,8 +178,8 @@ def test_a_streamed_batch_job(fake_server, tmp_path):
 
 
 def expected_for(vote, texts, expected):
-    from llm_annotator.prompts import compile_prompt
-    from llm_annotator.task import load_task
+    from llm_annotator.core.prompts import compile_prompt
+    from llm_annotator.core.task import load_task
 
     messages = compile_prompt(load_task("sentiment")).render({"text": texts[vote.item_id]}, item_id=vote.item_id,
                                                              where="test")

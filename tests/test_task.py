@@ -1,7 +1,7 @@
 import pytest
 
-from llm_annotator.errors import TaskError, TemplateError
-from llm_annotator.task import builtin_names, load_task, parse_task_text
+from llm_annotator.core.errors import TaskError, TemplateError
+from llm_annotator.core.task import builtin_names, load_task, parse_task_text
 
 
 def test_builtin_tasks_load_with_their_label_sets():

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from llm_annotator import annotate  # noqa: E402
-from llm_annotator.agreement import format_report, to_json  # noqa: E402
-from llm_annotator.meld import EMOTIONS, load_meld, melt_subset  # noqa: E402
-from llm_annotator.plan import plan  # noqa: E402
-from llm_annotator.result import AnnotationResult  # noqa: E402
+from llm_annotator.analysis.agreement import format_report, to_json  # noqa: E402
+from llm_annotator.corpora.meld import EMOTIONS, load_meld, melt_subset  # noqa: E402
+from llm_annotator.engine.plan import plan  # noqa: E402
+from llm_annotator.outputs.result import AnnotationResult  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -88,7 +88,8 @@ def gpt4o_plan(meld_dir: Path, extra_items: int = 1794, melt_csv: Path | None = 
 def submit_or_collect(frame: pd.DataFrame, task: str, models: list[str], out: Path,
                       options: dict[str, Any]) -> AnnotationResult | None:
     """Batch jobs: collect the running ones, else submit what is missing. None while any runs."""
-    from llm_annotator.batch import BatchState, collect
+    from llm_annotator.api import collect
+    from llm_annotator.store.batch_state import BatchState
 
     running = [b for b in BatchState.load(out).batches if not b.get("collected") and b.get("status") != "abandoned"]
     if running:
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         published_changes = label_changes(frame.loc[have, "Emotion"].tolist(), frame.loc[have, "llm_label"].tolist())
         published_changes.to_csv(out / "label_changes_published.csv")
 
-    from llm_annotator.report import write_report
+    from llm_annotator.outputs.report import write_report
 
     write_report(both, out / "report.html", gold="Emotion")
     dataset = soft_label_dataset(result, frame)

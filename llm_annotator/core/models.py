@@ -1,0 +1,154 @@
+"""Annotator specifications: a model string plus the parameters that make it distinct."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from llm_annotator.core.errors import ConfigError
+from llm_annotator.core.identity import is_secret_name
+
+#: The embedded offline model used when no model is named.
+DEFAULT_MODEL = "local/smollm2-135m"
+
+
+class ModelSpec(BaseModel):
+    """One annotator. ``name`` defaults to the model string.
+
+    ``api_key`` is held as a secret: it is never written to a cache key, a vote, a log or
+    ``run.json``. Leave it unset to use LiteLLM's usual environment (``OPENAI_API_KEY`` ...).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    name: str = ""
+    temperature: float = 1.0
+    max_tokens: int | None = None
+    top_p: float | None = None
+    api_base: str | None = None
+    api_key: SecretStr | None = Field(default=None, repr=False)
+    concurrency: int = 16
+    timeout: float = 120.0
+    max_retries: int = 6
+    use_n: bool | None = None          # None: where the provider supports it
+    logprobs: bool | None = None       # None: where the provider supports it
+    json_schema: bool | None = None    # None: where the provider supports it
+    mode: str | None = None            # local models: "score" or "generate"
+    calibrate: bool = False            # local label scoring: contextual calibration
+    router: dict[str, Any] | None = Field(default=None, repr=False)  # LiteLLM Router config (model_list, ...)
+    price: tuple[float, float] | None = None  # US dollars per million input and output tokens
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("router", mode="before")
+    @classmethod
+    def _router(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import yaml
+
+            try:
+                with open(value, encoding="utf-8") as handle:
+                    value = yaml.safe_load(handle)
+            except OSError as exc:
+                raise ValueError(f"cannot read the router config {value}: {exc.strerror}") from None
+        if value is not None and not (isinstance(value, dict) and isinstance(value.get("model_list"), list)):
+            raise ValueError("a router config is a mapping with a 'model_list' list")
+        return value
+
+    @property
+    def deployments(self) -> list[dict[str, Any]]:
+        """The router's deployments of this model name (empty without a router)."""
+        if not self.router:
+            return []
+        return [d for d in self.router["model_list"] if d.get("model_name") == self.model]
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not value or not value.strip() or value != value.strip():
+            raise ValueError("empty model string")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if not self.name:
+            object.__setattr__(self, "name", self.model)
+        if not 0 <= self.temperature <= 2:
+            raise ValueError(f"temperature {self.temperature} is outside 0..2")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if self.price is not None and min(self.price) < 0:
+            raise ValueError(f"price {list(self.price)} is negative")
+        if self.mode not in (None, "score", "generate"):
+            raise ValueError(f"mode {self.mode!r} is not 'score' or 'generate'")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.model.startswith("local/")
+
+    def decoding(self, max_tokens: int) -> dict[str, Any]:
+        """The decoding parameters that define this annotator's answers (cache key part)."""
+        params: dict[str, Any] = {"temperature": self.temperature,
+                                  "max_tokens": self.max_tokens or max_tokens}
+        if self.top_p is not None:
+            params["top_p"] = self.top_p
+        if self.mode is not None:
+            params["mode"] = self.mode
+        if self.calibrate:
+            params["calibrate"] = True
+        if self.router:  # what the deployments are, never their keys
+            params["deployments"] = sorted(str(d.get("litellm_params", {}).get("model")) for d in self.deployments)
+        for key in sorted(self.extra):
+            if not is_secret_name(key):
+                params[key] = self.extra[key]
+        return params
+
+    def public(self) -> dict[str, Any]:
+        """What ``run.json`` records: everything but secrets."""
+        data = self.model_dump(exclude={"api_key", "extra", "router"})
+        if self.router:
+            data["router_deployments"] = [
+                {"model": d.get("litellm_params", {}).get("model"), "api_base": d.get("litellm_params", {}).get("api_base")}
+                for d in self.deployments]
+        data["extra"] = {k: v for k, v in self.extra.items() if not is_secret_name(k)}
+        return data
+
+
+def as_specs(models: Any, **defaults: Any) -> list[ModelSpec]:
+    """Model strings, dicts or specs to a list of specs; ``defaults`` fill unset fields."""
+    if models is None:
+        models = [DEFAULT_MODEL]
+    if isinstance(models, str | dict | ModelSpec):
+        models = [models]
+    defaults = {k: v for k, v in defaults.items() if v is not None}
+    specs: list[ModelSpec] = []
+    for entry in models:
+        try:
+            if isinstance(entry, ModelSpec):
+                spec = entry
+            elif isinstance(entry, str):
+                spec = ModelSpec(model=entry, **defaults)
+            elif isinstance(entry, dict):
+                spec = ModelSpec(**{**defaults, **entry})
+            else:
+                raise ConfigError(f"model {entry!r} is not a model string, dict or ModelSpec",
+                                  fix="pass models=['gpt-4o', ...]")
+        except ValueError as exc:
+            errors = getattr(exc, "errors", None)
+            detail = errors()[0]["msg"] if callable(errors) else str(exc)
+            raise ConfigError(f"model {entry!r}: {str(detail).removeprefix('Value error, ')}",
+                              fix="correct the model's parameters") from None
+        specs.append(spec)
+    names = [s.name for s in specs]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ConfigError(f"annotator {duplicate!r} is named twice",
+                          fix="give each ModelSpec a distinct name=")
+    return specs
+
+
+__all__ = ["DEFAULT_MODEL", "ModelSpec", "as_specs"]

@@ -1,0 +1,216 @@
+"""Tasks: a label set, a prompt template and where the label sits in the answer.
+
+A task is one file in ``prompt_templates/`` (or any path): YAML front matter between
+``---`` lines, then the Jinja body that becomes the user message::
+
+    ---
+    name: sentiment
+    labels: [positive, negative, neutral]
+    output: sentiment            # JSON field holding the label; omit for a bare answer
+    system: You label the sentiment of sentences.
+    ---
+    Sentence: {{ text }}
+    Answer with a JSON object {"sentiment": one of {{ labels | join(", ") }}}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llm_annotator.core.errors import TaskError, TemplateError
+
+#: Variables a template may use that do not come from the data row.
+RESERVED_VARIABLES = frozenset({"labels", "label_descriptions", "context", "item_id"})
+
+
+class Task(BaseModel):
+    """A labelling task: what to ask, which answers are valid, where the label is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    labels: tuple[str, ...] = ()
+    label_descriptions: dict[str, str] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    output: str | None = None
+    json_fields: tuple[str, ...] = ()
+    system: str | None = None
+    template: str
+    max_tokens: int = 256
+    context_window: int = 0
+    expected_output_tokens: int | None = None
+    scale: str = "nominal"
+    source: str = "<string>"
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_are_strings(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            raise ValueError("labels must be a list, not one string")
+        return tuple(str(v).strip() if v is not None else "" for v in value)
+
+    @model_validator(mode="after")
+    def _check(self) -> Task:
+        seen: dict[str, str] = {}
+        for label in self.labels:
+            if not label:
+                raise ValueError("the label set contains an empty label")
+            key = label.casefold()
+            if key in seen:
+                raise ValueError(f"the label set lists {label!r} twice")
+            seen[key] = label
+        for alias, target in self.aliases.items():
+            if self.labels and target not in self.labels:
+                raise ValueError(f"alias {alias!r} points to {target!r}, which is not a label")
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        return self
+
+    @cached_property
+    def template_hash(self) -> str:
+        """sha256 over everything that defines the task (labels, template, output)."""
+        payload = self.model_dump(exclude={"source"})
+        text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def with_labels(self, labels: Sequence[str]) -> Task:
+        """The same task with the caller's label set (for ``classification``)."""
+        try:
+            return Task.model_validate({**self.model_dump(), "labels": tuple(labels)})
+        except ValueError as exc:
+            raise TaskError(f"label set for task {self.name!r}: {_first_error(exc)}",
+                            fix="pass distinct, non-empty labels") from None
+
+    def require_labels(self) -> Task:
+        if not self.labels:
+            raise TaskError(f"task {self.name!r} ({self.source}) has no label set",
+                            fix="pass labels=[...] (CLI: --labels a,b,c)")
+        return self
+
+    def response_schema(self) -> dict[str, Any] | None:
+        """A strict JSON schema whose output field is an enum of the labels."""
+        if self.output is None or not self.labels:
+            return None
+        root: dict[str, Any] = {"type": "object", "properties": {}, "required": [],
+                                "additionalProperties": False}
+        for path, spec in [(f, {"type": "string"}) for f in self.json_fields] + [
+            (self.output, {"type": "string", "enum": list(self.labels)})
+        ]:
+            node = root
+            *parents, leaf = path.split(".")
+            for part in parents:
+                if part not in node["properties"]:
+                    node["properties"][part] = {"type": "object", "properties": {},
+                                                "required": [], "additionalProperties": False}
+                    node["required"].append(part)
+                node = node["properties"][part]
+            if leaf not in node["properties"]:
+                node["required"].append(leaf)
+            node["properties"][leaf] = spec
+        return {"type": "json_schema",
+                "json_schema": {"name": _schema_name(self.name), "schema": root, "strict": True}}
+
+
+def _schema_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64] or "answer"
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        msg = str(first.get("msg", exc)).removeprefix("Value error, ")
+        return f"{where}: {msg}" if where else msg
+    return str(exc)
+
+
+def builtin_dir() -> Path:
+    """Where the shipped templates live (package data in a wheel, or the checkout)."""
+    try:
+        path = Path(str(resources.files("llm_annotator.prompt_templates")))
+        if path.is_dir():
+            return path
+    except ModuleNotFoundError:  # pragma: no cover - broken install
+        pass
+    return Path(__file__).resolve().parent.parent.parent / "prompt_templates"
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in builtin_dir().glob("*.jinja"))
+
+
+def parse_task_text(text: str, source: str) -> Task:
+    """A task from the text of a template file (front matter + body)."""
+    if not text.startswith("---"):
+        raise TemplateError(f"{source}: a template starts with YAML front matter between '---' lines",
+                            fix="add '---\\nlabels: [...]\\n---' above the prompt")
+    parts = text.split("\n---", 1)
+    if len(parts) != 2:
+        raise TemplateError(f"{source}: the front matter is not closed by a '---' line",
+                            fix="end the YAML block with a line holding only '---'")
+    head, body = parts[0][3:], parts[1]
+    body = body.split("\n", 1)[1] if "\n" in body else ""
+    try:
+        meta = yaml.safe_load(head) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 2}" if mark is not None else ""
+        raise TemplateError(f"{source}{line}: the front matter is not valid YAML ({getattr(exc, 'problem', exc)})",
+                            fix="correct the YAML between the '---' lines") from None
+    if not isinstance(meta, dict):
+        raise TemplateError(f"{source}: the front matter must be a YAML mapping",
+                            fix="write 'key: value' lines between the '---' lines")
+    meta.setdefault("name", Path(source).stem)
+    try:
+        return Task.model_validate({**meta, "template": body.strip("\n"), "source": source})
+    except ValueError as exc:
+        raise TaskError(f"{source}: {_first_error(exc)}",
+                        fix="correct the front matter of the template") from None
+
+
+def load_task(task: str | Path | Task, labels: Sequence[str] | None = None) -> Task:
+    """A task by built-in name (``emotion_melt``), by path, or as given.
+
+    ``labels`` replaces the task's label set (required for ``classification``).
+    """
+    if isinstance(task, Task):
+        result = task
+    else:
+        text_name = str(task)
+        path = Path(text_name)
+        if path.suffix and path.exists():
+            source = str(path)
+        elif (builtin_dir() / f"{text_name}.jinja").is_file():
+            path = builtin_dir() / f"{text_name}.jinja"
+            source = f"prompt_templates/{text_name}.jinja"
+        elif path.suffix:
+            raise TemplateError(f"template file {text_name} does not exist",
+                                fix="check the path, or use a built-in task name")
+        else:
+            raise TemplateError(f"unknown task {text_name!r}",
+                                fix=f"use one of {', '.join(builtin_names())} or a path to a .jinja file")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"cannot read template {source}: {exc}",
+                                fix="make the file a readable UTF-8 text file") from None
+        result = parse_task_text(text, source)
+    if labels is not None:
+        result = result.with_labels(tuple(labels))
+    return result.require_labels()
+
+
+__all__ = ["RESERVED_VARIABLES", "Task", "builtin_names", "load_task", "parse_task_text"]

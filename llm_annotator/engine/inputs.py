@@ -1,0 +1,162 @@
+"""Inputs of the one pipeline: a dataset in memory, or a corpus read in chunks.
+
+Both are read first in full (pass 1): every row is given its id, rendered and checked
+(bad input fails here, naming the row, before any call), and its prompt hash is kept
+with the data digest of the job's identity. Then :meth:`chunks` gives the rows again,
+chunk by chunk, with their prompt hashes. A dataset in memory is one chunk.
+
+The streamed input holds per item only its id's row number and its prompt hash as a
+64-bit number (about 200 bytes with the id map); a file must not change between the
+passes (size and modification time are checked), and an iterable must yield the same
+rows each time it is iterated (a streaming ``datasets.IterableDataset`` does).
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from llm_annotator.core.data import Dataset, IdAssigner, Row, read_chunks
+from llm_annotator.core.errors import DataError
+from llm_annotator.core.identity import DataDigest
+from llm_annotator.core.prompts import prompt_hash
+from llm_annotator.core.shard import shard_of
+from llm_annotator.engine.jobs import JobBuilder
+
+#: Rows read, rendered and annotated at a time by a streamed input.
+CHUNK_ROWS = 10_000
+
+
+class MemoryInput:
+    """A dataset held in memory (dialogue context needs this): one chunk."""
+
+    def __init__(self, dataset: Dataset, builder: JobBuilder, shard: tuple[int, int] | None = None) -> None:
+        if shard is not None:
+            keep = [n for n, item in enumerate(dataset.item_ids) if shard_of(item, shard[1]) == shard[0]]
+            dataset = Dataset([dataset.rows[n] for n in keep], [dataset.item_ids[n] for n in keep],
+                              dataset.columns, dataset.source)
+        self.dataset = dataset
+        self.source = dataset.source
+        self.columns = [c for c in dataset.columns if c != "context"]
+        self._hashes = builder.prompt_hashes(dataset)
+        self.hashes: Mapping[str, str] = dict(zip(dataset.item_ids, self._hashes, strict=True))
+        digest = DataDigest()
+        digest.add_many(zip(dataset.item_ids, self._hashes, strict=True))
+        self.data = digest.finish()
+        self.n_items = len(dataset.rows)
+
+    def chunks(self) -> Iterator[tuple[Dataset, list[str]]]:
+        yield self.dataset, self._hashes
+
+
+class _RowHashes(Mapping[str, str]):
+    """item id -> prompt hash, answered from the streamed index."""
+
+    def __init__(self, assign: IdAssigner, hashes: array[int], n_items: int) -> None:
+        self.assign, self.codes, self.n_items = assign, hashes, n_items
+
+    def row_hash(self, row: int) -> str | None:
+        value = self.codes[row]
+        return f"{value:016x}" if value else None
+
+    def __getitem__(self, item_id: str) -> str:
+        row = self.assign.rows.get(item_id)
+        found = self.row_hash(row) if row is not None else None
+        if found is None:
+            raise KeyError(item_id)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return (item_id for item_id, row in self.assign.rows.items() if self.codes[row])
+
+    def __len__(self) -> int:
+        return self.n_items
+
+
+class StreamInput:
+    """A file or re-iterable of dicts, read chunk by chunk."""
+
+    def __init__(self, data: Any, builder: JobBuilder, *, id_column: str | None,
+                 columns: Mapping[str, str] | None = None, shard: tuple[int, int] | None = None,
+                 chunk_rows: int = CHUNK_ROWS) -> None:
+        self.raw, self.column_map, self.chunk_rows = data, columns, chunk_rows
+        self.stamp = self._stamp()
+        self.source, _ = read_chunks(data, columns=columns, chunk_rows=chunk_rows)
+        self._index(builder, id_column, shard)
+
+    def _stamp(self) -> tuple[int, int] | None:
+        if isinstance(self.raw, str | Path):
+            try:
+                stat = os.stat(self.raw)
+            except OSError:
+                return None
+            return stat.st_size, stat.st_mtime_ns
+        return None
+
+    def _records(self) -> Iterator[tuple[list[Row], list[str], int]]:
+        """(rows, column names, rows before this chunk), in input order."""
+        if self._stamp() != self.stamp:
+            raise DataError(f"{self.raw} changed during the run",
+                            fix="do not edit the input while it is annotated; re-run to resume")
+        _, chunks = read_chunks(self.raw, columns=self.column_map, chunk_rows=self.chunk_rows)
+        offset = 0
+        for records, names in chunks:
+            yield records, names, offset
+            offset += len(records)
+
+    def _index(self, builder: JobBuilder, id_column: str | None, shard: tuple[int, int] | None) -> None:
+        """Pass 1: ids, rendering and prompt hashes of every row; the first bad row stops it."""
+        self.assign = IdAssigner(self.source, id_column)
+        values: array[int] = array("Q")
+        columns: dict[str, None] = {}
+        digest = DataDigest()
+        for records, names, offset in self._records():
+            columns.update(dict.fromkeys(names))
+            for position, (row, item_id) in enumerate(zip(records, self.assign(records, offset), strict=True)):
+                if shard is not None and shard_of(item_id, shard[1]) != shard[0]:
+                    values.append(0)
+                    continue
+                rendered = builder.prompt.render(row, item_id=item_id, where=f"{self.source} row {offset + position + 1}")
+                value = int(prompt_hash(rendered, builder.schema), 16) or 1  # 0 marks "not in the job"
+                values.append(value)
+                digest.add(item_id, f"{value:016x}")
+        self.columns = [c for c in columns if c != "context"]
+        self._all_columns = list(columns)
+        self.data = digest.finish()
+        self.n_items = digest.n_items
+        self._values = values
+        self.hashes: _RowHashes = _RowHashes(self.assign, values, self.n_items)
+
+    def chunks(self) -> Iterator[tuple[Dataset, list[str]]]:
+        """Pass 2 (and 3): the rows of the job, chunk by chunk, with their ids and prompt hashes."""
+        total = 0
+        self.assign.restart()
+        for records, _, offset in self._records():
+            total = offset + len(records)
+            if total > len(self._values):
+                break
+            keep = [n for n in range(len(records)) if self._values[offset + n]]
+            if not keep:
+                continue
+            ids = self.assign.replay(records, offset)
+            hashes = [str(self.hashes.row_hash(offset + n)) for n in keep]
+            yield Dataset([records[n] for n in keep], [ids[n] for n in keep], self._all_columns, self.source,
+                          offset), hashes
+        if total != len(self._values):
+            raise DataError(f"{self.source} gave {total} rows on a second reading, {len(self._values)} on the first",
+                            fix="pass an input that reads the same each time (a file, or a re-iterable dataset)")
+
+    @property
+    def rows(self) -> Mapping[str, int]:
+        """item id -> input row number."""
+        return self.assign.rows
+
+    @property
+    def n_rows(self) -> int:
+        return len(self._values)
+
+
+__all__ = ["CHUNK_ROWS", "MemoryInput", "StreamInput"]

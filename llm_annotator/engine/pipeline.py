@@ -1,0 +1,263 @@
+"""The one pipeline: chunks -> requests -> resume -> cache -> backend -> vote sink.
+
+For every wanted vote the order is: the run directory's ``votes.jsonl`` (resume: a vote
+recorded with the fingerprint the job asks now), then the answer cache (no call), then
+a backend (live calls, a provider batch job, or batch collection). Each answer is
+cached before its vote is appended to the log, so a process killed at any moment loses
+no paid answer. A backend sees requests and reports outcomes through
+:class:`Reporter`; it never sees the pipeline's state.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from llm_annotator.core.data import Dataset
+from llm_annotator.core.errors import ErrorKind
+from llm_annotator.core.parse import Parsed, distribution_from_logprobs, parse_answer
+from llm_annotator.core.votes import Vote, VoteKey
+from llm_annotator.engine.jobs import Annotator, JobBuilder, Request
+from llm_annotator.engine.stats import RunStats
+from llm_annotator.store.cache import AnswerCache
+from llm_annotator.store.votelog import VoteLog
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One choice of a completion, with its share of the request's tokens and cost."""
+
+    content: str | None
+    logprobs: list[dict[str, Any]] | None = None
+    distribution: dict[str, float] | None = None
+    finish_reason: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    deployment: str | None = None
+
+
+class Reporter(Protocol):
+    """What a backend tells the pipeline about a request's samples."""
+
+    def answered(self, request: Request, samples: Sequence[int], answers: Sequence[Answer]) -> None: ...
+
+    def failed(self, request: Request, samples: Sequence[int], kind: ErrorKind, detail: str) -> None: ...
+
+    def pending(self, request: Request, samples: Sequence[int]) -> None: ...
+
+    def skipped(self, request: Request, samples: Sequence[int]) -> None: ...
+
+
+class Backend(Protocol):
+    """Live calls, a provider batch submission, or batch collection."""
+
+    async def run(self, requests: list[Request], report: Reporter) -> None: ...
+
+
+class Pipeline:
+    """Runs chunks of a job through resume, cache and a backend into the vote sink."""
+
+    def __init__(self, builder: JobBuilder, *, cache: AnswerCache | None, log: VoteLog | None,
+                 keep_votes: bool, stats: RunStats, progress: bool = False,
+                 in_flight: Collection[VoteKey] = frozenset()) -> None:
+        self.builder = builder
+        self.task = builder.task
+        self.cache = cache
+        self.log = log
+        self.keep_votes = keep_votes
+        self.stats = stats
+        self.progress = progress
+        self.in_flight = in_flight
+        self.votes: dict[VoteKey, Vote] = {}
+        self.collected: set[str] = set()   # fingerprints of batch answers collected by this run
+        self._parsed: dict[str | None, Parsed] = {}
+        self._flushed = time.monotonic()
+        self._bar: Any = None
+        self._chunk: tuple[Dataset, list[str]] | None = None
+
+    # -- running -------------------------------------------------------------------------
+    async def run(self, chunks: Iterable[tuple[Dataset, list[str]]], backend: Backend,
+                  resumed: Collection[VoteKey] = frozenset()) -> None:
+        started = time.perf_counter()
+        if self.progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.stats.requested_votes, initial=len(resumed), unit="vote",
+                             desc="annotating", file=sys.stderr, dynamic_ncols=True)
+        try:
+            for dataset, hashes in chunks:
+                self._chunk = (dataset, hashes)
+                requests = self._dedupe(self._without_in_flight(self._replay(dataset, hashes, resumed)))
+                if requests:
+                    await backend.run(requests, self)
+                self.flush(force=True)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            if self.cache is not None:
+                self.stats.cache_corrupted = self.cache.corrupted
+            self.stats.wall_s += time.perf_counter() - started
+
+    def _replay(self, dataset: Dataset, hashes: list[str], resumed: Collection[VoteKey]) -> list[Request]:
+        """Votes from the cache, and requests (item, annotator, missing samples) for the rest."""
+        todo: list[tuple[Annotator, int, int, str]] = []
+        for annotator in self.builder.annotators:
+            for i, item_id in enumerate(dataset.item_ids):
+                for s in range(self.builder.samples):
+                    if (item_id, annotator.name, s) not in resumed:
+                        todo.append((annotator, i, s, annotator.fingerprint(hashes[i], s)))
+        hits = self.cache.get_many(fp for *_, fp in todo) if self.cache is not None else {}
+        requests: dict[tuple[str, int], Request] = {}
+        replayed: list[Vote] = []
+        for annotator, i, s, fp in todo:
+            hit = hits.get(fp)
+            if hit is None:
+                request = requests.get((annotator.name, i))
+                if request is None:
+                    request = requests[(annotator.name, i)] = Request(
+                        annotator, i, dataset.item_ids[i], hashes[i], [], messages=[])
+                request.samples.append(s)
+                continue
+            fresh = fp in self.collected  # a batch answer collected by this run
+            replayed.append(self._vote(i, annotator, s, hit, cached=not fresh))
+            self.stats.new_votes += fresh
+            self.stats.cached_votes += not fresh
+        self._write(replayed)
+        for request in requests.values():  # rendered again only where a call is needed
+            request.messages = self.builder.render(dataset, request.item)
+        return list(requests.values())
+
+    def _without_in_flight(self, requests: list[Request]) -> list[Request]:
+        """Votes asked in a batch that is still running are never asked again meanwhile."""
+        if not self.in_flight:
+            return requests
+        kept = []
+        for request in requests:
+            waiting = [s for s in request.samples if (request.item_id, request.annotator.name, s) in self.in_flight]
+            if waiting:
+                self.stats.in_batch += len(waiting)
+                request.samples = [s for s in request.samples if s not in waiting]
+            if request.samples:
+                kept.append(request)
+        return kept
+
+    def _dedupe(self, requests: list[Request]) -> list[Request]:
+        """One request for items whose prompts are identical (repeated rows): the others
+        follow it and get the same answers, as they would from the cache on a re-run."""
+        leaders: dict[tuple[str, str, tuple[int, ...]], Request] = {}
+        out = []
+        for request in requests:
+            key = (request.annotator.name, request.prompt_hash, tuple(request.samples))
+            leader = leaders.get(key)
+            if leader is None:
+                leaders[key] = request
+                out.append(request)
+            else:
+                leader.followers.append(request.item)
+        return out
+
+    # -- what backends report ---------------------------------------------------------------
+    def answered(self, request: Request, samples: Sequence[int], answers: Sequence[Answer]) -> None:
+        entries, votes = [], []
+        for sample, answer in zip(samples, answers, strict=False):
+            entry = self.entry(answer)
+            entries.append((request.fingerprint(sample), entry))
+            votes.append(self._vote(request.item, request.annotator, sample, entry, cached=False))
+            votes += [self._vote(item, request.annotator, sample, entry, cached=True) for item in request.followers]
+        if self.cache is not None:
+            self.cache.set_many(entries)  # cached before the votes are written: a kill loses nothing paid
+        self._emit(votes)
+
+    def failed(self, request: Request, samples: Sequence[int], kind: ErrorKind, detail: str) -> None:
+        self._emit([self._failed_vote(item, request.annotator, s, kind, detail)
+                    for item in (request.item, *request.followers) for s in samples], fresh=True)
+
+    def pending(self, request: Request, samples: Sequence[int]) -> None:
+        self.stats.in_batch += len(samples) * (1 + len(request.followers))
+
+    def skipped(self, request: Request, samples: Sequence[int]) -> None:
+        self.stats.not_issued += len(samples) * (1 + len(request.followers))
+
+    # -- votes -----------------------------------------------------------------------------
+    def parse(self, content: str | None) -> Parsed:
+        """parse_answer, remembered per distinct answer text (label answers repeat a lot)."""
+        parsed = self._parsed.get(content)
+        if parsed is None:
+            parsed = parse_answer(content, self.task)
+            if len(self._parsed) < 100_000:
+                self._parsed[content] = parsed
+        return parsed
+
+    def entry(self, answer: Answer) -> dict[str, Any]:
+        """What the cache keeps of one answer."""
+        distribution = answer.distribution
+        if distribution is None and answer.logprobs:
+            parsed = self.parse(answer.content)
+            distribution = distribution_from_logprobs(answer.content or "", answer.logprobs, parsed, self.task)
+        return {"content": answer.content, "distribution": distribution, "finish_reason": answer.finish_reason,
+                "tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out, "cost_usd": answer.cost_usd,
+                "latency_s": round(answer.latency_s, 4), "deployment": answer.deployment}
+
+    def _vote(self, item: int, annotator: Annotator, sample: int, entry: dict[str, Any], *, cached: bool) -> Vote:
+        assert self._chunk is not None
+        dataset, hashes = self._chunk
+        parsed = self.parse(entry.get("content"))
+        distribution = entry.get("distribution") if parsed.label is not None else None
+        if distribution is not None:
+            distribution = {label: float(distribution.get(label, 0.0)) for label in self.task.labels}
+        error = parsed.error
+        if error is None and entry.get("finish_reason") == "content_filter":
+            error = ErrorKind.REFUSED.value
+        return Vote(
+            item_id=dataset.item_ids[item], annotator=annotator.name, sample_index=sample,
+            label=parsed.label if error is None else None, error=error, raw=entry.get("content"),
+            distribution=distribution, model=annotator.spec.model, prompt_hash=hashes[item],
+            template_hash=self.task.template_hash, tokens_in=int(entry.get("tokens_in", 0)),
+            tokens_out=int(entry.get("tokens_out", 0)), cost_usd=float(entry.get("cost_usd", 0.0)),
+            latency_s=float(entry.get("latency_s", 0.0)), cached=cached, deployment=entry.get("deployment"),
+            fingerprint=annotator.fingerprint(hashes[item], sample),
+        )
+
+    def _failed_vote(self, item: int, annotator: Annotator, sample: int, kind: ErrorKind, detail: str) -> Vote:
+        assert self._chunk is not None
+        dataset, hashes = self._chunk
+        return Vote(
+            item_id=dataset.item_ids[item], annotator=annotator.name, sample_index=sample, label=None,
+            error=kind.message(detail), raw=None, distribution=None, model=annotator.spec.model,
+            prompt_hash=hashes[item], template_hash=self.task.template_hash,
+            fingerprint=annotator.fingerprint(hashes[item], sample),
+        )
+
+    def _emit(self, votes: list[Vote], *, fresh: bool = False) -> None:
+        shared = sum(v.cached for v in votes)  # followers of an identical prompt's request
+        self.stats.new_votes += len(votes) - shared
+        self.stats.cached_votes += shared
+        self._write(votes)
+
+    def _write(self, votes: list[Vote]) -> None:
+        if not votes:
+            return
+        if self.keep_votes:
+            for vote in votes:
+                self.votes[vote.key] = vote
+        if self.log is not None:
+            self.log.write(votes)
+            self.flush()
+        if self._bar is not None:
+            self._bar.update(len(votes))
+            self._bar.set_postfix_str(f"${self.stats.cost_usd:.4f}", refresh=False)
+
+    def flush(self, *, force: bool = False) -> None:
+        """Flush the log every 0.25 s (every answer is already in the cache: a kill costs nothing paid)."""
+        now = time.monotonic()
+        if self.log is not None and (force or now - self._flushed >= 0.25):
+            self.log.flush()
+            self._flushed = now
+
+
+__all__ = ["Answer", "Backend", "Pipeline", "Reporter"]

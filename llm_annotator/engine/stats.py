@@ -1,0 +1,30 @@
+"""What one run counts, as it goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RunStats:
+    requested_votes: int = 0
+    resumed_votes: int = 0
+    cached_votes: int = 0
+    new_votes: int = 0
+    not_issued: int = 0
+    in_batch: int = 0
+    batch_answers: int = 0
+    requests: int = 0
+    failed_requests: int = 0
+    cost_estimated: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    log_repaired: bool = False
+    stale_dropped: int = 0
+    cache_corrupted: int = 0
+    n_unsupported: list[str] = field(default_factory=list)
+
+
+__all__ = ["RunStats"]

@@ -1,0 +1,74 @@
+"""Existing label columns as annotators: human labels, published labels, other tools' labels.
+
+Any column of a table becomes the votes of one annotator (sample 0), so MELD's human
+``Emotion``, MELT's published ``llm_label`` and a new run's models sit in one votes table
+and one agreement computation. A value outside the label set is an invalid vote
+(``out_of_label_set:VALUE``), an empty cell a missing one: neither is coerced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from llm_annotator.core.data import load_dataset
+from llm_annotator.core.errors import DataError
+from llm_annotator.core.parse import normalise
+from llm_annotator.core.task import Task
+from llm_annotator.core.votes import Vote, votes_frame
+
+
+def column_votes(rows: Sequence[dict[str, Any]], item_ids: Sequence[str], column: str, task: Task,
+                 *, source: str = "<data>") -> list[Vote]:
+    """One vote per row with a value in ``column``; annotator = the column name."""
+    lookup = {normalise(label): label for label in task.labels}
+    lookup.update({normalise(alias): target for alias, target in task.aliases.items()})
+    votes = []
+    for row, item_id in zip(rows, item_ids, strict=True):
+        if column not in row:
+            raise DataError(f"{source}: column {column!r} does not exist", fix="name an existing column")
+        value = row[column]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        text = str(value)
+        label = lookup.get(normalise(text))
+        votes.append(Vote(item_id=item_id, annotator=column, sample_index=0, label=label,
+                          error=None if label else f"out_of_label_set:{text.strip()[:60]}", raw=text,
+                          distribution=None, model=f"column:{column}", prompt_hash="", template_hash=""))
+    return votes
+
+
+def result_from_columns(data: Any, columns: Sequence[str], *, labels: Sequence[str] | None = None,
+                        id_column: str | None = None, task: Task | None = None) -> Any:
+    """An :class:`AnnotationResult` whose annotators are label columns of ``data``.
+
+    The label set is ``labels``, else the task's, else every value seen in the columns
+    (sorted) — in that last case nothing can be out of the set.
+    """
+    import pandas as pd
+
+    from llm_annotator.outputs.result import AnnotationResult
+
+    dataset = load_dataset(data, id_column=id_column)
+    missing = [c for c in columns if c not in dataset.columns]
+    if missing:
+        raise DataError(f"{dataset.source}: column {missing[0]!r} does not exist",
+                        fix=f"use one of {', '.join(dataset.columns[:15])}")
+    if task is None:
+        if labels is None:
+            seen = {str(r[c]).strip() for r in dataset.rows for c in columns
+                    if r.get(c) is not None and str(r[c]).strip()}
+            labels = sorted(seen)
+        task = Task(name="columns", labels=tuple(labels), template="", source=dataset.source)
+    elif labels is not None:
+        task = task.with_labels(labels)
+    votes: list[Vote] = []
+    for column in columns:
+        votes += column_votes(dataset.rows, dataset.item_ids, column, task, source=dataset.source)
+    items = pd.DataFrame([{c: r.get(c) for c in dataset.columns} for r in dataset.rows], columns=dataset.columns)
+    items.insert(0, "item_id", dataset.item_ids)
+    return AnnotationResult(votes_frame(votes), task, items, samples=1, annotators=list(columns),
+                            manifest={"data": {"source": dataset.source}})
+
+
+__all__ = ["column_votes", "result_from_columns"]

@@ -1,0 +1,227 @@
+"""One self-contained HTML report of a run: summary, distributions, agreement, calibration.
+
+Plots are drawn with matplotlib (headless Agg backend) and embedded as PNG data URIs, so
+the file opens in a browser with no network. Needs the ``report`` extra.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_annotator.core.errors import ConfigError
+
+
+def _figure_uri(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("the report needs matplotlib", fix="pip install 'llm-annotator-kit[report]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _distribution_plot(plt: Any, result: Any, gold: list[Any] | None) -> str:
+    labels = result.labels_order
+    series = {}
+    valid = result.votes[result.votes["label"].notna()]
+    for name in result.annotators:
+        counts = valid[valid["annotator"] == name]["label"].value_counts()
+        series[name] = [counts.get(label, 0) / max(1, counts.sum()) for label in labels]
+    if gold is not None:
+        present = [g for g in gold if g is not None]
+        series["gold"] = [present.count(label) / max(1, len(present)) for label in labels]
+    fig, ax = plt.subplots(figsize=(max(6, len(labels) * 1.1), 3.6))
+    width = 0.8 / len(series)
+    for n, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(labels)) + n * width, values, width, label=name)
+    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=30, ha="right")
+    ax.set_ylabel("share of valid labels")
+    ax.legend(fontsize=8)
+    ax.set_title("Label distribution per annotator")
+    return _figure_uri(fig)
+
+
+def _confusion_plot(plt: Any, name: str, figures: dict[str, Any]) -> str:
+    m = np.array(figures["confusion"], dtype=float)
+    classes = figures["classes"]
+    rows = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    for (i, j), count in np.ndenumerate(m):
+        ax.text(j, i, int(count), ha="center", va="center", fontsize=7,
+                color="white" if rows[i, j] > 0.5 else "black")
+    ax.set_xlabel(name)
+    ax.set_ylabel("gold")
+    ax.set_title(f"{name} vs gold (rows normalised)", fontsize=9)
+    return _figure_uri(fig)
+
+
+def _kappa_plot(plt: Any, figures: dict[str, Any]) -> str:
+    names = figures["annotators"]
+    matrix = np.array([[figures["pairwise_cohen_kappa"][a][b] for b in names] for a in names], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 1.0 * len(names) + 1.8))
+    ax.imshow(matrix, cmap="RdYlGn", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_title("Pairwise Cohen's kappa", fontsize=9)
+    return _figure_uri(fig)
+
+
+def _calibration_plot(plt: Any, figures: dict[str, Any]) -> str:
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    for name, cal in figures["calibration"].items():
+        points = cal["reliability"]
+        if points:
+            ax.plot([p["confidence"] for p in points], [p["accuracy"] for p in points], marker="o",
+                    label=f"{name} (ECE {cal['ece']:.3f})")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("Reliability against gold", fontsize=9)
+    return _figure_uri(fig)
+
+
+def _coverage_plot(plt: Any, curve: list[dict[str, float]]) -> str:
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    ax.plot([p["coverage"] for p in curve], [p["accuracy"] for p in curve], marker=".")
+    ax.set_xlabel("coverage (most confident share kept)")
+    ax.set_ylabel("accuracy of kept labels")
+    ax.set_ylim(0, 1)
+    ax.set_title("Accuracy against coverage (consensus)", fontsize=9)
+    return _figure_uri(fig)
+
+
+def write_report(result: Any, path: str | Path, *, gold: str | None = None, uncertain: int = 25) -> Path:
+    """Write the HTML report of ``result`` to ``path``; ``gold`` names a reference column."""
+    from llm_annotator.analysis.calibration import accuracy_coverage
+    from llm_annotator.store.files import write_atomic
+
+    plt = _pyplot()
+    m = result.manifest
+    gold_values = result.gold_labels(gold) if gold else None
+    figures = result.agreement(gold=gold, bootstrap=200)
+    voters = result.without([gold]) if gold and gold in result.annotators else result
+    consensus = voters.labels()  # the gold column never votes on the consensus it is scored against
+    counts = m.get("counts", {})
+    summary = [
+        ["task", m.get("task", {}).get("name", result.task.name)],
+        ["template hash", result.task.template_hash],
+        ["annotators", ", ".join(result.annotators)],
+        ["items", len(result.items)], ["samples per annotator", result.samples],
+        ["votes", len(result.votes)], ["valid votes", int(result.votes["label"].notna().sum())],
+        ["tokens in / out", f"{m.get('tokens_in', 0)} / {m.get('tokens_out', 0)}"],
+        ["cost (this run)", f"${m.get('cost_usd', 0.0):.4f}"], ["wall time", f"{m.get('wall_s', 0.0):.1f} s"],
+        ["cache hits", counts.get("cache_hits", "–")], ["status", m.get("status", "–")],
+    ]
+    models = [[s.get("name"), s.get("model"), s.get("temperature"), s.get("max_tokens") or result.task.max_tokens]
+              for s in m.get("models", [])]
+    errors = result.votes["error"].dropna().map(lambda e: str(e).split(":", 1)[0]).value_counts()
+    by_reason = [[kind, int(n)] for kind, n in errors.items()]
+    sections = [
+        "<h2>Run</h2>", _table(["", ""], summary, "summary"),
+        _table(["annotator", "model", "temperature", "max tokens"], models) if models else "",
+        "<h3>Invalid answers and failed requests</h3>",
+        _table(["reason", "votes"], by_reason) if by_reason else "<p>None: every vote is valid.</p>",
+        "<h2>Labels</h2>", f'<img alt="label distribution" src="{_distribution_plot(plt, result, gold_values)}">',
+    ]
+    agree_rows = [["Krippendorff's alpha", figures["krippendorff_alpha"]], ["Fleiss' kappa", figures["fleiss_kappa"]],
+                  ["percent agreement", figures["percent_agreement"]]]
+    sections += ["<h2>Agreement between annotators</h2>", _table(["figure", "value"], agree_rows)]
+    if len(figures["annotators"]) > 1:
+        sections.append(f'<img alt="agreement heatmap" src="{_kappa_plot(plt, figures)}">')
+    consistency = [[n, v["samples"], v["alpha"], v["mean_top_share"]] for n, v in figures["self_consistency"].items()]
+    sections.append(_table(["annotator", "samples", "alpha over samples", "mean top share"], consistency))
+    if gold_values is not None:
+        rows = [[n, v["n"], v["accuracy"], v["macro_f1"], v["uar"], v["cohen_kappa"],
+                 figures["calibration"].get(n, {}).get("ece"), figures["calibration"].get(n, {}).get("brier")]
+                for n, v in figures["vs_gold"].items()]
+        sections += [f"<h2>Against gold ({html.escape(gold or '')})</h2>",
+                     _table(["annotator", "n", "accuracy", "macro-F1", "UAR", "Cohen's kappa", "ECE", "Brier"], rows)]
+        sections += [f'<img alt="confusion {html.escape(n)}" src="{_confusion_plot(plt, n, v)}">'
+                     for n, v in figures["vs_gold"].items() if v["n"]]
+        sections.append(f'<img alt="calibration curve" src="{_calibration_plot(plt, figures)}">')
+        index = {label: k for k, label in enumerate(result.labels_order)}
+        keep = [i for i, g in enumerate(gold_values) if g in index and isinstance(consensus["label"].iloc[i], str)]
+        if keep:
+            correct = np.array([consensus["label"].iloc[i] == gold_values[i] for i in keep])
+            curve = accuracy_coverage(consensus["confidence"].to_numpy()[keep], correct)
+            sections.append(f'<img alt="accuracy coverage" src="{_coverage_plot(plt, curve)}">')
+    review = consensus.sort_values(["confidence", "margin"], na_position="first").head(uncertain)
+    votes = result.votes.groupby("item_id")
+    rows = []
+    for _, row in review.iterrows():
+        item_votes = votes.get_group(row["item_id"]) if row["item_id"] in votes.groups else None
+        cast = "; ".join(f"{v.annotator}: {v.label if isinstance(v.label, str) else '(' + str(v.error) + ')'}"
+                         for v in item_votes.itertuples()) if item_votes is not None else ""
+        text = " | ".join(str(result.items.set_index("item_id").loc[row["item_id"]].get(c, ""))
+                          for c in result.items.columns[1:4])
+        rows.append([row["item_id"], text[:160], row["label"], row["confidence"], cast[:300]])
+    sections += ["<h2>Most uncertain items</h2>",
+                 _table(["item", "input", "consensus", "confidence", "votes"], rows, "uncertain")]
+    document = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>llm_annotator report: {html.escape(result.task.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }}
+th {{ background: #f2f2f2; }} img {{ max-width: 100%; margin: 0.5em 0.5em 0.5em 0; }}
+</style></head>
+<body>
+<h1>Annotation report: {html.escape(result.task.name)}</h1>
+<p>Generated {dt.datetime.now(dt.UTC).isoformat(timespec="seconds")} by llm_annotator. Figures: docs/agreement.md.</p>
+{"".join(sections)}
+<script>
+window.addEventListener("load", function () {{
+  var imgs = Array.from(document.images);
+  document.body.dataset.images = imgs.length;
+  document.body.dataset.rendered = imgs.filter(function (i) {{ return i.complete && i.naturalWidth > 0; }}).length;
+}});
+</script>
+</body></html>
+"""
+    out = Path(path)
+    write_atomic(out, document)
+    return out
+
+
+__all__ = ["write_report"]

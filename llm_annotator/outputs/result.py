@@ -1,0 +1,289 @@
+"""The result of an annotation run: the votes table and everything derived from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_annotator.analysis import aggregate
+from llm_annotator.analysis.agreement import vs_gold as vs_gold_table
+from llm_annotator.core.errors import ConfigError, RunDirError
+from llm_annotator.core.task import Task
+from llm_annotator.core.votes import votes_frame
+from llm_annotator.store.files import write_atomic
+from llm_annotator.store.votelog import read_votes
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas: a text cell starting with = + - @ gets a leading '."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value
+
+
+class AnnotationResult:
+    """Votes of one run, with soft labels, consensus labels and exports.
+
+    ``votes`` is the long table (one row per item, annotator and sample); every other
+    figure is computed from it on demand.
+    """
+
+    def __init__(self, votes: Any, task: Task, items: Any, *, samples: int,
+                 annotators: Sequence[str], manifest: dict[str, Any] | None = None) -> None:
+        self.votes = votes
+        self.task = task
+        self.items = items
+        self.samples = samples
+        self.annotators = list(annotators)
+        self.manifest = manifest or {}
+
+    def __repr__(self) -> str:
+        valid = int(self.votes["label"].notna().sum())
+        return (f"<AnnotationResult task={self.task.name!r} items={len(self.items)} "
+                f"annotators={self.annotators} votes={len(self.votes)} valid={valid}>")
+
+    @property
+    def labels_order(self) -> list[str]:
+        return list(self.task.labels)
+
+    # -- soft labels and consensus -------------------------------------------------
+    def soft_labels(self, *, by_annotator: bool = False, smoothing: float = 0.0) -> Any:
+        """Item x label probabilities, combined across annotators (or per annotator)."""
+        per = aggregate.soft_labels(self.votes, self.task.labels, smoothing=smoothing)
+        if by_annotator:
+            return per
+        return aggregate.combine(per, self.task.labels, self.items["item_id"].tolist())
+
+    def labels(self, method: str = "mean", *, smoothing: float = 0.0) -> Any:
+        """Consensus label per item with confidence, margin, entropy confidence, n_valid, n_requested.
+
+        ``method="mean"`` takes the argmax of the combined soft label;
+        ``method="majority"`` counts valid votes over all annotators and samples.
+        Ties go to the label listed first in the task.
+        """
+        import pandas as pd
+
+        order = self.items["item_id"].tolist()
+        if method == "mean":
+            probs = self.soft_labels(smoothing=smoothing)
+        elif method == "dawid_skene":
+            fit = self.dawid_skene()
+            probs = pd.DataFrame(fit.posteriors, index=fit.items, columns=self.labels_order)
+        elif method == "majority":
+            valid, vectors = aggregate.vote_vectors(self.votes, self.task.labels)
+            onehot = (vectors == vectors.max(axis=1, keepdims=True)).astype(float) if len(vectors) else vectors
+            frame = pd.DataFrame(onehot, columns=self.labels_order)
+            frame["item_id"] = valid["item_id"].to_numpy()
+            sums = frame.groupby("item_id", sort=False)[self.labels_order].sum().reindex(order)
+            probs = sums.div(sums.sum(axis=1), axis=0)
+        else:
+            raise ConfigError(f"unknown consensus method {method!r}", fix="use 'mean', 'majority' or 'dawid_skene'")
+        n_valid = self.votes[self.votes["label"].notna()].groupby("item_id").size()
+        return label_table(order, probs.to_numpy(dtype=float), n_valid.reindex(order).fillna(0).astype(int).to_numpy(),
+                           self.samples * len(self.annotators), self.labels_order)
+
+    # -- agreement ---------------------------------------------------------------------
+    def gold_labels(self, column: str) -> list[Any]:
+        """The values of an input column, as gold labels (empty cells are missing)."""
+        if column not in self.items.columns or column == "item_id":
+            raise ConfigError(f"gold column {column!r} is not an input column",
+                              fix=f"use one of {', '.join(map(str, self.items.columns[1:]))}")
+        return [None if v is None or v == "" or (isinstance(v, float) and np.isnan(v)) else str(v).strip()
+                for v in self.items[column].tolist()]
+
+    def agreement(self, gold: str | None = None, *, level: str = "nominal", bootstrap: int = 1000,
+                  seed: int = 0) -> dict[str, Any]:
+        """Agreement between annotators, within each annotator, and against a gold column.
+
+        Each annotator is represented by its own label per item (argmax of its soft label).
+        Returns Krippendorff's alpha, Fleiss' kappa, percent agreement, pairwise Cohen's
+        kappa, self-consistency over samples, and with ``gold`` (an input column) accuracy,
+        macro-F1, UAR, Cohen's kappa and calibration (ECE, Brier, reliability) of every
+        annotator and of the consensus; ``ci`` holds seeded percentile-bootstrap intervals
+        over items (``bootstrap`` rounds; 0 for none). Formulas: docs/agreement.md.
+        """
+        from llm_annotator.analysis.agreement import (
+            agreement_table,
+            annotator_labels,
+            bootstrap_intervals,
+            self_consistency,
+        )
+        from llm_annotator.analysis.calibration import calibration
+
+        order = self.items["item_id"].tolist()
+        table = annotator_labels(self.votes, self.task.labels, order)
+        gold_values = self.gold_labels(gold) if gold is not None else None
+        out = agreement_table(table, self.task.labels, gold=gold_values, level=level)
+        out["self_consistency"] = self_consistency(self.votes, self.task.labels)
+        if gold_values is not None:
+            per = self.soft_labels(by_annotator=True)
+            out["calibration"] = {}
+            for name in self.annotators:
+                probs = per.xs(name, level="annotator")[self.labels_order].reindex(order).to_numpy(dtype=float)
+                out["calibration"][name] = calibration(probs, gold_values, self.labels_order)
+            # the consensus of the other annotators: the gold column never votes on itself
+            others = self.without([gold]) if gold in self.annotators else self
+            consensus = others.labels()
+            out["vs_gold"]["consensus"] = vs_gold_table(gold_values, consensus["label"].tolist(), self.labels_order)
+            out["calibration"]["consensus"] = calibration(
+                consensus[[f"p_{x}" for x in self.labels_order]].to_numpy(dtype=float), gold_values, self.labels_order)
+        if bootstrap:
+            out["ci"] = bootstrap_intervals(table, self.task.labels, gold_values, rounds=bootstrap, seed=seed)
+        return out
+
+    def with_columns(self, columns: Sequence[str]) -> AnnotationResult:
+        """This result plus input columns imported as annotators (e.g. human labels)."""
+        import pandas as pd
+
+        from llm_annotator.outputs.columns import column_votes
+
+        rows = self.items.to_dict(orient="records")
+        extra = []
+        for column in columns:
+            if column not in self.items.columns:
+                raise ConfigError(f"column {column!r} is not an input column of this run",
+                                  fix=f"use one of {', '.join(map(str, self.items.columns[1:]))}")
+            extra += column_votes(rows, self.items["item_id"].tolist(), column, self.task)
+        from llm_annotator.core.votes import votes_frame
+
+        votes = pd.concat([self.votes, votes_frame(extra)], ignore_index=True)
+        return AnnotationResult(votes, self.task, self.items, samples=self.samples,
+                                annotators=[*self.annotators, *columns], manifest=self.manifest)
+
+    def without(self, annotators: Sequence[str]) -> AnnotationResult:
+        """This result with the votes of ``annotators`` left out."""
+        drop = set(annotators)
+        votes = self.votes[~self.votes["annotator"].isin(drop)].reset_index(drop=True)
+        return AnnotationResult(votes, self.task, self.items, samples=self.samples,
+                                annotators=[a for a in self.annotators if a not in drop], manifest=self.manifest)
+
+    def dawid_skene(self, *, per_sample: bool = False, n_iter: int = 100, tol: float = 1e-5) -> Any:
+        """Fit Dawid-Skene over the valid votes (each model an annotator; or each sample)."""
+        from llm_annotator.analysis.dawid_skene import dawid_skene
+
+        valid = self.votes[self.votes["label"].notna()]
+        workers = valid["annotator"].astype(str)
+        if per_sample:
+            workers = workers + "#" + valid["sample_index"].astype(str)
+        return dawid_skene(valid["item_id"].tolist(), workers.tolist(), valid["label"].tolist(),
+                           self.labels_order, n_iter=n_iter, tol=tol, item_order=self.items["item_id"].tolist())
+
+    # -- exports -----------------------------------------------------------------------
+    def to_frame(self, method: str = "mean") -> Any:
+        """One row per item: input columns, per-label probabilities, label, confidence, counts."""
+        return item_table(self.items, self.labels(method), self.labels_order)
+
+    def to_jsonl(self, path: str | Path, method: str = "mean") -> Path:
+        frame = self.to_frame(method)
+        write_atomic(Path(path), lambda out: write_jsonl_rows(frame, out))
+        return Path(path)
+
+    def to_csv(self, path: str | Path, method: str = "mean") -> Path:
+        frame = self.to_frame(method)
+        write_atomic(Path(path), lambda out: write_csv_rows(frame, out, header=True))
+        return Path(path)
+
+    def to_parquet(self, path: str | Path, method: str = "mean") -> Path:
+        frame = self.to_frame(method)
+        tmp = Path(str(path) + ".tmp")
+        try:
+            frame.to_parquet(tmp, index=False)
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RunDirError(f"cannot write {path}: {exc.strerror}", fix="choose a writable path") from None
+        return Path(path)
+
+    def to_hf_dataset(self, method: str = "mean") -> Any:
+        """A ``datasets.Dataset`` (soft labels as a list column in the task's label order)."""
+        from datasets import Dataset
+
+        return Dataset.from_pandas(self.to_frame(method), preserve_index=False)
+
+    # -- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, run_dir: str | Path) -> AnnotationResult:
+        """Read a finished run directory (``votes.jsonl``, ``labels.jsonl``, ``run.json``)."""
+        import pandas as pd
+
+        run = Path(run_dir)
+        try:
+            manifest = json.loads((run / "run.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{run}: no readable run.json ({exc})",
+                              fix="point to a directory written by 'llm-annotator annotate --out'") from None
+        task = Task.model_validate(manifest["task"])
+        votes = votes_frame(read_votes(run / "votes.jsonl"))
+        items = pd.read_json(run / "labels.jsonl", lines=True, dtype=False)
+        keep = ["item_id", *manifest["data"]["columns"]]
+        items = items[[c for c in keep if c in items.columns]].astype({"item_id": str})
+        return cls(votes, task, items, samples=manifest["parameters"]["samples"],
+                   annotators=[m["name"] for m in manifest["models"]], manifest=manifest)
+
+
+def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n_requested: int,
+                labels: Sequence[str]) -> Any:
+    """The labels table: item_id, p_LABEL per label, label, confidence, margin, entropy
+    confidence, n_valid, n_requested, valid_share, from item x label probabilities."""
+    import pandas as pd
+
+    out = pd.DataFrame({"item_id": list(order)})
+    for k, label in enumerate(labels):
+        out[f"p_{label}"] = matrix[:, k]
+    out["label"] = aggregate.argmax_labels(matrix, labels)
+    for name, values in aggregate.confidence(matrix).items():
+        out[name] = values
+    out["n_valid"] = np.asarray(n_valid, dtype=int)
+    out["n_requested"] = n_requested
+    out["valid_share"] = out["n_valid"] / out["n_requested"]
+    return out
+
+
+def item_table(items: Any, labels: Any, order: Sequence[str]) -> Any:
+    """Input columns joined to the labels table, plus ``soft_label`` (a list per item)."""
+    table = items.merge(labels, on="item_id", how="left")
+    table["soft_label"] = [list(row) for row in labels[[f"p_{x}" for x in order]].to_numpy()]
+    return table
+
+
+def write_csv_rows(frame: Any, out: Any, *, header: bool) -> None:
+    """``labels.csv`` rows (no ``soft_label``), text cells neutralised against formulas."""
+    import pandas as pd
+
+    frame = frame.drop(columns=["soft_label"])
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].map(safe_cell)
+    frame.to_csv(out, index=False, header=header, lineterminator="\n")
+
+
+def write_jsonl_rows(frame: Any, out: Any) -> None:
+    """``labels.jsonl`` rows: one JSON object per item, NaN as null."""
+    out.writelines(json.dumps(_jsonable(r), ensure_ascii=False) + "\n" for r in frame.to_dict(orient="records"))
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, float) and np.isnan(value):
+            out[key] = None
+        elif isinstance(value, np.generic):
+            out[key] = value.item()
+        elif isinstance(value, list):
+            out[key] = [None if isinstance(v, float) and np.isnan(v) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+__all__ = ["AnnotationResult", "item_table", "label_table", "safe_cell", "write_csv_rows", "write_jsonl_rows"]

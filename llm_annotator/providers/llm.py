@@ -1,0 +1,369 @@
+"""The one module that talks to LiteLLM (imported lazily, on the first call).
+
+Capability checks decide how k samples are collected (``n`` where the provider
+supports it, else k calls, and again for the rest when a provider silently returns
+fewer choices than ``n``), whether to ask for log-probabilities and for a JSON schema.
+Calls retry rate limits, 5xx, connection errors and timeouts with exponential backoff
+and full jitter, honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llm_annotator.core.errors import ConfigError, ErrorKind, ModelError
+from llm_annotator.core.models import ModelSpec
+from llm_annotator.providers import pricing
+from llm_annotator.providers.client import litellm
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    n: bool
+    logprobs: bool
+    response_format: bool
+
+
+@dataclass(frozen=True)
+class Choice:
+    content: str | None
+    logprobs: list[dict[str, Any]] | None
+    distribution: dict[str, float] | None
+    finish_reason: str | None
+
+
+@dataclass(frozen=True)
+class Completion:
+    choices: list[Choice]
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    latency_s: float
+    deployment: str | None = None
+    estimated: bool = False       # usage missing or implausible: tokens counted here
+
+
+class CallFailed(Exception):
+    """A request that failed after its retries; ``kind`` goes into the vote's error.
+
+    ``maybe_billed``: the last attempt reached the provider and may have been billed
+    (it timed out, or the connection dropped after the request was sent).
+    """
+
+    def __init__(self, kind: ErrorKind, detail: str, *, maybe_billed: bool = False) -> None:
+        super().__init__(kind.message(detail))
+        self.kind = kind
+        self.detail = detail
+        self.maybe_billed = maybe_billed
+
+
+#: Called after an attempt that may have been billed and before it is retried: it
+#: accounts for the lost attempt and says whether a retry may be paid for.
+OnLost = Callable[[], Awaitable[bool]]
+
+
+def _maybe_billed(kind: ErrorKind, exc: BaseException) -> bool:
+    """Did the failed attempt reach the provider? Timeouts did; a refused connection did not."""
+    if kind is ErrorKind.TIMEOUT:
+        return True
+    if kind is not ErrorKind.CONNECTION_ERROR:
+        return False
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        name = type(seen).__name__
+        if name in ("ConnectError", "ConnectionRefusedError", "ConnectTimeout", "gaierror"):
+            return False
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).lower()
+    return not any(s in text for s in ("connection refused", "connecterror", "name or service not known",
+                                       "cannot connect", "failed to establish"))
+
+
+def check_model(spec: ModelSpec) -> None:
+    """Fail before the first call when LiteLLM cannot route the model string."""
+    if spec.router is not None:
+        if not spec.deployments:
+            names = sorted({str(d.get("model_name")) for d in spec.router["model_list"]})
+            raise ConfigError(f"model {spec.model!r} is not a model_name of the router config",
+                              fix=f"use one of {', '.join(names)}")
+        return
+    if spec.is_local:
+        from . import local
+
+        local.register(litellm())
+        local.check_model_name(spec.model)
+        return
+    try:
+        litellm().get_llm_provider(spec.model, api_base=spec.api_base)
+    except Exception:
+        raise ConfigError(f"unknown model string {spec.model!r}: LiteLLM cannot tell its provider",
+                          fix="use a LiteLLM model string such as 'gpt-4o', 'anthropic/claude-sonnet-4-5', "
+                              "'openai/NAME' with an API base, or 'local/smollm2-135m'") from None
+
+
+@functools.cache
+def _capabilities(model: str, local: bool) -> Capabilities:
+    if local:  # one in-process call returns n choices; distributions come from label scoring
+        return Capabilities(n=True, logprobs=False, response_format=False)
+    try:
+        params = set(litellm().get_supported_openai_params(model=model) or [])
+    except Exception:
+        params = set()
+    return Capabilities(n="n" in params, logprobs="logprobs" in params,
+                        response_format="response_format" in params)
+
+
+def capabilities(spec: ModelSpec) -> Capabilities:
+    model = spec.model
+    if spec.deployments:  # a router name: ask about the first deployment's model
+        model = str(spec.deployments[0].get("litellm_params", {}).get("model", model))
+    found = _capabilities(model, spec.is_local)
+    return Capabilities(
+        n=found.n if spec.use_n is None else spec.use_n and found.n,
+        logprobs=found.logprobs if spec.logprobs is None else spec.logprobs and found.logprobs,
+        response_format=found.response_format if spec.json_schema is None
+        else spec.json_schema and found.response_format,
+    )
+
+
+_ROUTERS: dict[str, Any] = {}
+
+
+def _router(spec: ModelSpec) -> Any:
+    """One LiteLLM Router per distinct configuration, built on first use."""
+    import json
+
+    assert spec.router is not None
+    key = json.dumps(spec.router, sort_keys=True, default=str)
+    if key not in _ROUTERS:
+        _ROUTERS[key] = litellm().Router(**spec.router)
+    return _ROUTERS[key]
+
+
+def needs_placeholder_key(spec: ModelSpec) -> bool:
+    """An OpenAI-compatible server at a custom address, and no key anywhere."""
+    base = spec.api_base or os.environ.get("OPENAI_API_BASE") or os.environ.get("OPENAI_BASE_URL")
+    if not base or os.environ.get("OPENAI_API_KEY") or spec.is_local:
+        return False
+    return provider(spec.model, spec.api_base)[0] in {"openai", "hosted_vllm", "openai_like", "llamafile",
+                                                    "lm_studio", "text-completion-openai"}
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+#: Per (model, api_base): 0 json_schema, 1 json_object with the schema, 2 no response_format.
+_SCHEMA_FORM: dict[tuple[str, str | None], int] = {}
+
+
+def _schema_form(response_format: dict[str, Any], form: int) -> dict[str, Any] | None:
+    if form == 0:
+        return response_format
+    if form == 1:
+        return {"type": "json_object", "schema": response_format["json_schema"]["schema"]}
+    return None
+
+
+def _classify(exc: BaseException) -> tuple[ErrorKind, bool]:
+    """(error kind, retryable) for an exception raised by LiteLLM: the first matching row
+    of one table, most specific exception classes first."""
+    lm = litellm()
+    table: list[tuple[Any, ErrorKind, bool]] = [
+        (lm.RateLimitError, ErrorKind.RATE_LIMITED, True),
+        (lm.Timeout | asyncio.TimeoutError, ErrorKind.TIMEOUT, True),
+        (lm.ContentPolicyViolationError, ErrorKind.REFUSED, False),
+        (lm.ContextWindowExceededError, ErrorKind.CONTEXT_TOO_LONG, False),
+        (lm.AuthenticationError | lm.PermissionDeniedError, ErrorKind.AUTH, False),
+        (lm.NotFoundError, ErrorKind.NOT_FOUND, False),
+        (lm.APIConnectionError, ErrorKind.CONNECTION_ERROR, True),
+        (lm.InternalServerError | lm.ServiceUnavailableError | lm.BadGatewayError, ErrorKind.SERVER_ERROR, True),
+        (lm.BadRequestError, ErrorKind.BAD_REQUEST, False),
+    ]
+    if "Missing credentials" in str(exc):
+        return ErrorKind.AUTH, False
+    for classes, kind, retryable in table:
+        if isinstance(exc, classes):
+            return kind, retryable
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status >= 500:
+        return ErrorKind.SERVER_ERROR, True
+    if isinstance(exc, lm.APIError):
+        return ErrorKind.API_ERROR, True
+    return ErrorKind.ERROR, False
+
+
+def redact(text: str, spec: ModelSpec) -> str:
+    """Remove the API key (explicit or from the environment) from a message."""
+    secrets = [spec.api_key.get_secret_value()] if spec.api_key else []
+    secrets += [str(d.get("litellm_params", {}).get("api_key")) for d in spec.deployments
+                if d.get("litellm_params", {}).get("api_key")]
+    secrets += [v for k, v in os.environ.items()
+                if len(v) >= 8 and any(s in k.upper() for s in ("API_KEY", "TOKEN", "SECRET"))]
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(text.split())[:300]
+
+
+def choices_of(response: Any) -> list[Choice]:
+    out: list[Choice] = []
+    for choice in getattr(response, "choices", None) or []:
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        logprobs = getattr(choice, "logprobs", None)
+        tokens = None
+        content_tokens = getattr(logprobs, "content", None) if logprobs is not None else None
+        if content_tokens:
+            tokens = [
+                {"token": t.token, "logprob": t.logprob,
+                 "top_logprobs": [{"token": a.token, "logprob": a.logprob} for a in (t.top_logprobs or [])]}
+                for t in content_tokens
+            ]
+        hidden = getattr(response, "_hidden_params", None) or {}
+        distribution = (getattr(choice, "label_distribution", None)
+                        or (hidden.get("label_distributions") or [None] * (len(out) + 1))[len(out)])
+        out.append(Choice(content=content, logprobs=tokens, distribution=distribution,
+                          finish_reason=getattr(choice, "finish_reason", None)))
+    return out
+
+
+def request_parameters(spec: ModelSpec, messages: list[dict[str, str]], *, n: int, max_tokens: int,
+                       logprobs: int | None) -> dict[str, Any]:
+    """The chat-completion parameters of one request, shared by live calls and batch lines."""
+    params: dict[str, Any] = {"messages": messages, "temperature": spec.temperature,
+                              "max_tokens": spec.max_tokens or max_tokens}
+    if n > 1:
+        params["n"] = n
+    if spec.top_p is not None:
+        params["top_p"] = spec.top_p
+    if logprobs:
+        params["logprobs"] = True
+        params["top_logprobs"] = logprobs
+    params.update(spec.extra)
+    return params
+
+
+@functools.cache
+def provider(model: str, api_base: str | None = None) -> tuple[str, str]:
+    """(provider, the model name the provider knows) as LiteLLM routes ``model``."""
+    try:
+        name, found, *_ = litellm().get_llm_provider(model, api_base=api_base)
+        return str(found), str(name)
+    except Exception:
+        return "", model
+
+
+async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
+                   max_tokens: int, response_format: dict[str, Any] | None,
+                   logprobs: int | None, local: dict[str, Any] | None = None,
+                   on_lost: OnLost | None = None) -> Completion:
+    """One chat completion with retries; raises :class:`CallFailed` when it gives up.
+
+    ``on_lost`` is awaited after an attempt that may have been billed, before a retry;
+    when it answers False the call gives up there (the budget cannot pay for a retry).
+    """
+    lm = litellm()
+    kwargs = request_parameters(spec, messages, n=n, max_tokens=max_tokens, logprobs=logprobs)
+    kwargs.update({"model": spec.model, "timeout": spec.timeout, "num_retries": 0, "max_retries": 0})
+    if spec.api_base and spec.router is None:
+        kwargs["api_base"] = spec.api_base
+    if spec.api_key is not None:
+        kwargs["api_key"] = spec.api_key.get_secret_value()
+    elif spec.router is None and needs_placeholder_key(spec):
+        kwargs["api_key"] = "no-key"  # self-hosted OpenAI-compatible servers check none
+    if spec.is_local and local is not None:
+        kwargs.update(local)
+    where = (spec.model, spec.api_base)
+    attempt = 0
+    while True:
+        form = _SCHEMA_FORM.get(where, 0)
+        if response_format is not None:
+            kwargs["response_format"] = _schema_form(response_format, form)
+            if kwargs["response_format"] is None:
+                kwargs.pop("response_format")
+        started = time.perf_counter()
+        try:
+            if spec.router is not None:
+                routed = {k: v for k, v in kwargs.items() if k not in ("api_base", "api_key", "max_retries")}
+                call = _router(spec).acompletion(**routed)
+            else:
+                call = lm.acompletion(**kwargs)
+            response = await asyncio.wait_for(call, timeout=spec.timeout + 5)
+        except Exception as exc:
+            if "response_format" in kwargs and "response_format" in str(exc):
+                # The server refuses this form of JSON schema (llama.cpp's wants json_object):
+                # fall back to the next form, and remember it for this model and address.
+                _SCHEMA_FORM[where] = max(_SCHEMA_FORM.get(where, 0), form + 1)
+                continue
+            kind, retryable = _classify(exc)
+            if kind is ErrorKind.AUTH:
+                raise ModelError(f"model {spec.name!r} refused the credentials: {redact(str(exc), spec)}",
+                                 fix="set the provider's API key (e.g. OPENAI_API_KEY) or pass api_key=") from None
+            lost = _maybe_billed(kind, exc)
+            if not retryable or attempt >= spec.max_retries:
+                raise CallFailed(kind, redact(str(exc), spec), maybe_billed=lost) from None
+            if lost and on_lost is not None and not await on_lost():
+                raise CallFailed(kind, redact(str(exc), spec) + " (not retried: the budget is spent)") from None
+            wait = random.uniform(0, min(30.0, 0.5 * 2 ** attempt))
+            after = _retry_after(exc)
+            if after is not None:
+                wait = max(wait, min(after, 300.0))
+            attempt += 1
+            await asyncio.sleep(wait)
+            continue
+        latency = time.perf_counter() - started
+        choices = choices_of(response)
+        if not choices:
+            if attempt >= spec.max_retries:
+                raise CallFailed(ErrorKind.EMPTY_RESPONSE, "the provider returned no choices")
+            attempt += 1
+            continue
+        hidden = getattr(response, "_hidden_params", None) or {}
+        model_for_price = None
+        if spec.router is not None:
+            model_for_price = str(hidden.get("litellm_model_name") or (getattr(response, "model", None) or spec.model))
+        reported = pricing.usage_tokens(getattr(response, "usage", None))
+        estimated = reported is None
+        if reported is None:  # missing or impossible usage: count the tokens ourselves
+            counted = model_for_price or spec.model
+            reported = (pricing.count_tokens(counted, messages),
+                        sum(pricing.count_text_tokens(counted, c.content) for c in choices))
+        tokens_in, tokens_out = reported
+        return Completion(choices=choices, tokens_in=tokens_in, tokens_out=tokens_out,
+                          cost_usd=pricing.price_of(spec, tokens_in, tokens_out, model=model_for_price),
+                          latency_s=latency, deployment=hidden.get("api_base") if spec.router is not None else None,
+                          estimated=estimated)
+
+
+__all__ = ["CallFailed", "Capabilities", "Choice", "Completion", "OnLost", "capabilities", "check_model",
+           "choices_of", "complete", "litellm", "needs_placeholder_key", "provider", "redact", "request_parameters"]

@@ -1,0 +1,46 @@
+"""Every file the library writes goes through here: whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from llm_annotator.core.errors import RunDirError
+
+
+def write_atomic(path: Path, content: str | Callable[[IO[str]], None]) -> None:
+    """Write ``content`` (text, or a function that writes to the file) to ``path`` through a
+    temporary file of its own, fsync and a rename: readers see the old file or the whole
+    new one, and two writers never share a temporary file. The temporary file is removed
+    on any failure."""
+    path = Path(path)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise RunDirError(f"cannot write {path}: {exc.strerror}",
+                          fix="free disk space or choose a writable --out directory") from None
+    tmp = Path(name)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            if isinstance(content, str):
+                out.write(content)
+            else:
+                content(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunDirError(f"cannot write {path}: {exc.strerror}",
+                          fix="free disk space or choose a writable --out directory") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["write_atomic"]

@@ -1,0 +1,105 @@
+"""What the loopback server (:mod:`llm_annotator.testing.server`) answers: scripted replies and
+responders, functions of the request body."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted reply. ``content`` may be a list (one entry per choice)."""
+
+    content: str | list[str] | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    delay: float = 0.0
+    drop: bool = False
+    top_logprobs: dict[str, float] | None = None
+
+
+Responder = Callable[[dict[str, Any]], "str | list[str] | Reply"]
+
+
+def user_text(request: dict[str, Any]) -> str:
+    """The last user message of a chat request."""
+    for message in reversed(request.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content", "")
+            return content if isinstance(content, str) else json.dumps(content)
+    return ""
+
+
+def schema_labels(request: dict[str, Any]) -> list[str]:
+    """The enum of labels in a request's JSON schema, if it has one."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "enum" in node and isinstance(node["enum"], list):
+                found.extend(str(v) for v in node["enum"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(request.get("response_format"))
+    return found
+
+
+def sampling_responder(labels: list[str], field_path: str = "label") -> Responder:
+    """Answers a JSON object with a label drawn from a prompt-seeded distribution.
+
+    The same prompt has the same distribution; each choice of each call draws anew,
+    so repeated samples at temperature > 0 differ, as a real model's do.
+    """
+    counter = {"n": 0}
+    lock = threading.Lock()
+
+    def respond(request: dict[str, Any]) -> list[str]:
+        seed = int(hashlib.sha256(user_text(request).encode()).hexdigest()[:8], 16)
+        weights = [((seed >> (3 * i)) & 7) + 1 for i in range(len(labels))]
+        n = int(request.get("n") or 1)
+        with lock:
+            counter["n"] += 1
+            rng = random.Random(seed * 1000003 + counter["n"])
+        out = []
+        for _ in range(n):
+            label = rng.choices(labels, weights=weights)[0]
+            obj: Any = label
+            for part in reversed(field_path.split(".")):
+                obj = {part: obj}
+            out.append(json.dumps(obj))
+        return out
+
+    return respond
+
+
+def attempts(*first: str | list[str] | Reply, then: str | list[str] | Reply) -> Responder:
+    """Per distinct prompt: the n-th request gets ``first[n]``, later ones ``then``.
+
+    ``attempts(Reply(status=429, headers={"Retry-After": "0.2"}), Reply(status=503), then='{"label": "a"}')``
+    fails each prompt twice before answering.
+    """
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def respond(request: dict[str, Any]) -> str | list[str] | Reply:
+        text = user_text(request)
+        with lock:
+            seen[text] = seen.get(text, 0) + 1
+            attempt = seen[text]
+        return first[attempt - 1] if attempt <= len(first) else then
+
+    return respond
+
+
+__all__ = ["Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]
