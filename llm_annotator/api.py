@@ -21,7 +21,7 @@ from llm_annotator.core.errors import ConfigError
 from llm_annotator.core.models import ModelSpec, as_specs
 from llm_annotator.core.shard import parse_shard
 from llm_annotator.core.task import Task, load_task
-from llm_annotator.core.votes import Vote, error_counts, votes_frame
+from llm_annotator.core.votes import Vote, error_counts, invalid_and_failed, votes_frame
 from llm_annotator.engine.batch import (
     CollectBackend,
     SubmitBackend,
@@ -48,8 +48,6 @@ T = TypeVar("T")
 DataLike = Any
 ModelsLike = str | Mapping[str, Any] | ModelSpec | Sequence[str | Mapping[str, Any] | ModelSpec] | None
 
-#: Error kinds of invalid answers (an answer came) as opposed to failed requests.
-_INVALID = frozenset({"empty", "unparseable", "missing_field", "out_of_label_set", "refused"})
 
 
 @dataclass
@@ -246,8 +244,7 @@ def _finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budge
         status = "batch_pending"
     counts = Counts(
         votes_requested=stats.requested_votes, votes=tally["votes"], valid=tally["valid"],
-        invalid=sum(n for k, n in errors.items() if k in _INVALID),
-        errors=sum(n for k, n in errors.items() if k not in _INVALID), by_reason=errors,
+        invalid=invalid_and_failed(errors)[0], errors=invalid_and_failed(errors)[1], by_reason=errors,
         resumed=stats.resumed_votes, cache_hits=stats.cached_votes, new=stats.new_votes,
         not_issued=stats.not_issued, in_batch=stats.in_batch, batch_answers=stats.batch_answers,
         requests=stats.requests, failed_requests=stats.failed_requests, stale_dropped=stats.stale_dropped,

@@ -81,4 +81,10 @@ def error_counts(errors: Iterable[Any]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-__all__ = ["FORMAT_VERSION", "VOTE_COLUMNS", "Vote", "VoteKey", "error_counts", "votes_frame"]
+def invalid_and_failed(counts: dict[str, int]) -> tuple[int, int]:
+    """(invalid answers, failed requests) of :func:`error_counts`."""
+    invalid = sum(n for kind, n in counts.items() if ErrorKind(kind).invalid_answer)
+    return invalid, sum(counts.values()) - invalid
+
+
+__all__ = ["FORMAT_VERSION", "VOTE_COLUMNS", "Vote", "VoteKey", "error_counts", "invalid_and_failed", "votes_frame"]

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from llm_annotator.core.errors import RunDirError
-from llm_annotator.core.votes import Vote, VoteKey, error_counts, votes_frame
+from llm_annotator.core.votes import Vote, VoteKey, error_counts, invalid_and_failed, votes_frame
 from llm_annotator.store.manifest import BudgetFigures, Counts, RunManifest
 from llm_annotator.store.rundir import RunDir, read_manifest
 from llm_annotator.store.votelog import read_votes
-
-_INVALID = frozenset({"empty", "unparseable", "missing_field", "out_of_label_set", "refused"})
 
 
 def _shard_of(manifest: dict[str, Any]) -> tuple[int, int]:
@@ -95,8 +93,8 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path) -> Any:
         "parameters": {**first.get("parameters", {}), "shard": None},
         "counts": Counts(votes_requested=sum(int(m["counts"].get("votes_requested", 0)) for m in manifests),
                          votes=len(ordered), valid=sum(v.label is not None for v in ordered),
-                         invalid=sum(n for k, n in errors.items() if k in _INVALID),
-                         errors=sum(n for k, n in errors.items() if k not in _INVALID), by_reason=errors),
+                         invalid=invalid_and_failed(errors)[0], errors=invalid_and_failed(errors)[1],
+                         by_reason=errors),
         "tokens_in": sum(v.tokens_in for v in ordered), "tokens_out": sum(v.tokens_out for v in ordered),
         "cost_usd": round(cost, 8), "cost_usd_all_votes": round(cost, 8),
         "budget": BudgetFigures(spent_usd=round(sum(float((m.get("budget") or {}).get("spent_usd", 0.0))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from llm_annotator.core.errors import ConfigError
+from llm_annotator.core.votes import error_counts
 
 
 def _figure_uri(fig: Any) -> str:
@@ -154,8 +155,8 @@ def write_report(result: Any, path: str | Path, *, gold: str | None = None, unce
     ]
     models = [[s.get("name"), s.get("model"), s.get("temperature"), s.get("max_tokens") or result.task.max_tokens]
               for s in m.get("models", [])]
-    errors = result.votes["error"].dropna().map(lambda e: str(e).split(":", 1)[0]).value_counts()
-    by_reason = [[kind, int(n)] for kind, n in errors.items()]
+    errors = sorted(error_counts(result.votes["error"]).items(), key=lambda kv: -kv[1])
+    by_reason = [[kind, n] for kind, n in errors]
     sections = [
         "<h2>Run</h2>", _table(["", ""], summary, "summary"),
         _table(["annotator", "model", "temperature", "max tokens"], models) if models else "",
