@@ -220,6 +220,8 @@ def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
     print(f"{m['data']['n_items']} items x {len(m['models'])} model(s) x {samples} sample(s): "
           f"{c['valid']} valid votes, {c['invalid']} invalid answers, {c['errors']} failed requests; "
           f"{c['cache_hits']} from cache, {c['resumed']} resumed; ${m['cost_usd']:.4f} spent in {m['wall_s']:.1f} s")
+    if c.get("stale_dropped"):
+        print(f"{c['stale_dropped']} recorded votes were asked with other parameters or another endpoint: asked again")
     if m["status"] == "stopped_by_budget":
         print(f"stopped by the budget: {c['not_issued']} votes not requested; raise --budget-usd and re-run to finish")
     if m["status"] == "batch_pending":

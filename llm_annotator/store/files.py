@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -18,12 +19,12 @@ def write_atomic(path: Path, content: str | Callable[[IO[str]], None]) -> None:
     new one, and two writers never share a temporary file. The temporary file is removed
     on any failure."""
     path = Path(path)
-    try:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
+    try:  # created like any file (mode 0666 less the umask), and by this writer only
+        handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise RunDirError(f"cannot write {path}: {exc.strerror}",
                           fix="free disk space or choose a writable --out directory") from None
-    tmp = Path(name)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             if isinstance(content, str):
