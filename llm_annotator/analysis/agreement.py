@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from llm_annotator.core.errors import ConfigError
+
 
 def _codes(values: Sequence[Any], classes: list[Any]) -> np.ndarray:
     index = {c: i for i, c in enumerate(classes)}
@@ -212,6 +214,11 @@ def bootstrap_intervals(table: Any, labels: Sequence[str], gold: Sequence[Any] |
     Items are drawn with replacement ``rounds`` times (seeded: reproducible); each figure
     is recomputed on every resample from per-item parts, so 100k items take seconds.
     """
+    if isinstance(rounds, bool) or not isinstance(rounds, int | np.integer) or rounds < 1:
+        raise ConfigError(f"bootstrap rounds must be a whole number of at least 1, got {rounds!r}",
+                          fix="use --bootstrap 1000 (bootstrap=1000), or 0 for no intervals")
+    if not 0 < level < 1:
+        raise ConfigError(f"the interval level must lie between 0 and 1, got {level!r}", fix="use e.g. level=0.95")
     classes = list(labels)
     k = len(classes)
     matrix = reliability_matrix(table, classes)
