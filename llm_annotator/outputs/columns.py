@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llm_annotator.core.data import load_dataset
+from llm_annotator.core.data import assign_ids, load_dataset
 from llm_annotator.core.errors import DataError
 from llm_annotator.core.parse import normalise
 from llm_annotator.core.task import Task
@@ -44,12 +44,23 @@ def result_from_columns(data: Any, columns: Sequence[str], *, labels: Sequence[s
 
     The label set is ``labels``, else the task's, else every value seen in the columns
     (sorted) — in that last case nothing can be out of the set.
+
+    Item ids come from ``id_column``; else from an ``item_id`` column, as in a run's own
+    ``labels.csv``; else from a hash of each row. With another ``id_column``, its values
+    take the place of the table's ``item_id`` column.
     """
     import pandas as pd
 
     from llm_annotator.outputs.result import AnnotationResult
 
     dataset = load_dataset(data, id_column=id_column)
+    item_ids = dataset.item_ids
+    if id_column is None and "item_id" in dataset.columns:
+        try:
+            item_ids = assign_ids(dataset.rows, dataset.source, "item_id")
+        except DataError as exc:
+            raise DataError(exc.message, fix="give every row a unique item_id, or name a column of unique ids "
+                                             "with --id-column (id_column=)") from None
     missing = [c for c in columns if c not in dataset.columns]
     if missing:
         raise DataError(f"{dataset.source}: column {missing[0]!r} does not exist",
@@ -64,9 +75,10 @@ def result_from_columns(data: Any, columns: Sequence[str], *, labels: Sequence[s
         task = task.with_labels(labels)
     votes: list[Vote] = []
     for column in columns:
-        votes += column_votes(dataset.rows, dataset.item_ids, column, task, source=dataset.source)
-    items = pd.DataFrame([{c: r.get(c) for c in dataset.columns} for r in dataset.rows], columns=dataset.columns)
-    items.insert(0, "item_id", dataset.item_ids)
+        votes += column_votes(dataset.rows, item_ids, column, task, source=dataset.source)
+    names = [c for c in dataset.columns if c != "item_id"]
+    items = pd.DataFrame([{c: r.get(c) for c in names} for r in dataset.rows], columns=names)
+    items.insert(0, "item_id", item_ids)
     return AnnotationResult(votes_frame(votes), task, items, samples=1, annotators=list(columns),
                             manifest={"data": {"source": dataset.source}})
 
