@@ -1,11 +1,14 @@
 """A model's answer to a label, or to an invalid vote with its reason.
 
 Order of attempts: a JSON object (also inside a ```json fence or surrounded by prose)
-whose output field holds the label; else the bare answer matched tolerantly (case,
-surrounding punctuation and quotes, a leading "Answer:"/"Emotion:", declared aliases).
-Anything else is invalid and keeps its reason: ``empty``, ``unparseable``,
-``missing_field:<path>``, ``out_of_label_set:<value>``. Nothing is ever mapped to the
-nearest label.
+whose output field holds the label; else the first line of the bare answer, as written
+and without a leading "Answer:"/"Emotion:". A text is matched to the labels, then to
+the declared aliases, first exactly, then ignoring case, then ignoring case, surrounding
+punctuation and quotes; a tolerant match that fits two labels (``a`` and ``a.``) or none
+but punctuation fits none. Anything else is invalid and keeps its reason: ``empty``,
+``unparseable``, ``missing_field:<path>``, ``out_of_label_set:<value>``. Nothing is
+ever mapped to the nearest label, and no answer text raises: JSON too deep or with
+numbers too long to read is simply not JSON.
 """
 
 from __future__ import annotations
@@ -37,11 +40,34 @@ def normalise(text: str) -> str:
     return " ".join(text.strip(_STRIP).casefold().split())
 
 
-def _lookup(task: Task) -> dict[str, str]:
-    table = {normalise(label): label for label in task.labels}
-    for alias, target in task.aliases.items():
-        table.setdefault(normalise(alias), target)
-    return table
+def _match(text: str, task: Task) -> str | None:
+    """The label ``text`` names, or None: labels before aliases, exact before tolerant;
+    a stage where two labels fit is ambiguous and matches nothing."""
+    stripped = text.strip()
+    for key in (_same, str.casefold, normalise):
+        wanted = key(stripped)
+        if not wanted:
+            return None
+        for names in (((label, label) for label in task.labels), task.aliases.items()):
+            found = {target for name, target in names if key(name.strip()) == wanted}
+            if len(found) == 1:
+                return found.pop()
+            if found:
+                return None
+    return None
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _decode(text: str) -> Any:
+    """The JSON value at the start of ``text``, or _MISSING (also for JSON nested deeper
+    than the decoder recurses and integers longer than Python converts)."""
+    try:
+        return json.JSONDecoder().raw_decode(text)[0]
+    except (ValueError, RecursionError):
+        return _MISSING
 
 
 def _json_object(text: str) -> Any:
@@ -51,16 +77,24 @@ def _json_object(text: str) -> Any:
         start = candidate.find("{")
         if start < 0:
             continue
-        try:
-            return json.JSONDecoder().raw_decode(candidate[start:])[0]
-        except json.JSONDecodeError:
+        value = _decode(candidate[start:])
+        if value is _MISSING:
             end = candidate.rfind("}")
-            if end > start:
-                try:
-                    return json.loads(candidate[start:end + 1])
-                except json.JSONDecodeError:
-                    continue
+            if end <= start:
+                continue
+            value = _decode(candidate[start:end + 1])
+            if value is _MISSING:
+                continue
+        return value
     return None
+
+
+def _short(value: Any) -> str:
+    """A non-text answer value as the error names it: its JSON, at most 60 characters."""
+    try:
+        return json.dumps(value)[:60]
+    except (ValueError, TypeError, RecursionError):
+        return type(value).__name__
 
 
 def _field(obj: Any, path: str) -> Any:
@@ -81,9 +115,10 @@ def _field(obj: Any, path: str) -> Any:
 
 def parse_answer(content: str | None, task: Task) -> Parsed:
     """Read the label from a model's answer, or say why there is none."""
-    if content is None or not content.strip():
+    if content is None or (isinstance(content, str) and not content.strip()):
         return Parsed(None, ErrorKind.EMPTY.value)
-    table = _lookup(task)
+    if not isinstance(content, str):
+        return Parsed(None, ErrorKind.UNPARSEABLE.value)
     obj = _json_object(content) if "{" in content else None
     if isinstance(obj, Mapping):
         paths = [task.output] if task.output else []
@@ -93,16 +128,18 @@ def parse_answer(content: str | None, task: Task) -> Parsed:
             if value is _MISSING:
                 continue
             if not isinstance(value, str):
-                return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{json.dumps(value)[:60]}")
-            label = table.get(normalise(value))
+                return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{_short(value)}")
+            label = _match(value, task)
             if label is None:
                 return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{value.strip()[:60]}", value)
             return Parsed(label, None, value)
         return Parsed(None, f"{ErrorKind.MISSING_FIELD.value}:{task.output or 'label'}")
-    text = _PREFIX.sub("", content.strip().splitlines()[0] if content.strip() else "")
-    label = table.get(normalise(text))
-    if label is not None:
-        return Parsed(label, None, text.strip(_STRIP))
+    line = content.strip().splitlines()[0]
+    text = _PREFIX.sub("", line)
+    for candidate in (line, text):
+        label = _match(candidate, task)
+        if label is not None:
+            return Parsed(label, None, candidate.strip(_STRIP) or candidate.strip())
     if task.output is None and len(normalise(text).split()) <= 3:
         return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{normalise(text)[:60]}", text.strip(_STRIP))
     return Parsed(None, ErrorKind.UNPARSEABLE.value)
