@@ -17,7 +17,8 @@ def write_atomic(path: Path, content: str | Callable[[IO[str]], None]) -> None:
     """Write ``content`` (text, or a function that writes to the file) to ``path`` through a
     temporary file of its own, fsync and a rename: readers see the old file or the whole
     new one, and two writers never share a temporary file. The temporary file is removed
-    on any failure."""
+    on any failure (an OSError, which becomes a one-line RunDirError, or anything else the
+    writer raises, which is raised as it is), also when its removal fails in turn."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
     try:  # created like any file (mode 0666 less the umask), and by this writer only
@@ -34,13 +35,12 @@ def write_atomic(path: Path, content: str | Callable[[IO[str]], None]) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RunDirError(f"cannot write {path}: {exc.strerror}",
-                          fix="free disk space or choose a writable --out directory") from None
-    except BaseException:
+    except BaseException as exc:  # a full disk, a serializer's TypeError, Ctrl-C: never a stray file
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise RunDirError(f"cannot write {path}: {exc.strerror or exc}",
+                              fix="free disk space or choose a writable --out directory") from None
         raise
 
 
