@@ -26,7 +26,15 @@ sys.path.insert(0, str(ROOT))
 
 from llm_annotator import annotate  # noqa: E402
 from llm_annotator.analysis.agreement import format_report, to_json  # noqa: E402
-from llm_annotator.corpora.meld import EMOTIONS, load_meld, melt_subset  # noqa: E402
+from llm_annotator.core.errors import DataError  # noqa: E402
+from llm_annotator.corpora.meld import (  # noqa: E402
+    EMOTIONS,
+    MELD_REPOSITORY,
+    MELD_SOURCE,
+    SPLITS,
+    load_meld,
+    melt_subset,
+)
 from llm_annotator.engine.plan import plan  # noqa: E402
 from llm_annotator.outputs.result import AnnotationResult  # noqa: E402
 
@@ -106,9 +114,18 @@ def submit_or_collect(frame: pd.DataFrame, task: str, models: list[str], out: Pa
     return result
 
 
+def missing_meld(meld_dir: str, error: DataError) -> str:
+    """What to say when MELD's CSVs are not where ``--meld-dir`` points (they are not shipped)."""
+    return (f"--meld-dir {meld_dir}: {error.message}; MELD's CSVs are not part of this repository: download "
+            f"{', '.join(SPLITS.values())} from {MELD_REPOSITORY} (folder {MELD_SOURCE}) and pass their folder "
+            "as --meld-dir FOLDER")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="MELT end to end on MELD")
-    parser.add_argument("--meld-dir", default=str(SHARED / "meld"), help="folder with MELD's *_sent_emo.csv")
+    parser.add_argument("--meld-dir", default=str(SHARED / "meld"),
+                        help=f"folder with MELD's *_sent_emo.csv ({MELD_SOURCE} in {MELD_REPOSITORY}), "
+                             "or a base URL of them")
     parser.add_argument("--split", default="dev", choices=["train", "dev", "test"])
     parser.add_argument("--task", default="emotion_melt", choices=["emotion_melt", "emotion_context"])
     parser.add_argument("-m", "--model", dest="models", action="append",
@@ -117,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--melt-filter", action="store_true", help="keep MELT's subset only (speakers, >= 0.95 s, >= 3 words)")
     parser.add_argument("--melt-csv", default=str(SHARED / "melt" / "meld_train.csv"),
-                        help="MELT's published train labels (llm_label), imported as an annotator for --split train")
+                        help="MELT's published train labels (llm_label; meld_train.csv in "
+                             "https://github.com/KeiKinn/meltdataset), imported as an annotator for --split train")
     parser.add_argument("--limit", type=int, help="first N utterances only")
     parser.add_argument("--out", help="run directory (default runs/melt_SPLIT_TASK)")
     parser.add_argument("--plan", action="store_true", help="also print GPT-4o's cost on MELT's 7,024 + 1,794 utterances")
@@ -128,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     models = args.models or (["gpt-4o"] if os.environ.get("OPENAI_API_KEY") else ["local/smollm2-135m"])
-    frame = load_meld(args.meld_dir, args.split)
+    try:
+        frame = load_meld(args.meld_dir, args.split)
+    except DataError as exc:
+        parser.error(missing_meld(args.meld_dir, exc))
     if args.melt_filter:
         frame = melt_subset(frame)
     if args.limit:
@@ -144,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ROOT / "runs" / f"melt_{args.split}_{args.task}")
     print(f"{len(frame)} utterances of MELD {args.split}; task {args.task}; models {', '.join(models)}; k={args.samples}")
     if args.plan:
-        print(gpt4o_plan(Path(args.meld_dir), melt_csv=Path(args.melt_csv)))
+        try:
+            print(gpt4o_plan(Path(args.meld_dir), melt_csv=Path(args.melt_csv)))
+        except DataError as exc:
+            parser.error(missing_meld(args.meld_dir, exc))
     print(plan(frame, args.task, models, samples=args.samples, id_column="clip", batch=args.batch,
                api_base=args.api_base).table())
 

@@ -1,7 +1,8 @@
 """MELD (Poria et al., ACL 2019) and the MELT subset of it (Jing et al. 2025).
 
 ``load_meld`` reads an official split CSV (``train_sent_emo.csv``, ``dev_sent_emo.csv``,
-``test_sent_emo.csv``) from a folder, or from any base address pandas can read, and adds:
+``test_sent_emo.csv``, published in ``data/MELD`` of https://github.com/declare-lab/MELD)
+from a folder, or from any base address pandas can read, and adds:
 
 * ``clip`` — ``dia{Dialogue_ID}_utt{Utterance_ID}``, the name of the clip's audio file
   without extension, as in MELD's ``MELD.Raw`` archives and MELT's ``filename`` column;
@@ -26,6 +27,9 @@ from typing import Any
 from llm_annotator.core.errors import DataError
 
 SPLITS = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
+#: Where the official split CSVs are published: this folder of this repository.
+MELD_REPOSITORY = "https://github.com/declare-lab/MELD"
+MELD_SOURCE = "data/MELD"
 EMOTIONS = ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")
 
 #: The 42 speakers of MELT's released train subset (lower case; matched case-insensitively).
@@ -57,7 +61,8 @@ def load_meld(source: str | Path, split: str = "train") -> Any:
     location: str | Path = (text.rstrip("/") + "/" + SPLITS[split]) if "://" in text else Path(source) / SPLITS[split]
     if isinstance(location, Path) and not location.is_file():
         raise DataError(f"{location} does not exist",
-                        fix="point to the folder holding MELD's CSVs (data/MELD in declare-lab/MELD)")
+                        fix=f"point to the folder holding MELD's CSVs ({', '.join(SPLITS.values())}): "
+                            f"{MELD_SOURCE} in {MELD_REPOSITORY}")
     frame = pd.read_csv(location, encoding="utf-8-sig")
     needed = {"Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID", "StartTime", "EndTime"}
     missing = sorted(needed - set(frame.columns))
@@ -96,4 +101,5 @@ def subset_match(selected: Any, reference: Any) -> dict[str, float]:
             "recall": both / len(want) if want else float("nan")}
 
 
-__all__ = ["EMOTIONS", "MELT_SPEAKERS", "SPLITS", "load_meld", "melt_subset", "subset_match"]
+__all__ = ["EMOTIONS", "MELD_REPOSITORY", "MELD_SOURCE", "MELT_SPEAKERS", "SPLITS", "load_meld", "melt_subset",
+           "subset_match"]
