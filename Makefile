@@ -8,16 +8,39 @@ PIP = $(PYTHON) -m pip install -c constraints.txt
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: demo test install-dev lint
+.PHONY: demo test install-dev lint check-python check-compiler check-chromium
 
-demo:
+# What the system must provide (README, "Set-up"): each check stops with what to install.
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+	  "make: Python >= 3.11 is needed; $(PYTHON) is " + sys.version.split()[0] + \
+	  ": install a newer one, or run make PYTHON=/path/to/python3.11")'
+	@$(PYTHON) -c 'import pathlib, sys, sysconfig; \
+	  managed = pathlib.Path(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED").is_file(); \
+	  sys.exit("make: $(PYTHON) is the system Python, which pip may not install into: create a virtual " \
+	    "environment first (python3 -m venv .venv && . .venv/bin/activate; Debian/Ubuntu package " \
+	    "python3-venv), then run make again" if managed and sys.prefix == sys.base_prefix else 0)'
+
+check-compiler: check-python
+	@$(PYTHON) -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llama_cpp") is None)' \
+	  || { command -v c++ >/dev/null && command -v cmake >/dev/null; } \
+	  || { echo "make: llama-cpp-python (the embedded model) compiles from source and needs a C++ compiler" \
+	    "and CMake: sudo apt-get install build-essential cmake" >&2; exit 1; }
+
+check-chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+	  || { echo "make test: Chromium is missing; tests/test_report.py opens the HTML report in headless" \
+	    "Chromium. Install it: sudo apt-get install chromium (Debian), sudo snap install chromium (Ubuntu)" >&2; \
+	    exit 1; }
+
+demo: check-compiler
 	$(PIP) -e '.[local]'
 	llm-annotator annotate examples/data/walnut_street.csv --task emotion_melt --id-column 'Sr No.' --out runs/walnut_street
 
-install-dev:
+install-dev: check-compiler
 	$(PIP) -e '.[local,report,ser,dev]'
 
-test: install-dev lint
+test: check-chromium install-dev lint
 	$(PYTHON) tools/check_pth.py
 	$(PYTHON) -m pytest
 
