@@ -17,6 +17,7 @@ from llm_annotator.core.errors import (
     DataError,
     ModelError,
     RunDirError,
+    RunWarning,
     TaskError,
     TemplateError,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "ModelError",
     "ModelSpec",
     "RunDirError",
+    "RunWarning",
     "StreamedRun",
     "Task",
     "TaskError",

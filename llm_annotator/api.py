@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+import warnings
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llm_annotator.core.errors import ConfigError
+from llm_annotator.core.errors import ConfigError, ErrorKind, RunWarning
 from llm_annotator.core.models import ModelSpec, as_specs
 from llm_annotator.core.shard import parse_shard
 from llm_annotator.core.task import Task, load_task
@@ -41,7 +42,7 @@ from llm_annotator.outputs.result import AnnotationResult
 from llm_annotator.store.batch_state import STATE, BatchState
 from llm_annotator.store.cache import AnswerCache
 from llm_annotator.store.ledger import Ledger
-from llm_annotator.store.manifest import BudgetFigures, Counts, RunManifest
+from llm_annotator.store.manifest import BudgetFigures, Counts, Failure, RunManifest, Status
 from llm_annotator.store.rundir import RunDir
 
 T = TypeVar("T")
@@ -210,6 +211,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             run_dir.write_manifest(manifest)
         if result is not None:
             result.manifest = manifest.to_dict()
+        _warn(manifest)
         return manifest, result
     except BaseException:
         if run_dir is not None:
@@ -237,26 +239,52 @@ def _result(pipeline: Pipeline, builder: JobBuilder, source: MemoryInput) -> Ann
 def _finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budget: Budget,
             state: BatchState | None) -> RunManifest:
     errors: dict[str, int] = tally["errors"]
-    status = "complete"
-    if stats.not_issued:
-        status = "stopped_by_budget"
-    if stats.in_batch:
-        status = "batch_pending"
+    invalid, failed = invalid_and_failed(errors)
     counts = Counts(
         votes_requested=stats.requested_votes, votes=tally["votes"], valid=tally["valid"],
-        invalid=invalid_and_failed(errors)[0], errors=invalid_and_failed(errors)[1], by_reason=errors,
+        invalid=invalid, errors=failed, by_reason=errors,
         resumed=stats.resumed_votes, cache_hits=stats.cached_votes, new=stats.new_votes,
-        not_issued=stats.not_issued, in_batch=stats.in_batch, batch_answers=stats.batch_answers,
-        requests=stats.requests, failed_requests=stats.failed_requests, stale_dropped=stats.stale_dropped,
-        cache_corrupted=stats.cache_corrupted, cost_estimated=stats.cost_estimated)
+        not_issued=stats.not_issued, stopped=stats.stopped, in_batch=stats.in_batch,
+        batch_answers=stats.batch_answers, requests=stats.requests, failed_requests=stats.failed_requests,
+        stale_dropped=stats.stale_dropped, cache_corrupted=stats.cache_corrupted,
+        cost_estimated=stats.cost_estimated)
+    failures = [Failure(kind=kind, count=count, example=stats.examples.get(kind),
+                        fix=(ErrorKind.of(kind) or ErrorKind.ERROR).fix)
+                for kind, count in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))]
     return manifest.model_copy(update={
-        "status": status, "counts": counts, "n_not_honoured": stats.n_unsupported,
+        "status": run_status(counts, bool(stats.fatal)), "counts": counts, "failures": failures,
+        "stopped_by": dict(stats.fatal), "n_not_honoured": stats.n_unsupported,
         "tokens_in": stats.tokens_in, "tokens_out": stats.tokens_out,
         "cost_usd": round(budget.spent_this_run, 8), "cost_usd_all_votes": round(float(tally["cost_usd"]), 8),
         "budget": BudgetFigures(limit_usd=budget.limit, spent_usd=round(budget.spent, 8),
                                 spent_this_run_usd=round(budget.spent_this_run, 8)),
         "wall_s": round(stats.wall_s, 3), "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "batches": state.summary() if state is not None else []})
+
+
+def run_status(counts: Counts, stopped: bool = False) -> Status:
+    """What happened, in one word (see :data:`llm_annotator.store.manifest.Status`)."""
+    if counts.in_batch:
+        return "batch_pending"
+    if stopped:
+        return "failed"
+    if counts.not_issued:
+        return "stopped_by_budget"
+    if counts.votes_requested and not counts.valid:
+        return "failed"
+    if counts.errors or counts.votes < counts.votes_requested:
+        return "partial"
+    return "complete"
+
+
+def _warn(manifest: RunManifest) -> None:
+    """A failed or partial run says so in Python too (the CLI says it with its exit code)."""
+    if manifest.status not in ("failed", "partial"):
+        return
+    reasons = "; ".join(f"{f.kind} x{f.count}" + (f" (e.g. {f.example})" if f.example else "") + f": {f.fix}"
+                        for f in manifest.failures[:3])
+    warnings.warn(f"run {manifest.status}: {manifest.counts.valid} of {manifest.counts.votes_requested} votes "
+                  f"valid; {reasons}", RunWarning, stacklevel=2)
 
 
 async def annotate_async(

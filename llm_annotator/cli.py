@@ -6,14 +6,23 @@ import argparse
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_annotator.core.errors import AnnotatorError, ConfigError
+from llm_annotator.core.errors import AnnotatorError, ConfigError, RunWarning
 
 #: Inputs larger than this are streamed by the CLI (see llm_annotator.api.annotate_stream).
 STREAM_AUTO_MB = 64
+
+#: The exit status of a run, from the status run.json records. 1 is left to crashes
+#: (an uncaught exception), 2 to errors found before the job starts.
+EXIT_CODES = {"complete": 0, "batch_pending": 0, "failed": 3, "partial": 4, "stopped_by_budget": 5}
+EXIT_HELP = ("exit status: 0 complete (or batches submitted); 2 bad arguments, input or set-up, found before "
+             "any call; 3 failed (no valid vote, or an error no retry mends, e.g. an unknown model); "
+             "4 partial (some requests failed: re-run to ask them again); 5 stopped_by_budget; "
+             "130 interrupted. The reasons are printed last, to stderr, and kept in run.json.")
 
 
 def _pairs(values: Sequence[str] | None) -> dict[str, str]:
@@ -64,7 +73,10 @@ def _models(args: argparse.Namespace) -> Any:
     """The -m models as the library takes them, with the router config and price."""
     router = getattr(args, "router", None)
     price = _price(args.price)
-    if not router and price is None:
+    retries = getattr(args, "max_retries", None)
+    if retries is not None and retries < 0:
+        raise ConfigError(f"--max-retries {retries} cannot be negative", fix="pass 0 or more")
+    if not router and price is None and retries is None:
         return args.models
     names = args.models or []
     if router and not names:
@@ -78,6 +90,8 @@ def _models(args: argparse.Namespace) -> Any:
         extra["router"] = router
     if price is not None:
         extra["price"] = price
+    if retries is not None:
+        extra["max_retries"] = retries
     return [{"model": m, **extra} for m in names]
 
 
@@ -107,7 +121,8 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
 
     sub = _Sub()
 
-    p = sub.add_parser("annotate", help="annotate a dataset; writes votes.jsonl, labels.csv/.jsonl, run.json")
+    p = sub.add_parser("annotate", help="annotate a dataset; writes votes.jsonl, labels.csv/.jsonl, run.json",
+                       epilog=EXIT_HELP)
     _job_arguments(p)
     p.add_argument("-o", "--out", help="run directory (default: runs/DATA_TASK); a re-run of the same job resumes in it")
     p.add_argument("--overwrite", action="store_true",
@@ -116,6 +131,8 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--budget-usd", type=float, default=None,
                    help="the most the job may spend, across every run into its directory")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a request is abandoned and retried (default 120)")
+    p.add_argument("--max-retries", type=int, default=None,
+                   help="retries of a request that failed for a reason that may pass (default 6)")
     p.add_argument("--router", metavar="CONFIG.yaml",
                    help="LiteLLM Router config (model_list, fallbacks, rpm/tpm); each -m names a model_name in it")
     p.add_argument("--shard", metavar="I/N", help="annotate only shard I of N (item-hash ranges); merge with 'merge'")
@@ -160,7 +177,8 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run directories of the shards")
     p.add_argument("--out", required=True, help="the merged run directory")
 
-    p = sub.add_parser("batch", help="status of the batch jobs of a run, or collect their answers into it")
+    p = sub.add_parser("batch", help="status of the batch jobs of a run, or collect their answers into it",
+                       epilog="collect: " + EXIT_HELP)
     p.add_argument("action", choices=["status", "collect"])
     p.add_argument("run", help="a run directory written by 'annotate --batch'")
     p.add_argument("--wait", action="store_true", help="collect: poll until every batch has ended")
@@ -212,7 +230,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     else:
         manifest = annotate(args.data, args.task, models, batch=args.batch, **options).manifest
     _summary(manifest, out, args.samples)
-    return 0
+    return EXIT_CODES.get(manifest["status"], 0)
 
 
 def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
@@ -230,6 +248,27 @@ def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
               f"({', '.join(str(b['id']) for b in running)}); run 'llm-annotator batch collect {out}' later")
     for name in ("votes.jsonl", "labels.csv", "labels.jsonl", "run.json"):
         print(f"  {out / name}")
+    _reasons(m)
+
+
+def _reasons(m: dict[str, Any]) -> None:
+    """The last lines of a run that did not complete: what failed, how often, an example, the fix."""
+    status, c = m["status"], m["counts"]
+    if status not in ("failed", "partial") and not m.get("failures"):
+        return
+    err = sys.stderr
+    if status == "failed":
+        print(f"run failed: {c['valid']} valid votes of {c['votes_requested']}", file=err)
+    elif status == "partial":
+        print(f"run partial: {c['errors']} votes have no answer yet; re-run the same command to ask them again",
+              file=err)
+    for annotator, error in (m.get("stopped_by") or {}).items():
+        print(f"  {annotator} stopped after an error no retry mends ({c.get('stopped', 0)} votes not asked): "
+              f"{error}", file=err)
+    for failure in (m.get("failures") or [])[:3]:
+        example = f" e.g. {failure['example']}" if failure.get("example") else ""
+        print(f"  {failure['kind']} x{failure['count']}:{example}", file=err)
+        print(f"    fix: {failure['fix']}", file=err)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -245,7 +284,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     result = collect(args.run, api_base=args.api_base, wait=args.wait, poll_s=args.poll,
                      progress=False if args.quiet else None)
     _summary(result.manifest, Path(args.run), result.manifest["parameters"]["samples"])
-    return 0
+    return EXIT_CODES.get(result.manifest["status"], 0)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -265,6 +304,9 @@ def cmd_agree(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    if not source.exists():
+        raise ConfigError(f"{source} does not exist",
+                          fix="name a run directory written by 'annotate', or a table (.csv, .jsonl, .parquet)")
     if source.is_dir():
         result = AnnotationResult.load(source)
         if args.columns:
@@ -349,7 +391,9 @@ def cmd_templates(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ConfigError("'templates show' needs a template name", fix="run 'llm-annotator templates list'")
-    path = builtin_dir() / f"{args.name}.jinja"
+    path = Path(args.name)
+    if not (path.suffix == ".jinja" and path.is_file()):  # a template file, else a built-in name
+        path = builtin_dir() / f"{args.name}.jinja"
     if not path.is_file():
         load_task(args.name)  # raises the unknown-task error with the list of names
     print(path.read_text(encoding="utf-8"), end="")
@@ -371,7 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():  # a failed run is told by the last lines and the exit status
+            warnings.simplefilter("ignore", RunWarning)
+            return COMMANDS[args.command](args)
     except AnnotatorError as exc:
         print(f"llm-annotator: error: {exc}", file=sys.stderr)
         return 2

@@ -108,3 +108,17 @@ def test_import_stays_light():
             "'llama_cpp') if m in sys.modules]; print(heavy)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_agree_on_a_missing_path_says_it_does_not_exist(tmp_path):
+    proc = cli("agree", str(tmp_path / "runs" / "missing"))
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stderr and "is a table" not in proc.stderr
+
+
+def test_templates_show_prints_a_template_file_given_by_path(tmp_path):
+    template = tmp_path / "mine.jinja"
+    template.write_text("---\nlabels: [a, b]\n---\nLabel {{ text }}\n")
+    proc = cli("templates", "show", str(template), check=True)
+    assert proc.stdout == template.read_text()
+    assert cli("templates", "show", "sentiment", check=True).stdout.startswith("---")

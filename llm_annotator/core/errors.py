@@ -55,6 +55,10 @@ class RunDirError(AnnotatorError):
     """The output directory cannot be written or holds another job."""
 
 
+class RunWarning(UserWarning):
+    """A run ended ``failed`` or ``partial``: the library's word for what the CLI's exit code says."""
+
+
 class ErrorKind(StrEnum):
     """Why a vote holds no label: the one list of kinds, read and written everywhere.
 
@@ -93,6 +97,17 @@ class ErrorKind(StrEnum):
         """No answer came for a reason that may pass: a re-run asks again."""
         return self in _TRANSIENT
 
+    @property
+    def fatal(self) -> bool:
+        """The request cannot succeed on any retry or item (credentials, model name,
+        parameters): the annotator's remaining requests are not sent."""
+        return self in _FATAL
+
+    @property
+    def fix(self) -> str:
+        """What to do about votes that failed or were invalid for this reason."""
+        return _FIXES.get(self, "see the error column of votes.jsonl; re-run to ask failed votes again")
+
     @classmethod
     def of(cls, error: str | None) -> ErrorKind | None:
         """The kind of a vote's ``error`` text (None for a valid vote); unknown kinds are ERROR."""
@@ -114,6 +129,32 @@ _INVALID = frozenset({ErrorKind.EMPTY, ErrorKind.UNPARSEABLE, ErrorKind.MISSING_
 _TRANSIENT = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.TIMEOUT, ErrorKind.SERVER_ERROR,
                         ErrorKind.CONNECTION_ERROR, ErrorKind.API_ERROR, ErrorKind.EMPTY_RESPONSE,
                         ErrorKind.ERROR, ErrorKind.BATCH_FAILED})
+_FATAL = frozenset({ErrorKind.AUTH, ErrorKind.NOT_FOUND, ErrorKind.BAD_REQUEST})
+_RERUN = "re-run the same command: it asks only the failed votes again"
+_FIXES = {
+    ErrorKind.EMPTY: "raise --max-tokens, or check that the template asks for an answer",
+    ErrorKind.UNPARSEABLE: "the answers are not in the template's format: check the template's instructions, "
+                           "raise --max-tokens, or use a model that follows JSON schemas",
+    ErrorKind.MISSING_FIELD: "the JSON answers lack the template's output field: check the template's "
+                             "instructions and its 'output' setting",
+    ErrorKind.OUT_OF_LABEL_SET: "check the label set (--labels, the template's 'labels' and 'aliases') against "
+                                "the raw answers in votes.jsonl",
+    ErrorKind.REFUSED: "the provider's content filter refused these items: review them or use another model",
+    ErrorKind.RATE_LIMITED: f"lower --concurrency, then {_RERUN}",
+    ErrorKind.TIMEOUT: f"raise --timeout or lower --concurrency, then {_RERUN}",
+    ErrorKind.SERVER_ERROR: _RERUN,
+    ErrorKind.CONNECTION_ERROR: f"check that the server is running and --api-base (or OPENAI_API_BASE) is right, "
+                                f"then {_RERUN}",
+    ErrorKind.API_ERROR: _RERUN,
+    ErrorKind.EMPTY_RESPONSE: _RERUN,
+    ErrorKind.BATCH_FAILED: f"see 'llm-annotator batch status RUN_DIR', then {_RERUN}",
+    ErrorKind.CONTEXT_TOO_LONG: "shorten the prompt or its dialogue context (--context), or use a model with a "
+                                "longer context window",
+    ErrorKind.NOT_FOUND: "check the model name (-m) and the API base: the server does not serve this model",
+    ErrorKind.BAD_REQUEST: "the server refused the request's parameters (see the message): change the "
+                           "option it names, or the model",
+    ErrorKind.AUTH: "set the provider's API key (e.g. OPENAI_API_KEY) or pass api_key=",
+}
 
 
 __all__ = [
@@ -123,6 +164,7 @@ __all__ = [
     "ErrorKind",
     "ModelError",
     "RunDirError",
+    "RunWarning",
     "TaskError",
     "TemplateError",
 ]

@@ -18,6 +18,7 @@ from llm_annotator.engine.jobs import Request
 from llm_annotator.engine.pipeline import Answer, Reporter
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.providers import llm, pricing
+from llm_annotator.providers.preflight import preflight
 
 
 def answers_of(completion: llm.Completion, count: int, *, spec: Any, batch: bool = False) -> list[Answer]:
@@ -55,6 +56,7 @@ class LiveBackend:
             spec = queue[0].annotator.spec
             if spec.name not in self._checked:  # LiteLLM is imported only when something must be asked
                 llm.check_model(spec)
+                preflight(spec)
                 self._checked.add(spec.name)
             workers += [self._worker(queue, report) for _ in range(min(spec.concurrency, len(queue)))]
         await asyncio.gather(*workers)
@@ -78,6 +80,9 @@ class LiveBackend:
         caps = llm.capabilities(spec)
         remaining = list(request.samples)
         while remaining:
+            if spec.name in self.stats.fatal:  # an earlier request of this annotator cannot succeed
+                report.stopped(request, remaining)
+                return
             n = len(remaining) if caps.n and self._n_ok.get(spec.name, True) else 1
             estimate = self.estimate(request, n)
             if not await self.budget.reserve(estimate):
@@ -105,6 +110,8 @@ class LiveBackend:
                 self.stats.failed_requests += 1
                 report.failed(request, remaining[:n], failure.kind, failure.detail)
                 remaining = remaining[n:]
+                if failure.kind.fatal:
+                    self.stats.fatal.setdefault(spec.name, failure.kind.message(failure.detail))
                 continue
             except BaseException:
                 if held[0]:

@@ -52,6 +52,8 @@ class Reporter(Protocol):
 
     def skipped(self, request: Request, samples: Sequence[int]) -> None: ...
 
+    def stopped(self, request: Request, samples: Sequence[int]) -> None: ...
+
 
 class Backend(Protocol):
     """Live calls, a provider batch submission, or batch collection."""
@@ -174,6 +176,7 @@ class Pipeline:
         self._emit(votes)
 
     def failed(self, request: Request, samples: Sequence[int], kind: ErrorKind, detail: str) -> None:
+        self.stats.example(kind.value, detail)
         self._emit([self._failed_vote(item, request.annotator, s, kind, detail)
                     for item in (request.item, *request.followers) for s in samples], fresh=True)
 
@@ -182,6 +185,9 @@ class Pipeline:
 
     def skipped(self, request: Request, samples: Sequence[int]) -> None:
         self.stats.not_issued += len(samples) * (1 + len(request.followers))
+
+    def stopped(self, request: Request, samples: Sequence[int]) -> None:
+        self.stats.stopped += len(samples) * (1 + len(request.followers))
 
     # -- votes -----------------------------------------------------------------------------
     def parse(self, content: str | None) -> Parsed:
@@ -213,6 +219,8 @@ class Pipeline:
         error = parsed.error
         if error is None and entry.get("finish_reason") == "content_filter":
             error = ErrorKind.REFUSED.value
+        if error is not None:
+            self.stats.example(error.split(":", 1)[0], f"answer {str(entry.get('content'))[:120]!r}")
         return Vote(
             item_id=dataset.item_ids[item], annotator=annotator.name, sample_index=sample,
             label=parsed.label if error is None else None, error=error, raw=entry.get("content"),

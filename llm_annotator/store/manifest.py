@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm_annotator.core.votes import FORMAT_VERSION
 
+#: ``complete``: every wanted vote has an answer (valid or invalid); ``partial``: some
+#: requests failed (a re-run asks them again); ``failed``: no valid vote at all, or an
+#: annotator met an error no retry mends; ``stopped_by_budget``: votes left unasked by the
+#: budget; ``batch_pending``: votes wait in provider batch jobs.
 Status = Literal["running", "complete", "partial", "failed", "stopped_by_budget", "batch_pending"]
 
 
@@ -30,6 +34,7 @@ class Counts(BaseModel):
     cache_hits: int = 0
     new: int = 0
     not_issued: int = 0
+    stopped: int = 0
     in_batch: int = 0
     batch_answers: int = 0
     requests: int = 0
@@ -37,6 +42,15 @@ class Counts(BaseModel):
     stale_dropped: int = 0
     cache_corrupted: int = 0
     cost_estimated: int = 0
+
+
+class Failure(BaseModel):
+    """One reason votes of the run hold no label: how many, an example, and the fix."""
+
+    kind: str
+    count: int
+    example: str | None = None
+    fix: str
 
 
 class BudgetFigures(BaseModel):
@@ -59,6 +73,8 @@ class RunManifest(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
     counts: Counts = Field(default_factory=Counts)
+    failures: list[Failure] = Field(default_factory=list)       # most frequent first
+    stopped_by: dict[str, str] = Field(default_factory=dict)    # annotator -> error no retry mends
     n_not_honoured: list[str] = Field(default_factory=list)
     tokens_in: int = 0
     tokens_out: int = 0
@@ -76,4 +92,4 @@ class RunManifest(BaseModel):
         return self.model_dump(mode="json")
 
 
-__all__ = ["BudgetFigures", "Counts", "RunManifest", "Status"]
+__all__ = ["BudgetFigures", "Counts", "Failure", "RunManifest", "Status"]

@@ -16,6 +16,7 @@ and writes ``run.json`` as a :class:`~llm_annotator.store.manifest.RunManifest`:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import shutil
@@ -74,6 +75,7 @@ class RunDir:
     def open(self, job: JobIdentity | None = None, *, overwrite: bool = False) -> RunDir:
         """Lock the directory and check that it holds ``job`` (or nothing yet)."""
         try:
+            self._created = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = (self.path / LOCK).open("w")
         except OSError as exc:
@@ -148,6 +150,10 @@ class RunDir:
             return
         for name in (MANIFEST, VOTES, LEDGER):
             (self.path / name).unlink(missing_ok=True)
+        if getattr(self, "_created", False):  # this run made the directory: remove it too
+            (self.path / LOCK).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # something else was put there meanwhile
+                self.path.rmdir()
 
     def write_manifest(self, manifest: RunManifest) -> None:
         write_atomic(self.path / MANIFEST, json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n")
