@@ -20,6 +20,11 @@ Between annotators:
 * Krippendorff's alpha ``α = 1 - D_o / D_e`` (Krippendorff 2011) through the
   ``krippendorff`` package: any number of coders, missing data allowed, nominal by
   default, ordinal or interval for scales.
+
+One label set and one item set serve a figure, its bootstrap interval and its calibration:
+the task's labels followed by any other value the gold column holds (:func:`label_set`),
+so a gold label no annotator can give counts as an error everywhere rather than being
+dropped from some figures and not others.
 """
 
 from __future__ import annotations
@@ -56,15 +61,22 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
+def label_set(labels: Sequence[Any], *columns: Sequence[Any]) -> list[Any]:
+    """``labels``, then every other value present in ``columns`` (sorted as text).
+
+    The one class list of a figure against gold, of its interval and of its calibration:
+    a gold label outside the task's set is a class nobody predicts, never a missing value.
+    """
+    known = set(labels)
+    extra = {v for column in columns for v in column if not _missing(v) and v not in known}
+    return [*labels, *sorted(extra, key=str)]
+
+
 def vs_gold(gold: Sequence[Any], pred: Sequence[Any], classes: Sequence[Any] | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, UAR, Cohen's kappa, per-class P/R/F1 and the confusion matrix."""
     g, p = _pairs(gold, pred)
     n = len(g)
-    if classes is None:
-        classes = sorted(set(g) | set(p), key=str)
-    classes = list(classes)
-    extra = sorted((set(g) | set(p)) - set(classes), key=str)
-    classes += extra
+    classes = label_set([] if classes is None else list(classes), g, p)
     if n == 0:
         return {"n": 0, "accuracy": float("nan"), "macro_f1": float("nan"), "uar": float("nan"),
                 "cohen_kappa": float("nan"), "classes": classes, "confusion": [], "per_class": {}}
@@ -111,11 +123,14 @@ def reliability_matrix(table: Any, classes: Sequence[Any]) -> np.ndarray:
 
 
 def krippendorff_alpha(matrix: np.ndarray, level: str = "nominal") -> float:
-    """Krippendorff's alpha of a coders x items matrix (NaN = missing)."""
+    """Krippendorff's alpha of a coders x items matrix (NaN = missing).
+
+    NaN when no item has two values, or when every value is the same (``D_e = 0``).
+    """
     import krippendorff
 
     usable = np.sum(~np.isnan(matrix), axis=0) >= 2
-    if usable.sum() == 0:
+    if len(np.unique(matrix[:, usable][~np.isnan(matrix[:, usable])])) < 2:
         return float("nan")
     measure: Any = level
     return float(krippendorff.alpha(reliability_data=matrix[:, usable], level_of_measurement=measure))
@@ -155,7 +170,7 @@ def fleiss_kappa(matrix: np.ndarray, k: int) -> float:
     return float((p_bar - p_e) / (1 - p_e)) if p_e < 1 else float("nan")
 
 
-__all__ = ["cohen_kappa", "confusion", "fleiss_kappa", "krippendorff_alpha", "percent_agreement",
+__all__ = ["cohen_kappa", "confusion", "fleiss_kappa", "krippendorff_alpha", "label_set", "percent_agreement",
            "reliability_matrix", "vs_gold"]
 
 
@@ -176,15 +191,36 @@ def item_coincidences(matrix: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def alpha_from_coincidence(o: np.ndarray) -> float:
-    """Nominal alpha ``1 − (n − 1) Σ_{c≠k} o_ck / Σ_{c≠k} n_c n_k`` from a K x K matrix."""
+def _distances(n_c: np.ndarray, level: str) -> np.ndarray:
+    """Squared distances ``δ²_ck`` between class codes 0..K-1 (Krippendorff 2011, sec. 4)."""
+    k = len(n_c)
+    codes = np.arange(k)
+    if level == "nominal":
+        return (codes[:, None] != codes[None, :]).astype(float)
+    if level == "interval":
+        return (codes[:, None] - codes[None, :]).astype(float) ** 2
+    if level == "ordinal":  # (Σ_{g=c}^{k} n_g − (n_c + n_k) / 2)², for c ≤ k
+        low, high = np.minimum(codes[:, None], codes[None, :]), np.maximum(codes[:, None], codes[None, :])
+        cumulative = np.concatenate([[0.0], np.cumsum(n_c)])
+        between = cumulative[high + 1] - cumulative[low]
+        return (between - (n_c[low] + n_c[high]) / 2) ** 2
+    raise ConfigError(f"unknown level of measurement {level!r}", fix="use 'nominal', 'ordinal' or 'interval'")
+
+
+def alpha_from_coincidence(o: np.ndarray, level: str = "nominal") -> float:
+    """Alpha ``1 − (n − 1) Σ o_ck δ²_ck / Σ n_c n_k δ²_ck`` from a K x K coincidence matrix.
+
+    ``n_c`` are the row sums of ``o``; ``δ²`` is the nominal (c ≠ k), interval
+    ((c − k)²) or ordinal distance between class codes, as the ``krippendorff`` package
+    computes them, so the figure equals :func:`krippendorff_alpha` on the same items.
+    """
     n_c = o.sum(axis=1)
     n = n_c.sum()
-    off = ~np.eye(len(o), dtype=bool)
-    expected = np.outer(n_c, n_c)[off].sum()
+    delta = _distances(n_c, level)
+    expected = float((np.outer(n_c, n_c) * delta).sum())
     if n <= 1 or expected == 0:
         return float("nan")
-    return float(1 - (n - 1) * o[off].sum() / expected)
+    return float(1 - (n - 1) * (o * delta).sum() / expected)
 
 
 def _gold_scores(g: np.ndarray, p: np.ndarray, k: int, weights: np.ndarray) -> dict[str, float]:
@@ -208,18 +244,21 @@ def _gold_scores(g: np.ndarray, p: np.ndarray, k: int, weights: np.ndarray) -> d
 
 
 def bootstrap_intervals(table: Any, labels: Sequence[str], gold: Sequence[Any] | None = None, *,
-                        rounds: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+                        rounds: int = 1000, seed: int = 0, level: float = 0.95,
+                        measure: str = "nominal") -> dict[str, Any]:
     """Percentile bootstrap intervals over items for alpha, percent agreement and vs-gold figures.
 
     Items are drawn with replacement ``rounds`` times (seeded: reproducible); each figure
-    is recomputed on every resample from per-item parts, so 100k items take seconds.
+    is recomputed on every resample from per-item parts, so 100k items take seconds. The
+    items and classes are those of :func:`agreement_table` (gold labels outside ``labels``
+    count as classes nobody predicts); ``measure`` is alpha's level of measurement.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int | np.integer) or rounds < 1:
         raise ConfigError(f"bootstrap rounds must be a whole number of at least 1, got {rounds!r}",
                           fix="use --bootstrap 1000 (bootstrap=1000), or 0 for no intervals")
     if not 0 < level < 1:
         raise ConfigError(f"the interval level must lie between 0 and 1, got {level!r}", fix="use e.g. level=0.95")
-    classes = list(labels)
+    classes = label_set(labels, [] if gold is None else gold, *(table[c].tolist() for c in table.columns))
     k = len(classes)
     matrix = reliability_matrix(table, classes)
     n_items = matrix.shape[1]
@@ -234,11 +273,11 @@ def bootstrap_intervals(table: Any, labels: Sequence[str], gold: Sequence[Any] |
             return {"low": float("nan"), "high": float("nan")}
         return {"low": float(np.quantile(values, lo)), "high": float(np.quantile(values, hi))}
 
-    out: dict[str, Any] = {"rounds": rounds, "seed": seed, "level": level}
+    out: dict[str, Any] = {"rounds": rounds, "seed": seed, "level": level, "measure": measure}
     if matrix.shape[0] > 1:
         parts = item_coincidences(matrix, k)
         coincidences = weights @ parts
-        out["krippendorff_alpha"] = interval(np.array([alpha_from_coincidence(o.reshape(k, k))
+        out["krippendorff_alpha"] = interval(np.array([alpha_from_coincidence(o.reshape(k, k), measure)
                                                        for o in coincidences]))
         counts = _category_counts(matrix, k)
         m = counts.sum(axis=1)
@@ -301,7 +340,7 @@ def annotator_labels(votes: Any, labels: Sequence[str], item_order: Sequence[str
 def agreement_table(table: Any, labels: Sequence[str], *, gold: Sequence[Any] | None = None,
                     level: str = "nominal") -> dict[str, Any]:
     """Every agreement figure for an items x annotators table of labels (NaN = missing)."""
-    classes = list(labels)
+    classes = label_set(labels, [] if gold is None else gold, *(table[c].tolist() for c in table.columns))
     matrix = reliability_matrix(table, classes)
     k = len(classes)
     names = [str(c) for c in table.columns]

@@ -1,7 +1,8 @@
 """How far to trust a confidence: calibration against gold, and accuracy against coverage.
 
 For items with a gold label, predicted label ``ŷ_i`` and confidence ``c_i`` (the top
-probability of the soft label ``p_i``):
+probability of the soft label ``p_i``; a gold label outside the label set has
+probability 0, so its items count as misses, as they do in accuracy):
 
 * expected calibration error, equal-width bins ``B_b`` over [0, 1] (Naeini et al. 2015;
   Guo et al. 2017): ``ECE = Σ_b |B_b|/n · |acc(B_b) − conf(B_b)|``;
@@ -21,7 +22,16 @@ import numpy as np
 
 
 def _arrays(probs: np.ndarray, gold: Sequence[Any], labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    index = {label: k for k, label in enumerate(labels)}
+    """Probabilities and gold codes of the items with a gold label and a soft label.
+
+    A gold label outside ``labels`` is a class of probability 0, as in
+    :func:`~llm_annotator.analysis.agreement.vs_gold`: the item counts, as a miss.
+    """
+    from llm_annotator.analysis.agreement import label_set
+
+    classes = label_set(list(labels), gold)
+    index = {label: k for k, label in enumerate(classes)}
+    probs = np.hstack([probs, np.zeros((len(probs), len(classes) - len(labels)))])
     keep = np.array([g in index and not np.isnan(p).any() for g, p in zip(gold, probs, strict=True)], dtype=bool)
     y = np.array([index[g] for g, k in zip(gold, keep, strict=True) if k], dtype=int)
     return probs[keep], y
