@@ -73,24 +73,23 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
 
 def write_labels(chunks: Iterable[tuple[Dataset, Any]], rows: Mapping[str, int], columns: Sequence[str],
                  sums: LabelSums, task: Task, n_requested: int, out_dir: Path) -> None:
-    """labels.csv and labels.jsonl, chunk by chunk, each through a rename."""
-    import pandas as pd
-
+    """labels.csv and labels.jsonl, chunk by chunk, each through a rename; the input
+    ``columns`` named as :func:`~llm_annotator.outputs.result.output_names` says."""
     from llm_annotator.outputs.result import (
         item_table,
+        items_frame,
         label_table,
         write_csv_rows,
         write_jsonl_rows,
     )
 
-    input_columns = [c for c in columns if c != "context"]
+    input_columns = list(columns)
     labels = list(task.labels)
 
     def frames() -> Iterator[Any]:
         for dataset, _ in chunks:
             positions = [rows[i] for i in dataset.item_ids]
-            items = pd.DataFrame([{c: r.get(c) for c in input_columns} for r in dataset.rows], columns=input_columns)
-            items.insert(0, "item_id", dataset.item_ids)
+            items = items_frame(dataset.rows, dataset.item_ids, input_columns)
             table = label_table(dataset.item_ids, sums.probs[positions], sums.n_valid[positions], n_requested, labels)
             yield item_table(items, table, labels)
 
