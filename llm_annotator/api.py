@@ -36,7 +36,7 @@ from llm_annotator.engine.inputs import CHUNK_ROWS, MemoryInput, StreamInput
 from llm_annotator.engine.jobs import JobBuilder
 from llm_annotator.engine.live import LiveBackend
 from llm_annotator.engine.options import check_arguments, open_cache
-from llm_annotator.engine.pipeline import Backend, Pipeline
+from llm_annotator.engine.pipeline import Backend, Pipeline, judge_again
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.outputs.result import AnnotationResult
 from llm_annotator.store.batch_state import STATE, BatchState
@@ -167,8 +167,9 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         if run_dir is not None:
             run_dir.begin(manifest)
             log = run_dir.vote_log()
-            resumed = log.open(builder.wanted(source.hashes), keep=not stream)
+            resumed = log.open(builder.wanted(source.hashes), keep=not stream, judge=judge_again(the_task))
             stats.resumed_votes, stats.log_repaired, stats.stale_dropped = len(resumed), log.repaired, log.dropped
+            stats.reparsed = log.reparsed
         show = sys.stderr.isatty() if progress is None else progress
         pipeline = Pipeline(builder, cache=answer_cache, log=log, keep_votes=not stream, stats=stats, progress=show,
                             in_flight=state.in_flight() if state is not None else frozenset())
@@ -246,7 +247,7 @@ def _finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budge
         resumed=stats.resumed_votes, cache_hits=stats.cached_votes, new=stats.new_votes,
         not_issued=stats.not_issued, stopped=stats.stopped, in_batch=stats.in_batch,
         batch_answers=stats.batch_answers, requests=stats.requests, failed_requests=stats.failed_requests,
-        stale_dropped=stats.stale_dropped, cache_corrupted=stats.cache_corrupted,
+        stale_dropped=stats.stale_dropped, reparsed=stats.reparsed, cache_corrupted=stats.cache_corrupted,
         cost_estimated=stats.cost_estimated)
     failures = [Failure(kind=kind, count=count, example=stats.examples.get(kind),
                         fix=(ErrorKind.of(kind) or ErrorKind.ERROR).fix)

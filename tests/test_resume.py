@@ -109,3 +109,29 @@ def test_votes_file_never_breaks_reading_after_kills(tmp_path):
     path = tmp_path / "votes.jsonl"
     path.write_text('{"item_id": "a"')
     assert list(read_votes(path)) == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_resumed_votes_are_parsed_again_by_the_current_rules(fake_server, tmp_path, stream):
+    """A vote recorded under other parsing rules (an older release, or before an alias was
+    added) is judged again from its raw answer when the run resumes, in votes.jsonl too."""
+    from llm_annotator import annotate, annotate_stream
+
+    server = fake_server(lambda request: '{"sentiment": "positive"}')
+    rows = [{"id": f"r{i}", "text": f"text {i}"} for i in range(4)]
+    out = tmp_path / "run"
+    run = annotate_stream if stream else annotate
+    run(rows, "sentiment", ["openai/fake"], api_base=server.url, id_column="id", out=out, progress=False)
+    lines = {v["item_id"]: v for v in map(json.loads, (out / "votes.jsonl").read_text().splitlines())}
+    # as if an older parser had judged two answers otherwise: one refused, one accepted wrongly
+    lines["r0"].update(label=None, error="out_of_label_set:positive")
+    lines["r1"].update(raw='{"sentiment": "furious"}')
+    (out / "votes.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines.values()))
+
+    run(rows, "sentiment", ["openai/fake"], api_base=server.url, id_column="id", out=out, progress=False)
+    assert server.calls == 4  # nothing asked again: the answers are there
+    votes = {v.item_id: v for v in read_votes(out / "votes.jsonl")}
+    assert votes["r0"].label == "positive" and votes["r0"].error is None
+    assert votes["r1"].label is None and votes["r1"].error.startswith("out_of_label_set")
+    labels = pd.read_csv(out / "labels.csv").set_index("item_id")
+    assert labels.loc["r0", "label"] == "positive" and labels.loc["r1", "n_valid"] == 0

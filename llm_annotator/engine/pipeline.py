@@ -10,15 +10,17 @@ no paid answer. A backend sees requests and reports outcomes through
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from llm_annotator.core.data import Dataset
 from llm_annotator.core.errors import ErrorKind
 from llm_annotator.core.parse import Parsed, distribution_from_logprobs, parse_answer
+from llm_annotator.core.task import Task
 from llm_annotator.core.votes import Vote, VoteKey
 from llm_annotator.engine.jobs import Annotator, JobBuilder, Request
 from llm_annotator.engine.stats import RunStats
@@ -268,4 +270,26 @@ class Pipeline:
             self._flushed = now
 
 
-__all__ = ["Answer", "Backend", "Pipeline", "Reporter"]
+def judge_again(task: Task) -> Callable[[Vote], Vote]:
+    """A recorded vote judged by ``task``'s current parsing rules (labels, aliases, output
+    field): the same vote when nothing changes, else a copy with the new label or error.
+    Failed requests (no answer) and refusals by a content filter are kept as they are."""
+    memo: dict[str, Parsed] = {}
+
+    def judge(vote: Vote) -> Vote:
+        kind = vote.error_kind
+        if vote.raw is None or kind is ErrorKind.REFUSED or (kind is not None and not kind.invalid_answer):
+            return vote
+        parsed = memo.get(vote.raw)
+        if parsed is None:
+            parsed = memo[vote.raw] = parse_answer(vote.raw, task)
+        label = parsed.label if parsed.error is None else None
+        if label == vote.label and parsed.error == vote.error:
+            return vote
+        return dataclasses.replace(vote, label=label, error=parsed.error,
+                                   distribution=vote.distribution if label is not None else None)
+
+    return judge
+
+
+__all__ = ["Answer", "Backend", "Pipeline", "Reporter", "judge_again"]

@@ -40,6 +40,7 @@ class Counts(BaseModel):
     requests: int = 0
     failed_requests: int = 0
     stale_dropped: int = 0
+    reparsed: int = 0
     cache_corrupted: int = 0
     cost_estimated: int = 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -39,24 +39,27 @@ class VoteLog:
         self._handle: IO[str] | None = None
         self.repaired = False
         self.dropped = 0
+        self.reparsed = 0
 
-    def open(self, wanted: Mapping[VoteKey, str], *, keep: bool = True) -> dict[VoteKey, Vote | None]:
+    def open(self, wanted: Mapping[VoteKey, str], *, keep: bool = True,
+             judge: Callable[[Vote], Vote] | None = None) -> dict[VoteKey, Vote | None]:
         """Read back the votes still wanted and open for appending.
 
         ``wanted`` maps each vote key to the request fingerprint the job asks now
         (anything with ``get``); recorded votes with another fingerprint, an unknown key
         or a failed request are dropped (the file is rewritten atomically). Returns the
         kept votes by key; with ``keep=False`` only their keys (values None), so a
-        resumed corpus larger than memory stays on disk.
+        resumed corpus larger than memory stays on disk. ``judge`` parses a recorded
+        answer again by the task's current rules; a vote it changes is rewritten.
         """
         kept: dict[VoteKey, Vote | None] = {}
         if self.path.exists():
-            rewrite = self._read_back(wanted, kept, keep=keep, out=None)
+            rewrite = self._read_back(wanted, kept, keep=keep, out=None, judge=judge)
             if rewrite:  # a second pass copies the kept lines: nothing but their keys is held
                 tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
                 try:
                     with tmp.open("w", encoding="utf-8") as out:
-                        self._read_back(wanted, {}, keep=False, out=out)
+                        self._read_back(wanted, {}, keep=False, out=out, judge=judge)
                         out.flush()
                         os.fsync(out.fileno())
                     os.replace(tmp, self.path)
@@ -70,11 +73,11 @@ class VoteLog:
         return kept
 
     def _read_back(self, wanted: Mapping[VoteKey, str], kept: dict[VoteKey, Vote | None],
-                   *, keep: bool, out: IO[str] | None) -> bool:
+                   *, keep: bool, out: IO[str] | None, judge: Callable[[Vote], Vote] | None) -> bool:
         """Fill ``kept`` with the wanted votes of the log (copying their lines to ``out``);
         True when a line had to be dropped or repaired."""
         rewrite = False
-        dropped = 0
+        dropped = reparsed = 0
         with self.path.open(encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 if not line.endswith("\n"):
@@ -91,11 +94,17 @@ class VoteLog:
                     dropped += 1
                     rewrite = True
                     continue
+                if judge is not None:
+                    judged = judge(vote)
+                    if judged is not vote:
+                        vote, line = judged, judged.to_json() + "\n"
+                        reparsed += 1
+                        rewrite = True
                 kept[vote.key] = vote if keep else None
                 if out is not None:
                     out.write(line)
         if out is None:
-            self.dropped = dropped
+            self.dropped, self.reparsed = dropped, reparsed
         return rewrite
 
     def write(self, votes: Iterable[Vote]) -> None:
