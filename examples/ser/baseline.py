@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from . import ser_extra
+
+with ser_extra():
+    import torch
 
 from .data import Table, add_table_arguments, speaker_folds, table_from_arguments
 from .features import features

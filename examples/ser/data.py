@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from . import ser_extra
+
 SAMPLE_RATE = 16_000
 
 
@@ -113,8 +115,9 @@ def load_audio(path: Path, normalise: bool = True) -> np.ndarray:
 
     ``normalise=False`` keeps the level: loudness is a cue that hand-made features use.
     """
-    import soundfile
-    from scipy.signal import resample_poly
+    with ser_extra():
+        import soundfile
+        from scipy.signal import resample_poly
 
     wave, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     wave = wave.mean(axis=1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import ser_extra
 from .data import SAMPLE_RATE, load_audio
 
 
@@ -31,7 +32,8 @@ def logmel_stats(wave: np.ndarray, n_mels: int = 40) -> np.ndarray:
 
 def egemaps(path: Path) -> np.ndarray:
     """The 88 eGeMAPS v02 functionals (Eyben et al. 2016) computed by openSMILE."""
-    import opensmile
+    with ser_extra():
+        import opensmile
 
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.Functionals)

@@ -12,13 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
+from . import ser_extra
+
+with ser_extra():
+    import torch
+    from torch import nn
 
 
 def load_backbone(name: str | Path) -> nn.Module:
     """The backbone by hub name or local path: the same call for pretrained and tiny models."""
-    from transformers import AutoModel
+    with ser_extra():
+        from transformers import AutoModel
 
     model = AutoModel.from_pretrained(str(name), layerdrop=0.0)
     model.config.layerdrop = 0.0
@@ -86,7 +90,8 @@ def save_tiny_backbone(kind: str, directory: str | Path, seed: int = 0) -> Path:
     For tests and speed checks where the hub cannot be reached: the loading code path is
     the one pretrained weights take.
     """
-    import transformers
+    with ser_extra():
+        import transformers
 
     prefix = TINY[kind]
     config = getattr(transformers, f"{prefix}Config")(
@@ -102,7 +107,8 @@ def save_tiny_backbone(kind: str, directory: str | Path, seed: int = 0) -> Path:
 
 def save_sized_backbone(kind: str, directory: str | Path, *, large: bool = False) -> Path:
     """A randomly initialised backbone of the real base (or large) size, for speed measurements."""
-    import transformers
+    with ser_extra():
+        import transformers
 
     prefix = TINY[kind]
     sizes = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,

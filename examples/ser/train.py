@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from . import ser_extra
+
+with ser_extra():
+    import torch
 
 from .data import (
     SAMPLE_RATE,
