@@ -8,7 +8,7 @@ PIP = $(PYTHON) -m pip install -c constraints.txt
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: demo test install-dev lint check-python check-compiler check-chromium
+.PHONY: demo test install-dev lint check-python check-compiler check-chromium core-install-check
 
 # What the system must provide (README, "Set-up"): each check stops with what to install.
 check-python:
@@ -48,3 +48,7 @@ lint:
 	$(PYTHON) -m ruff check llm_annotator tests benchmarks tools examples
 	$(PYTHON) -m mypy
 	lint-imports
+
+# The package with no extras, in a fresh virtual environment: annotate, agree, report (CI runs it).
+core-install-check:
+	PYTHON=$(PYTHON) tools/core_install_check.sh
