@@ -60,6 +60,30 @@ def test_report_renders_its_plots_and_tables_in_chromium(run_dir, tmp_path):
     assert shot.stat().st_size > 50_000  # a page with plots, not a blank one
 
 
+def test_report_without_matplotlib_has_its_tables_and_says_how_to_get_the_plots(run_dir, tmp_path):
+    out = tmp_path / "report.html"
+    code = ("import sys; sys.modules['matplotlib'] = None; from llm_annotator.cli import main; "
+            f"sys.exit(main(['report', {str(run_dir)!r}, '--gold', 'gold', '--columns', 'gold', '--out', {str(out)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "<img" not in text
+    assert "The plots need matplotlib: pip install &#x27;llm-annotator-kit[report]&#x27;" in text
+    dom = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+                          "--virtual-time-budget=3000", "--dump-dom", out.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert 'data-images="0"' in dom
+    assert dom.count("<table") >= 6
+    for section in ("Run", "Labels", "Agreement between annotators", "Against gold (gold)", "Most uncertain items"):
+        assert f">{section}</h2>" in dom
+    subprocess.run([sys.executable, "-m", "llm_annotator", "agree", str(run_dir), "--columns", "gold", "--gold",
+                    "gold", "--bootstrap", "0", "--out", str(tmp_path / "a.json")], capture_output=True, check=True)
+    figures = json.loads((tmp_path / "a.json").read_text())
+    accuracy = figures["vs_gold"]["model-a"]["accuracy"]
+    assert f"<td>model-a</td><td>30</td><td>{accuracy:.4f}</td>" in text  # the figures agree reports
+
+
 def test_review_export_csv_and_label_studio(run_dir):
     proc = subprocess.run([sys.executable, "-m", "llm_annotator", "review", str(run_dir), "-n", "10"],
                           capture_output=True, text=True, timeout=120)

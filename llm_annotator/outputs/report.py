@@ -1,7 +1,8 @@
 """One self-contained HTML report of a run: summary, distributions, agreement, calibration.
 
 Plots are drawn with matplotlib (headless Agg backend) and embedded as PNG data URIs, so
-the file opens in a browser with no network. Needs the ``report`` extra.
+the file opens in a browser with no network. matplotlib comes with the ``report`` extra;
+without it the report has every table and says how to get the plots.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from llm_annotator.core.errors import ConfigError
 from llm_annotator.core.votes import error_counts
+
+NO_PLOTS = "The plots need matplotlib: pip install 'llm-annotator-kit[report]'"
 
 
 def _figure_uri(fig: Any) -> str:
@@ -29,10 +31,11 @@ def _figure_uri(fig: Any) -> str:
 
 
 def _pyplot() -> Any:
+    """matplotlib's pyplot on the headless backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError("the report needs matplotlib", fix="pip install 'llm-annotator-kit[report]'") from None
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -137,6 +140,10 @@ def write_report(result: Any, path: str | Path, *, gold: str | None = None, unce
     from llm_annotator.store.files import write_atomic
 
     plt = _pyplot()
+
+    def image(alt: str, draw: Any, *args: Any) -> str:
+        return "" if plt is None else f'<img alt="{html.escape(alt)}" src="{draw(plt, *args)}">'
+
     m = result.manifest
     gold_values = result.gold_labels(gold) if gold else None
     figures = result.agreement(gold=gold, bootstrap=200)
@@ -158,17 +165,18 @@ def write_report(result: Any, path: str | Path, *, gold: str | None = None, unce
     errors = sorted(error_counts(result.votes["error"]).items(), key=lambda kv: -kv[1])
     by_reason = [[kind, n] for kind, n in errors]
     sections = [
+        f'<p class="note">{html.escape(NO_PLOTS)}.</p>' if plt is None else "",
         "<h2>Run</h2>", _table(["", ""], summary, "summary"),
         _table(["annotator", "model", "temperature", "max tokens"], models) if models else "",
         "<h3>Invalid answers and failed requests</h3>",
         _table(["reason", "votes"], by_reason) if by_reason else "<p>None: every vote is valid.</p>",
-        "<h2>Labels</h2>", f'<img alt="label distribution" src="{_distribution_plot(plt, result, gold_values)}">',
+        "<h2>Labels</h2>", image("label distribution", _distribution_plot, result, gold_values),
     ]
     agree_rows = [["Krippendorff's alpha", figures["krippendorff_alpha"]], ["Fleiss' kappa", figures["fleiss_kappa"]],
                   ["percent agreement", figures["percent_agreement"]]]
     sections += ["<h2>Agreement between annotators</h2>", _table(["figure", "value"], agree_rows)]
     if len(figures["annotators"]) > 1:
-        sections.append(f'<img alt="agreement heatmap" src="{_kappa_plot(plt, figures)}">')
+        sections.append(image("agreement heatmap", _kappa_plot, figures))
     consistency = [[n, v["samples"], v["alpha"], v["mean_top_share"]] for n, v in figures["self_consistency"].items()]
     sections.append(_table(["annotator", "samples", "alpha over samples", "mean top share"], consistency))
     if gold_values is not None:
@@ -177,15 +185,14 @@ def write_report(result: Any, path: str | Path, *, gold: str | None = None, unce
                 for n, v in figures["vs_gold"].items()]
         sections += [f"<h2>Against gold ({html.escape(gold or '')})</h2>",
                      _table(["annotator", "n", "accuracy", "macro-F1", "UAR", "Cohen's kappa", "ECE", "Brier"], rows)]
-        sections += [f'<img alt="confusion {html.escape(n)}" src="{_confusion_plot(plt, n, v)}">'
-                     for n, v in figures["vs_gold"].items() if v["n"]]
-        sections.append(f'<img alt="calibration curve" src="{_calibration_plot(plt, figures)}">')
+        sections += [image(f"confusion {n}", _confusion_plot, n, v) for n, v in figures["vs_gold"].items() if v["n"]]
+        sections.append(image("calibration curve", _calibration_plot, figures))
         index = {label: k for k, label in enumerate(result.labels_order)}
         keep = [i for i, g in enumerate(gold_values) if g in index and isinstance(consensus["label"].iloc[i], str)]
         if keep:
             correct = np.array([consensus["label"].iloc[i] == gold_values[i] for i in keep])
             curve = accuracy_coverage(consensus["confidence"].to_numpy()[keep], correct)
-            sections.append(f'<img alt="accuracy coverage" src="{_coverage_plot(plt, curve)}">')
+            sections.append(image("accuracy coverage", _coverage_plot, curve))
     review = consensus.sort_values(["confidence", "margin"], na_position="first").head(uncertain)
     votes = result.votes.groupby("item_id")
     rows = []
@@ -206,6 +213,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
 table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }}
 th {{ background: #f2f2f2; }} img {{ max-width: 100%; margin: 0.5em 0.5em 0.5em 0; }}
+.note {{ background: #fff6d6; border: 1px solid #e0c86a; padding: 0.4em 0.8em; }}
 </style></head>
 <body>
 <h1>Annotation report: {html.escape(result.task.name)}</h1>
