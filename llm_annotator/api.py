@@ -247,7 +247,8 @@ def _finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budge
         resumed=stats.resumed_votes, cache_hits=stats.cached_votes, new=stats.new_votes,
         not_issued=stats.not_issued, stopped=stats.stopped, in_batch=stats.in_batch,
         batch_answers=stats.batch_answers, requests=stats.requests, failed_requests=stats.failed_requests,
-        stale_dropped=stats.stale_dropped, reparsed=stats.reparsed, cache_corrupted=stats.cache_corrupted,
+        stale_dropped=stats.stale_dropped, reparsed=stats.reparsed,
+        cache_write_failed=stats.cache_write_failed, cache_corrupted=stats.cache_corrupted,
         cost_estimated=stats.cost_estimated)
     failures = [Failure(kind=kind, count=count, example=stats.examples.get(kind),
                         fix=(ErrorKind.of(kind) or ErrorKind.ERROR).fix)

@@ -238,6 +238,11 @@ def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
     print(f"{m['data']['n_items']} items x {len(m['models'])} model(s) x {samples} sample(s): "
           f"{c['valid']} valid votes, {c['invalid']} invalid answers, {c['errors']} failed requests; "
           f"{c['cache_hits']} from cache, {c['resumed']} resumed; ${m['cost_usd']:.4f} spent in {m['wall_s']:.1f} s")
+    if c.get("cache_write_failed"):
+        print(f"the answer cache could not store {c['cache_write_failed']} answers (a full disk?); they are in "
+              f"{out / 'votes.jsonl'}: free disk space or pass --cache-dir", file=sys.stderr)
+    if c.get("reparsed"):
+        print(f"{c['reparsed']} recorded answers were judged again by the template's current parsing rules")
     if c.get("stale_dropped"):
         print(f"{c['stale_dropped']} recorded votes were asked with other parameters or another endpoint: asked again")
     if m["status"] == "stopped_by_budget":

@@ -139,3 +139,25 @@ def test_exit_codes_are_documented():
     help_text = sub.format_help()
     for status, code in [("partial", 4), ("failed", 3), ("stopped_by_budget", 5)]:
         assert f"{code}" in help_text and status in help_text
+
+
+def test_a_cache_that_cannot_store_loses_no_paid_answer(fake_server, tmp_path, monkeypatch):
+    import sqlite3
+
+    from llm_annotator.store.cache import AnswerCache
+
+    def full(self, entries):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(AnswerCache, "set_many", full)
+    server = fake_server(sampling_responder(LABELS, "sentiment"))
+    out = tmp_path / "run"
+    rows = [{"id": f"r{i}", "text": f"text {i}"} for i in range(5)]
+    with pytest.warns(UserWarning, match="cache"):
+        result = annotate(rows, "sentiment", ["openai/fake"], api_base=server.url, id_column="id", out=out,
+                          progress=False)
+    assert result.votes["label"].notna().all() and server.calls == 5
+    assert result.manifest["status"] == "complete" and result.manifest["counts"]["cache_write_failed"] == 5
+    assert len((out / "votes.jsonl").read_text().splitlines()) == 5  # every paid answer is in the log
+    again = annotate(rows, "sentiment", ["openai/fake"], api_base=server.url, id_column="id", out=out, progress=False)
+    assert server.calls == 5 and again.votes["label"].notna().all()  # resumed from the log, not asked again

@@ -56,7 +56,9 @@ class RunDirError(AnnotatorError):
 
 
 class RunWarning(UserWarning):
-    """A run ended ``failed`` or ``partial``: the library's word for what the CLI's exit code says."""
+    """What the user of a run must know that is not an error: it ended ``failed`` or
+    ``partial`` (the library's word for what the CLI's exit code says), or the answer
+    cache could not store answers."""
 
 
 class ErrorKind(StrEnum):

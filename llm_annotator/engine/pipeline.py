@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from llm_annotator.core.data import Dataset
-from llm_annotator.core.errors import ErrorKind
+from llm_annotator.core.errors import ErrorKind, RunWarning
 from llm_annotator.core.parse import Parsed, distribution_from_logprobs, parse_answer
 from llm_annotator.core.task import Task
 from llm_annotator.core.votes import Vote, VoteKey
@@ -174,8 +174,23 @@ class Pipeline:
             votes.append(self._vote(request.item, request.annotator, sample, entry, cached=False))
             votes += [self._vote(item, request.annotator, sample, entry, cached=True) for item in request.followers]
         if self.cache is not None:
-            self.cache.set_many(entries)  # cached before the votes are written: a kill loses nothing paid
+            self._store(entries)  # cached before the votes are written: a kill loses nothing paid
         self._emit(votes)
+
+    def _store(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Cache answers; a cache that cannot store them (a full disk, a damaged database)
+        costs the cache, never the answers: they still reach votes.jsonl and the result."""
+        assert self.cache is not None
+        try:
+            self.cache.set_many(entries)
+        except Exception as exc:  # whatever the store raises, the paid answers go on
+            if not self.stats.cache_write_failed:
+                import warnings
+
+                warnings.warn(f"the answer cache {self.cache.directory} cannot store answers ({exc}); they are "
+                              "kept in votes.jsonl and the result, but a run without --out cannot resume them: "
+                              "free disk space or pass another cache directory", RunWarning, stacklevel=2)
+            self.stats.cache_write_failed += len(entries)
 
     def failed(self, request: Request, samples: Sequence[int], kind: ErrorKind, detail: str) -> None:
         self.stats.example(kind.value, detail)

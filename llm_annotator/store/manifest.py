@@ -41,6 +41,7 @@ class Counts(BaseModel):
     failed_requests: int = 0
     stale_dropped: int = 0
     reparsed: int = 0
+    cache_write_failed: int = 0
     cache_corrupted: int = 0
     cost_estimated: int = 0
 
