@@ -1,15 +1,17 @@
 """Every shell command of README.md and docs/*.md runs as written, or says why not.
 
 The commands are the lines of the ```bash, ```sh, ```shell and ```console blocks (a
-console block's ``$ `` lines; ``\\`` continuations joined). Each one is either run here or
-listed in ``NOT_RUN`` with the reason; a command that is neither fails the first test,
-so a new command in the docs is run or explained, never skipped in silence.
+console block's ``$ `` lines; ``\\`` continuations joined). Each one is run here, or run
+over the reference data (``OVER_REFERENCE_DATA``, which must print the figures the docs
+quote), or listed in ``NOT_RUN`` with the reason. A new command in the docs is run like
+the others: it passes or is explained, never skipped in silence.
 
 The commands of one page run in order, in one temporary directory, so a page's later
 commands see what its earlier ones wrote (README: annotate, then agree and report on the
 run). Nothing is written into the repository. They run with
 
-- the repository's own code (``PYTHONPATH``) and the ``llm-annotator`` of this Python;
+- the repository's own code: ``llm-annotator`` lines through ``llm_annotator.cli.main``
+  (what the script calls) in this process, other lines in bash with ``PYTHONPATH``;
 - an answer cache of their own;
 - the loopback server (``FakeOpenAI``) as OpenAI: ``OPENAI_API_BASE`` and a dummy key
   reach it, so ``-m gpt-4o`` and ``openai/...`` commands run without a key or network,
@@ -67,7 +69,6 @@ NOT_RUN: dict[str, str] = {
     "facebook/wav2vec2-base --mode probe --epochs 100 --out runs/ser":
         "T and D stand for the reader's table and audio; the backbone comes from the Hugging Face hub",
     # docs/agreement.md, docs/melt.md
-    "llm-annotator agree ../shared/data/melt/meld_train.csv --columns Emotion llm_label --gold Emotion": SHARED,
     "python -m pytest tests/test_meld.py -k reproduces": f"a test of the suite that {SHARED}",
     "python -m examples.melt.run_melt --split dev --plan --limit 1": "needs MELD's CSVs (docs/melt.md)",
     "python -m examples.melt.run_melt --split train --melt-filter -m gpt-4o -k 5 --batch":
@@ -92,6 +93,15 @@ NOT_RUN: dict[str, str] = {
     "MELD_WAV --backbone facebook/wav2vec2-base --mode finetune --epochs 100 --cross-table "
     "../shared/data/emodb/labels.csv --cross-audio-dir ../shared/data/emodb --cross-map happiness=joy "
     "--out runs/melt_ser": "needs MELD's audio, a GPU-sized training run and a backbone from the Hugging Face hub",
+}
+
+#: Commands over ../shared/data, run by test_docs_commands_over_the_reference_data (which
+#: needs the data, as every test over it does), with what each must print: the figures
+#: the docs quote beside it.
+OVER_REFERENCE_DATA: dict[str, list[str]] = {
+    "llm-annotator agree ../shared/data/melt/meld_train.csv --columns Emotion llm_label --gold Emotion": [
+        "Krippendorff's alpha: 0.3878 [0.3731, 0.4022]", "percent agreement:    0.5357 [0.5238, 0.5476]",
+        "llm_label                      7024  0.5357 [0.5238, 0.5476]   0.4399   0.4796   0.3919"],
 }
 
 #: Commands that are run and still fail, each with the issue that tracks it. The test
@@ -165,7 +175,7 @@ def all_commands() -> list[Command]:
 
 
 def pages_to_run() -> list[Path]:
-    return [p for p in PAGES if any(c.key not in NOT_RUN for c in commands(p))]
+    return [p for p in PAGES if any(c.key not in NOT_RUN and c.key not in OVER_REFERENCE_DATA for c in commands(p))]
 
 
 # -- the reader's own files, stood in for ------------------------------------------------
@@ -304,11 +314,11 @@ def test_every_command_in_the_docs_is_run_or_listed_with_a_reason():
     keys = {c.key for c in found}
     assert len(found) >= 30, f"the docs' shell blocks were not found ({len(found)} commands)"
     run_pages = set(pages_to_run())
-    assert all(c.page in run_pages for c in found if c.key not in NOT_RUN)
-    stale = sorted({*NOT_RUN, *KNOWN_FAILURES, *WRITES, *PRINTS} - keys)
+    assert all(c.page in run_pages for c in found if c.key not in NOT_RUN and c.key not in OVER_REFERENCE_DATA)
+    stale = sorted({*NOT_RUN, *OVER_REFERENCE_DATA, *KNOWN_FAILURES, *WRITES, *PRINTS} - keys)
     assert not stale, f"listed here but no longer in the docs: {stale}"
     assert all(len(reason.split()) >= 3 for reason in [*NOT_RUN.values(), *KNOWN_FAILURES.values()])
-    assert not set(NOT_RUN) & set(KNOWN_FAILURES)
+    assert not set(NOT_RUN) & (set(KNOWN_FAILURES) | set(OVER_REFERENCE_DATA))
 
 
 def test_commands_are_read_as_a_shell_reads_them(tmp_path):
@@ -329,7 +339,7 @@ def test_docs_commands_run(page: Path, tmp_path: Path, server: FakeOpenAI, monke
     before = sorted(p.name for p in ROOT.iterdir())
     failures = []
     for command in commands(page):
-        if command.key in NOT_RUN:
+        if command.key in NOT_RUN or command.key in OVER_REFERENCE_DATA:
             continue
         status, output = run(command.text.replace(OWN_SERVER, server.url), cwd, env, monkeypatch)
         output = output.strip()[-2000:]
@@ -347,6 +357,23 @@ def test_docs_commands_run(page: Path, tmp_path: Path, server: FakeOpenAI, monke
             failures.append(f"{command}\n  did not print {PRINTS[command.key]!r}: {output}")
     assert not failures, "\n".join(failures)
     assert sorted(p.name for p in ROOT.iterdir()) == before, "a docs command wrote into the repository"
+
+
+def test_docs_commands_over_the_reference_data(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The commands that read ../shared/data, from a directory that has it at ../shared/data."""
+    (tmp_path / "shared").symlink_to(shared_data.parent, target_is_directory=True)
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    found = [c for c in all_commands() if c.key in OVER_REFERENCE_DATA]
+    assert {c.key for c in found} == set(OVER_REFERENCE_DATA)
+    for command in found:
+        status, output = run(command.text, cwd, environment(cwd, "http://127.0.0.1:9/v1"), monkeypatch)
+        assert status == 0, f"{command}\n  exit {status}: {output[-2000:]}"
+        missing = [text for text in OVER_REFERENCE_DATA[command.key] if text not in output]
+        assert not missing, f"{command}\n  does not print {missing} as the docs say: {output[-2000:]}"
+        page = command.page.read_text(encoding="utf-8")
+        quoted = [i for text in OVER_REFERENCE_DATA[command.key] for i in re.findall(r"\[[\d.]+, [\d.]+\]", text)]
+        assert quoted and all(i in page for i in quoted), f"{command.page.name} does not quote {quoted}"
 
 
 def test_the_template_on_the_templates_page_is_valid_as_copied():
