@@ -245,3 +245,15 @@ def test_an_ordinal_alpha_gets_an_ordinal_interval():
         level="ordinal", bootstrap=300)
     assert figures["ci"]["measure"] == "ordinal"
     assert_within(figures["krippendorff_alpha"], figures["ci"]["krippendorff_alpha"], "ordinal alpha")
+
+
+def test_annotator_labels_keep_the_given_annotators_in_their_order():
+    result = result_from_columns([{"id": str(i), "x": "a", "y": "b", "z": None} for i in range(3)], ["x", "y", "z"],
+                                 id_column="id")
+    votes = result.votes.iloc[::-1]  # votes arrive in any order
+    assert list(A.annotator_labels(votes, ["a", "b"], ["0", "1", "2"]).columns) == ["y", "x"]
+    table = A.annotator_labels(votes, ["a", "b"], ["0", "1", "2"], annotators=["x", "y", "z"])
+    assert list(table.columns) == ["x", "y", "z"] and table["z"].isna().all() and (table["x"] == "a").all()
+    figures = A.agreement_table(table, ["a", "b"], gold=["a", "a", "b"])
+    assert figures["vs_gold"]["z"]["n"] == 0 and figures["vs_gold"]["x"]["accuracy"] == pytest.approx(2 / 3)
+    assert np.isnan(figures["pairwise_cohen_kappa"]["x"]["z"])

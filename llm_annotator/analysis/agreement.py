@@ -319,10 +319,13 @@ def self_consistency(votes: Any, labels: Sequence[str]) -> dict[str, dict[str, f
     return out
 
 
-def annotator_labels(votes: Any, labels: Sequence[str], item_order: Sequence[str]) -> Any:
+def annotator_labels(votes: Any, labels: Sequence[str], item_order: Sequence[str],
+                     annotators: Sequence[str] | None = None) -> Any:
     """Items x annotators table of each annotator's own label (argmax of its soft label).
 
-    An annotator with no valid vote on an item has NaN there: missing, not a label.
+    An annotator with no valid vote on an item has NaN there: missing, not a label. The
+    columns are ``annotators`` in their order (one without any vote is a column of NaN),
+    else the annotators in the order of their first vote.
     """
     import pandas as pd
 
@@ -333,8 +336,8 @@ def annotator_labels(votes: Any, labels: Sequence[str], item_order: Sequence[str
     chosen = argmax_labels(per[list(labels)].to_numpy(dtype=float), labels)
     frame = pd.DataFrame({"label": chosen}, index=per.index).reset_index()
     table = frame.pivot(index="item_id", columns="annotator", values="label")
-    annotators = list(dict.fromkeys(votes["annotator"]))
-    return table.reindex(index=list(item_order), columns=annotators)
+    columns = list(dict.fromkeys(votes["annotator"])) if annotators is None else list(annotators)
+    return table.reindex(index=list(item_order), columns=columns)
 
 
 def agreement_table(table: Any, labels: Sequence[str], *, gold: Sequence[Any] | None = None,
