@@ -2,6 +2,7 @@
 the scripted replies it gives (see :mod:`llm_annotator.testing.server`)."""
 
 from llm_annotator.testing.responders import (
+    DROP,
     Reply,
     Responder,
     attempts,
@@ -11,4 +12,4 @@ from llm_annotator.testing.responders import (
 )
 from llm_annotator.testing.server import FakeOpenAI
 
-__all__ = ["FakeOpenAI", "Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]
+__all__ = ["DROP", "FakeOpenAI", "Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]

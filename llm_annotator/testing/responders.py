@@ -12,9 +12,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class _Drop:
+    """The marker of a field a :class:`Reply` removes from the completion it answers."""
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+#: ``Reply(fields={"usage": DROP})``: the completion is sent without that field.
+DROP: Any = _Drop()
+
+
 @dataclass
 class Reply:
-    """One scripted reply. ``content`` may be a list (one entry per choice)."""
+    """One scripted reply. ``content`` may be a list (one entry per choice).
+
+    ``status``, ``headers`` and ``delay`` shape the HTTP answer; ``body`` replaces it with
+    raw bytes (truncated JSON, an HTML page); ``drop`` closes the connection unanswered.
+    ``fields`` replaces top-level fields of the completion the server would send
+    (``{"usage": None}``, ``{"choices": [...]}``; :data:`DROP` removes one). ``echo`` makes
+    the answer an error object whose message repeats the request's URL and headers, the
+    Authorization header included, as careless providers and proxies do; with status 200
+    it is a 200 whose body is an error.
+    """
 
     content: str | list[str] | None = None
     status: int = 200
@@ -23,6 +43,8 @@ class Reply:
     delay: float = 0.0
     drop: bool = False
     top_logprobs: dict[str, float] | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    echo: bool = False
 
 
 Responder = Callable[[dict[str, Any]], "str | list[str] | Reply"]
@@ -102,4 +124,4 @@ def attempts(*first: str | list[str] | Reply, then: str | list[str] | Reply) -> 
     return respond
 
 
-__all__ = ["Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]
+__all__ = ["DROP", "Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]

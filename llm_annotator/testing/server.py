@@ -10,8 +10,12 @@ hosted provider (``openai/NAME`` with ``api_base``). What it answers is scripted
         annotate(rows, task="sentiment", models=["openai/fake"], api_base=server.url)
 
 A string is the content of every choice; a list gives one content per choice (and may
-hold fewer than ``n``); a :class:`Reply` sets status, headers, delay or a raw body to
-inject faults (429 with Retry-After, 500, truncated JSON, dropped connections).
+hold fewer than ``n``); a :class:`Reply` sets status, headers, delay, a raw body, fields
+of the completion or an echo of the request to inject faults (429 with Retry-After, 500,
+truncated JSON, dropped connections, impossible usage, shuffled choices, a provider that
+repeats the caller's key in its error). ``requests``, ``headers_seen`` and ``paths_seen``
+keep what each request sent (``paths_seen`` every POST's path and query); ``calls``
+counts chat requests.
 
 It also implements the files and batches endpoints of the Batch API (``POST /v1/files``
 multipart upload, ``POST /v1/batches``, ``GET /v1/batches/{id}``, ``GET
@@ -36,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from llm_annotator.testing.responders import (
+    DROP,
     Reply,
     Responder,
     attempts,
@@ -59,6 +64,7 @@ class FakeOpenAI:
         self.model_name = model_name
         self.requests: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
+        self.paths_seen: list[str] = []  # the path and query of each POST
         self.files: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.hold_batches = False
@@ -298,6 +304,7 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if not path.endswith("/chat/completions"):
                 with server._lock:
                     server.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
+                    server.paths_seen.append(self.path)
             if path.endswith("/files"):
                 fields = _multipart(self.headers.get("Content-Type", ""), raw)
                 filename, content = fields.get("file", (None, b""))
@@ -310,8 +317,8 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 except json.JSONDecodeError:
                     self._send(400, b'{"error": {"message": "bad json"}}')
                 return
-            if not path.endswith("/chat/completions"):
-                self._send(404, b'{"error": {"message": "not found"}}')
+            if not path.endswith("/chat/completions"):  # the path repeated, as web frameworks' 404s do
+                self._send(404, json.dumps({"error": {"message": f"no route for POST {self.path}"}}).encode())
                 return
             try:
                 request = json.loads(raw)
@@ -321,6 +328,7 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             with server._lock:
                 server.requests.append(request)
                 server.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
+                server.paths_seen.append(self.path)
             reply = server.respond(request)
             if not isinstance(reply, Reply):
                 reply = Reply(content=reply)
@@ -338,6 +346,12 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self._send(reply.status, reply.body, reply.headers,
                            reply.headers.get("Content-Type", "application/json"))
                 return
+            if reply.echo:  # a provider that repeats the request in its error message
+                said = "; ".join(f"{key}: {value}" for key, value in self.headers.items())
+                message = f"cannot serve POST {self.path} (host {self.headers.get('Host')}; headers {said})"
+                echoed = {"error": {"message": message, "type": "invalid_request_error", "code": None}}
+                self._send(reply.status, json.dumps(echoed).encode(), reply.headers)
+                return
             if reply.status != 200:
                 body = {"error": {"message": f"scripted status {reply.status}", "type": "server_error",
                                   "code": reply.status}}
@@ -345,9 +359,14 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return
             contents = reply.content if isinstance(reply.content, list) else [reply.content or ""]
             body = server.completion(request, contents, reply.top_logprobs)
+            for key, value in reply.fields.items():
+                if value is DROP:
+                    body.pop(key, None)
+                else:
+                    body[key] = value
             self._send(200, json.dumps(body).encode(), reply.headers)
 
     return Handler
 
 
-__all__ = ["FakeOpenAI", "Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]
+__all__ = ["DROP", "FakeOpenAI", "Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]
