@@ -3,17 +3,21 @@
 Capability checks decide how k samples are collected (``n`` where the provider
 supports it, else k calls, and again for the rest when a provider silently returns
 fewer choices than ``n``), whether to ask for log-probabilities and for a JSON schema.
-Calls retry rate limits, 5xx, connection errors and timeouts with exponential backoff
-and full jitter, honouring ``Retry-After``.
+Calls retry rate limits, 5xx, connection errors, timeouts and answers that cannot be read
+with exponential backoff and full jitter, honouring ``Retry-After`` (and ``retry-after-ms``)
+up to ``MAX_RETRY_AFTER_S``; a provider that asks for a longer wait ends the request.
+Errors no retry mends (credentials, an unknown model, a refused parameter) are not retried;
+what an error means is read in :mod:`~llm_annotator.providers.failures`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
+import math
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,8 +25,9 @@ from typing import Any
 
 from llm_annotator.core.errors import ConfigError, ErrorKind, ModelError
 from llm_annotator.core.models import ModelSpec
-from llm_annotator.providers import pricing
+from llm_annotator.providers import failures, pricing
 from llm_annotator.providers.client import litellm
+from llm_annotator.providers.failures import MAX_RETRY_AFTER_S
 
 
 @dataclass(frozen=True)
@@ -68,25 +73,6 @@ class CallFailed(Exception):
 #: Called after an attempt that may have been billed and before it is retried: it
 #: accounts for the lost attempt and says whether a retry may be paid for.
 OnLost = Callable[[], Awaitable[bool]]
-
-
-def _maybe_billed(kind: ErrorKind, exc: BaseException) -> bool:
-    """Did the failed attempt reach the provider? Timeouts did; a refused connection did not."""
-    if kind is ErrorKind.TIMEOUT:
-        return True
-    if kind is not ErrorKind.CONNECTION_ERROR:
-        return False
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        name = type(seen).__name__
-        if name in ("ConnectError", "ConnectionRefusedError", "ConnectTimeout", "gaierror"):
-            return False
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc).lower()
-    return not any(s in text for s in ("connection refused", "connecterror", "name or service not known",
-                                       "cannot connect", "failed to establish"))
 
 
 def check_model(spec: ModelSpec) -> None:
@@ -159,29 +145,6 @@ def needs_placeholder_key(spec: ModelSpec) -> bool:
                                                     "lm_studio", "text-completion-openai"}
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    headers = getattr(exc, "litellm_response_headers", None)
-    if headers is None:
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
 #: Per (model, api_base): 0 json_schema, 1 json_object with the schema, 2 no response_format.
 _SCHEMA_FORM: dict[tuple[str, str | None], int] = {}
 
@@ -192,34 +155,6 @@ def _schema_form(response_format: dict[str, Any], form: int) -> dict[str, Any] |
     if form == 1:
         return {"type": "json_object", "schema": response_format["json_schema"]["schema"]}
     return None
-
-
-def _classify(exc: BaseException) -> tuple[ErrorKind, bool]:
-    """(error kind, retryable) for an exception raised by LiteLLM: the first matching row
-    of one table, most specific exception classes first."""
-    lm = litellm()
-    table: list[tuple[Any, ErrorKind, bool]] = [
-        (lm.RateLimitError, ErrorKind.RATE_LIMITED, True),
-        (lm.Timeout | asyncio.TimeoutError, ErrorKind.TIMEOUT, True),
-        (lm.ContentPolicyViolationError, ErrorKind.REFUSED, False),
-        (lm.ContextWindowExceededError, ErrorKind.CONTEXT_TOO_LONG, False),
-        (lm.AuthenticationError | lm.PermissionDeniedError, ErrorKind.AUTH, False),
-        (lm.NotFoundError, ErrorKind.NOT_FOUND, False),
-        (lm.APIConnectionError, ErrorKind.CONNECTION_ERROR, True),
-        (lm.InternalServerError | lm.ServiceUnavailableError | lm.BadGatewayError, ErrorKind.SERVER_ERROR, True),
-        (lm.BadRequestError, ErrorKind.BAD_REQUEST, False),
-    ]
-    if "Missing credentials" in str(exc):
-        return ErrorKind.AUTH, False
-    for classes, kind, retryable in table:
-        if isinstance(exc, classes):
-            return kind, retryable
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and status >= 500:
-        return ErrorKind.SERVER_ERROR, True
-    if isinstance(exc, lm.APIError):
-        return ErrorKind.API_ERROR, True
-    return ErrorKind.ERROR, False
 
 
 def redact(text: str, spec: ModelSpec) -> str:
@@ -235,25 +170,44 @@ def redact(text: str, spec: ModelSpec) -> str:
     return " ".join(text.split())[:300]
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _text(value: Any) -> str | None:
+    """An answer's text as it can be stored: lone surrogates (which no UTF-8 file or
+    database takes) become U+FFFD; anything but a string is no text."""
+    if not isinstance(value, str):
+        return None
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def _token_logprobs(choice: Any) -> list[dict[str, Any]] | None:
+    """A choice's token log-probabilities, or None where they are absent or malformed."""
+    logprobs = getattr(choice, "logprobs", None)
+    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    if not content:
+        return None
+    try:
+        return [{"token": str(t.token), "logprob": float(t.logprob),
+                 "top_logprobs": [{"token": str(a.token), "logprob": float(a.logprob)}
+                                  for a in (getattr(t, "top_logprobs", None) or [])]}
+                for t in content]
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 def choices_of(response: Any) -> list[Choice]:
+    """The choices of a LiteLLM response, in the order given; malformed parts are absent."""
+    hidden = getattr(response, "_hidden_params", None) or {}
+    distributions = hidden.get("label_distributions") or []
     out: list[Choice] = []
-    for choice in getattr(response, "choices", None) or []:
+    for position, choice in enumerate(getattr(response, "choices", None) or []):
         message = getattr(choice, "message", None)
-        content = getattr(message, "content", None)
-        logprobs = getattr(choice, "logprobs", None)
-        tokens = None
-        content_tokens = getattr(logprobs, "content", None) if logprobs is not None else None
-        if content_tokens:
-            tokens = [
-                {"token": t.token, "logprob": t.logprob,
-                 "top_logprobs": [{"token": a.token, "logprob": a.logprob} for a in (t.top_logprobs or [])]}
-                for t in content_tokens
-            ]
-        hidden = getattr(response, "_hidden_params", None) or {}
-        distribution = (getattr(choice, "label_distribution", None)
-                        or (hidden.get("label_distributions") or [None] * (len(out) + 1))[len(out)])
-        out.append(Choice(content=content, logprobs=tokens, distribution=distribution,
-                          finish_reason=getattr(choice, "finish_reason", None)))
+        distribution = getattr(choice, "label_distribution", None) or (
+            distributions[position] if position < len(distributions) else None)
+        finish = getattr(choice, "finish_reason", None)
+        out.append(Choice(content=_text(getattr(message, "content", None)), logprobs=_token_logprobs(choice),
+                          distribution=distribution, finish_reason=finish if isinstance(finish, str) else None))
     return out
 
 
@@ -325,45 +279,82 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
                 # fall back to the next form, and remember it for this model and address.
                 _SCHEMA_FORM[where] = max(_SCHEMA_FORM.get(where, 0), form + 1)
                 continue
-            kind, retryable = _classify(exc)
+            kind, retryable = failures.classify(exc)
+            detail = redact(failures.detail(exc), spec)
             if kind is ErrorKind.AUTH:
-                raise ModelError(f"model {spec.name!r} refused the credentials: {redact(str(exc), spec)}",
+                raise ModelError(f"model {spec.name!r} refused the credentials: {detail}",
                                  fix="set the provider's API key (e.g. OPENAI_API_KEY) or pass api_key=") from None
-            lost = _maybe_billed(kind, exc)
+            lost = failures.maybe_billed(kind, exc)
             if not retryable or attempt >= spec.max_retries:
-                raise CallFailed(kind, redact(str(exc), spec), maybe_billed=lost) from None
+                raise CallFailed(kind, detail, maybe_billed=lost) from None
+            after = failures.retry_after(exc)
+            if after is not None and after > MAX_RETRY_AFTER_S:
+                raise CallFailed(kind, f"{detail} (not retried: the provider asks to wait {_duration(after)}, "
+                                       f"more than {MAX_RETRY_AFTER_S:g} s)", maybe_billed=lost) from None
             if lost and on_lost is not None and not await on_lost():
-                raise CallFailed(kind, redact(str(exc), spec) + " (not retried: the budget is spent)") from None
-            wait = random.uniform(0, min(30.0, 0.5 * 2 ** attempt))
-            after = _retry_after(exc)
-            if after is not None:
-                wait = max(wait, min(after, 300.0))
+                raise CallFailed(kind, detail + " (not retried: the budget is spent)") from None
             attempt += 1
-            await asyncio.sleep(wait)
+            await _backoff(attempt, after)
             continue
         latency = time.perf_counter() - started
-        choices = choices_of(response)
-        if not choices:
+        if response is None:  # LiteLLM's answer to two HTTP 422s, its own retry included
+            raise CallFailed(ErrorKind.BAD_REQUEST, "the server refused the request as unprocessable (HTTP 422), "
+                                                    "also without the parameters LiteLLM could drop")
+        try:
+            completion = _completion(spec, response, messages, latency)
+        except Exception as exc:  # a paid answer that cannot be read is a failed request, not a crash
+            raise CallFailed(ErrorKind.API_ERROR, redact(f"the provider's answer could not be read: "
+                                                         f"{type(exc).__name__}: {exc}", spec),
+                             maybe_billed=True) from None
+        if completion is None:
             if attempt >= spec.max_retries:
                 raise CallFailed(ErrorKind.EMPTY_RESPONSE, "the provider returned no choices")
             attempt += 1
+            await _backoff(attempt, None)
             continue
-        hidden = getattr(response, "_hidden_params", None) or {}
-        model_for_price = None
-        if spec.router is not None:
-            model_for_price = str(hidden.get("litellm_model_name") or (getattr(response, "model", None) or spec.model))
-        reported = pricing.usage_tokens(getattr(response, "usage", None))
-        estimated = reported is None
-        if reported is None:  # missing or impossible usage: count the tokens ourselves
-            counted = model_for_price or spec.model
-            reported = (pricing.count_tokens(counted, messages),
-                        sum(pricing.count_text_tokens(counted, c.content) for c in choices))
-        tokens_in, tokens_out = reported
-        return Completion(choices=choices, tokens_in=tokens_in, tokens_out=tokens_out,
-                          cost_usd=pricing.price_of(spec, tokens_in, tokens_out, model=model_for_price),
-                          latency_s=latency, deployment=hidden.get("api_base") if spec.router is not None else None,
-                          estimated=estimated)
+        return completion
 
 
-__all__ = ["CallFailed", "Capabilities", "Choice", "Completion", "OnLost", "capabilities", "check_model",
-           "choices_of", "complete", "litellm", "needs_placeholder_key", "provider", "redact", "request_parameters"]
+async def _backoff(attempt: int, after: float | None) -> None:
+    """Wait before retry ``attempt`` (1, 2, ...): exponential backoff with full jitter, at
+    least what the provider asked for."""
+    wait = random.uniform(0, min(30.0, 0.5 * 2 ** (attempt - 1)))
+    if after is not None:
+        wait = max(wait, after)
+    await asyncio.sleep(wait)
+
+
+def _duration(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "for ever"
+    return f"{seconds:,.0f} s" if seconds < 1e12 else f"{seconds:.2e} s"
+
+
+def _completion(spec: ModelSpec, response: Any, messages: list[dict[str, str]], latency: float) -> Completion | None:
+    """A response as a :class:`Completion` (None: no choices); usage that is missing or
+    cannot be true is counted here instead."""
+    choices = choices_of(response)
+    if not choices:
+        return None
+    hidden = getattr(response, "_hidden_params", None) or {}
+    model_for_price = None
+    if spec.router is not None:
+        model_for_price = str(hidden.get("litellm_model_name") or (getattr(response, "model", None) or spec.model))
+    reported = pricing.usage_tokens(getattr(response, "usage", None))
+    if reported is not None and reported[1] == 0 and any(c.content for c in choices):
+        reported = None  # no completion tokens for an answer with text cannot be true
+    estimated = reported is None
+    if reported is None:
+        counted = model_for_price or spec.model
+        reported = (pricing.count_tokens(counted, messages),
+                    sum(pricing.count_text_tokens(counted, c.content) for c in choices))
+    tokens_in, tokens_out = reported
+    deployment = hidden.get("api_base") if spec.router is not None else None
+    return Completion(choices=choices, tokens_in=tokens_in, tokens_out=tokens_out,
+                      cost_usd=pricing.price_of(spec, tokens_in, tokens_out, model=model_for_price),
+                      latency_s=latency, deployment=deployment, estimated=estimated)
+
+
+__all__ = ["CallFailed", "Capabilities", "Choice", "Completion", "OnLost", "capabilities",
+           "check_model", "choices_of", "complete", "litellm", "needs_placeholder_key", "provider", "redact",
+           "request_parameters"]

@@ -100,20 +100,32 @@ def price_of(spec: ModelSpec, tokens_in: int, tokens_out: int, *, batch: bool = 
     return batch_price(chosen, tokens_in, tokens_out) if batch else price(chosen, tokens_in, tokens_out)
 
 
+#: More tokens than any model reads or writes in one request: reported usage above it is
+#: not true (and would overflow the integers of a table or a database).
+MAX_PLAUSIBLE_TOKENS = 100_000_000
+
+
 def usage_tokens(usage: Any) -> tuple[int, int] | None:
-    """(prompt, completion) tokens of a reported usage, None where it is missing or cannot be true."""
+    """(prompt, completion) tokens of a reported usage, None where it is missing or cannot be
+    true: not whole numbers, no prompt tokens, negative, or more than :data:`MAX_PLAUSIBLE_TOKENS`."""
     if usage is None:
         return None
+
     def get(name: str) -> Any:
         return usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
 
-    try:
-        tokens_in, tokens_out = int(get("prompt_tokens")), int(get("completion_tokens"))
-    except (TypeError, ValueError):
-        return None
-    if tokens_in <= 0 or tokens_out < 0:
+    found = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = get(name)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        found.append(value)
+    tokens_in, tokens_out = found
+    if not 0 < tokens_in <= MAX_PLAUSIBLE_TOKENS or not 0 <= tokens_out <= MAX_PLAUSIBLE_TOKENS:
         return None
     return tokens_in, tokens_out
 
 
-__all__ = ["batch_price", "count_text_tokens", "count_tokens", "price", "price_of", "priced", "usage_tokens"]
+__all__ = ["MAX_PLAUSIBLE_TOKENS", "batch_price", "count_text_tokens", "count_tokens", "price", "price_of", "priced", "usage_tokens"]
