@@ -27,12 +27,13 @@ re-asks exactly the votes whose fingerprint changed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -59,7 +60,7 @@ def is_secret_name(name: str) -> bool:
 
 
 def public_url(url: str | None) -> str | None:
-    """An API base without credentials: no user-info, no secret query values.
+    """An API base without credentials: no user-info, no secret query values, no fragment.
 
     >>> public_url("https://user:pw@host:8080/v1?key=abc&api-version=2024")
     'https://host:8080/v1?api-version=2024'
@@ -68,10 +69,47 @@ def public_url(url: str | None) -> str | None:
         return None
     parts = urlsplit(url.strip())
     host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a number: the text after the host's colon is dropped
+        port = None
+    netloc = f"{host}:{port}" if port else host
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                        if not is_secret_name(k)])
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), query, ""))
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The credentials written into a URL: its password (and ``user:password``), a user name
+    that stands alone (``https://KEY@host``), the values of secret query parameters.
+
+    >>> url_secrets("https://me:pw-123@host/v1?api-key=abc&v=1")
+    ['pw-123', 'me:pw-123', 'abc']
+    """
+    if not url or ("@" not in url and "?" not in url):
+        return []
+    parts = urlsplit(url.strip())
+    found: list[str] = []
+    if parts.password:
+        found += [parts.password, f"{parts.username or ''}:{parts.password}"]
+    elif parts.username:
+        found.append(parts.username)
+    found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if is_secret_name(k) and v]
+    return found
+
+
+def secret_forms(secret: str) -> list[str]:
+    """The forms in which ``secret`` can come back in a message: as it is, percent-encoded
+    (a URL), and Base64-encoded (an HTTP Basic ``Authorization`` header of ``user:password``).
+
+    >>> secret_forms("a b")
+    ['a b', 'a%20b', 'a+b', 'YSBi']
+    """
+    forms = [secret, quote(secret, safe=""), quote_plus(secret, safe=""),
+             base64.b64encode(secret.encode("utf-8", "surrogatepass")).decode("ascii")]
+    return list(dict.fromkeys(f for f in forms if f))
 
 
 class AnnotatorIdentity(BaseModel):
@@ -164,4 +202,4 @@ class JobIdentity(BaseModel):
 
 
 __all__ = ["KEY_VERSION", "AnnotatorIdentity", "DataDigest", "JobIdentity", "canonical", "digest",
-           "is_secret_name", "public_url", "request_fingerprint"]
+           "is_secret_name", "public_url", "request_fingerprint", "secret_forms", "url_secrets"]

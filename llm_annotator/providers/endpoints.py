@@ -3,8 +3,9 @@
 The API base comes from the annotator's ``api_base``, else a router's deployments, else
 the environment variable LiteLLM reads for the model's provider (``OPENAI_BASE_URL`` or
 ``OPENAI_API_BASE`` for ``openai/...``, ``HOSTED_VLLM_API_BASE`` for ``hosted_vllm/...``,
-and so on). Two servers behind the same model name are therefore two annotators'
-worth of answers, never one shared cache entry. Credentials never enter an identity.
+and so on); a router deployment's ``os.environ/NAME`` is read as LiteLLM reads it. Two
+servers behind the same model name are therefore two annotators' worth of answers, never
+one shared cache entry. Credentials never enter an identity.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from typing import Any
 
 from llm_annotator.core.identity import AnnotatorIdentity, public_url
 from llm_annotator.core.models import ModelSpec
@@ -44,6 +46,21 @@ def base_variables(model: str) -> tuple[str, ...]:
     return (f"{stem}_API_BASE", f"{stem}_BASE_URL")
 
 
+def environ_value(value: object) -> str | None:
+    """A router parameter as LiteLLM reads it: ``os.environ/NAME`` is the variable's value."""
+    if value is None:
+        return None
+    text = str(value)
+    if text.startswith("os.environ/"):
+        return os.environ.get(text.removeprefix("os.environ/"))
+    return text
+
+
+def deployment_base(deployment: dict[str, Any]) -> str | None:
+    """The API base of one router deployment (``os.environ/NAME`` read), None for the provider's default."""
+    return environ_value((deployment.get("litellm_params") or {}).get("api_base")) or None
+
+
 def api_base(spec: ModelSpec) -> str | None:
     """The API base requests of ``spec`` go to (None: the provider's default)."""
     if spec.api_base:
@@ -67,8 +84,7 @@ def _model_file(model: str) -> str | None:
 def identity(spec: ModelSpec, max_tokens: int) -> AnnotatorIdentity:
     """The identity of ``spec``'s answers (see :mod:`llm_annotator.core.identity`)."""
     deployments = tuple(sorted(
-        f"{d.get('litellm_params', {}).get('model')}@{public_url(d.get('litellm_params', {}).get('api_base'))}"
-        for d in spec.deployments))
+        f"{d.get('litellm_params', {}).get('model')}@{public_url(deployment_base(d))}" for d in spec.deployments))
     params = spec.decoding(max_tokens)
     params["json_schema"] = spec.json_schema
     params["logprobs"] = spec.logprobs
@@ -77,4 +93,4 @@ def identity(spec: ModelSpec, max_tokens: int) -> AnnotatorIdentity:
         model_file=_model_file(spec.model) if spec.is_local else None, params=params)
 
 
-__all__ = ["api_base", "base_variables", "identity"]
+__all__ = ["api_base", "base_variables", "deployment_base", "environ_value", "identity"]

@@ -7,12 +7,14 @@ Calls retry rate limits, 5xx, connection errors, timeouts and answers that canno
 with exponential backoff and full jitter, honouring ``Retry-After`` (and ``retry-after-ms``)
 up to ``MAX_RETRY_AFTER_S``; a provider that asks for a longer wait ends the request.
 Errors no retry mends (credentials, an unknown model, a refused parameter) are not retried;
-what an error means is read in :mod:`~llm_annotator.providers.failures`.
+what an error means is read in :mod:`~llm_annotator.providers.failures`. No credential the
+job knows reaches a message or a stored answer (:mod:`~llm_annotator.providers.redaction`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import os
@@ -24,10 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_annotator.core.errors import ConfigError, ErrorKind, ModelError
+from llm_annotator.core.identity import public_url
 from llm_annotator.core.models import ModelSpec
 from llm_annotator.providers import failures, pricing
 from llm_annotator.providers.client import litellm
 from llm_annotator.providers.failures import MAX_RETRY_AFTER_S
+from llm_annotator.providers.redaction import PLACEHOLDER_KEY, redact, scrub, secrets_of
 
 
 @dataclass(frozen=True)
@@ -157,19 +161,6 @@ def _schema_form(response_format: dict[str, Any], form: int) -> dict[str, Any] |
     return None
 
 
-def redact(text: str, spec: ModelSpec) -> str:
-    """Remove the API key (explicit or from the environment) from a message."""
-    secrets = [spec.api_key.get_secret_value()] if spec.api_key else []
-    secrets += [str(d.get("litellm_params", {}).get("api_key")) for d in spec.deployments
-                if d.get("litellm_params", {}).get("api_key")]
-    secrets += [v for k, v in os.environ.items()
-                if len(v) >= 8 and any(s in k.upper() for s in ("API_KEY", "TOKEN", "SECRET"))]
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return " ".join(text.split())[:300]
-
-
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -254,7 +245,7 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
     if spec.api_key is not None:
         kwargs["api_key"] = spec.api_key.get_secret_value()
     elif spec.router is None and needs_placeholder_key(spec):
-        kwargs["api_key"] = "no-key"  # self-hosted OpenAI-compatible servers check none
+        kwargs["api_key"] = PLACEHOLDER_KEY  # self-hosted OpenAI-compatible servers check none
     if spec.is_local and local is not None:
         kwargs.update(local)
     where = (spec.model, spec.api_base)
@@ -331,11 +322,15 @@ def _duration(seconds: float) -> str:
 
 
 def _completion(spec: ModelSpec, response: Any, messages: list[dict[str, str]], latency: float) -> Completion | None:
-    """A response as a :class:`Completion` (None: no choices); usage that is missing or
-    cannot be true is counted here instead."""
+    """A response as a :class:`Completion` (None: no choices). Credentials the answer repeats
+    are replaced; usage that is missing or cannot be true is counted here instead."""
     choices = choices_of(response)
     if not choices:
         return None
+    secrets = secrets_of(spec)
+    if any(c.content and any(s in c.content for s in secrets) for c in choices):
+        choices = [dataclasses.replace(c, content=scrub(c.content, spec, secrets)) if c.content else c
+                   for c in choices]
     hidden = getattr(response, "_hidden_params", None) or {}
     model_for_price = None
     if spec.router is not None:
@@ -349,7 +344,8 @@ def _completion(spec: ModelSpec, response: Any, messages: list[dict[str, str]], 
         reported = (pricing.count_tokens(counted, messages),
                     sum(pricing.count_text_tokens(counted, c.content) for c in choices))
     tokens_in, tokens_out = reported
-    deployment = hidden.get("api_base") if spec.router is not None else None
+    deployment = public_url(str(hidden.get("api_base"))) if spec.router is not None and hidden.get("api_base") \
+        else None
     return Completion(choices=choices, tokens_in=tokens_in, tokens_out=tokens_out,
                       cost_usd=pricing.price_of(spec, tokens_in, tokens_out, model=model_for_price),
                       latency_s=latency, deployment=deployment, estimated=estimated)
@@ -357,4 +353,4 @@ def _completion(spec: ModelSpec, response: Any, messages: list[dict[str, str]], 
 
 __all__ = ["CallFailed", "Capabilities", "Choice", "Completion", "OnLost", "capabilities",
            "check_model", "choices_of", "complete", "litellm", "needs_placeholder_key", "provider", "redact",
-           "request_parameters"]
+           "request_parameters", "scrub", "secrets_of"]
