@@ -223,7 +223,7 @@ class AnnotationResult:
         from llm_annotator.analysis.calibration import calibration
 
         order = self.items["item_id"].tolist()
-        table = annotator_labels(self.votes, self.task.labels, order)
+        table = annotator_labels(self.votes, self.task.labels, order, annotators=self.annotators)
         gold_values = self.gold_labels(gold) if gold is not None else None
         out = agreement_table(table, self.task.labels, gold=gold_values, level=level)
         out["self_consistency"] = self_consistency(self.votes, self.task.labels)
@@ -231,7 +231,8 @@ class AnnotationResult:
             per = self.soft_labels(by_annotator=True)
             out["calibration"] = {}
             for name in self.annotators:
-                probs = per.xs(name, level="annotator")[self.labels_order].reindex(order).to_numpy(dtype=float)
+                mine = per[per.index.get_level_values("annotator") == name].droplevel("annotator")
+                probs = mine[self.labels_order].reindex(order).to_numpy(dtype=float)
                 out["calibration"][name] = calibration(probs, gold_values, self.labels_order)
             # the consensus of the other annotators: the gold column never votes on itself
             others = self.without([gold]) if gold in self.annotators else self
@@ -240,7 +241,8 @@ class AnnotationResult:
             out["calibration"]["consensus"] = calibration(
                 consensus[[f"p_{x}" for x in self.labels_order]].to_numpy(dtype=float), gold_values, self.labels_order)
         if bootstrap:
-            out["ci"] = bootstrap_intervals(table, self.task.labels, gold_values, rounds=bootstrap, seed=seed)
+            out["ci"] = bootstrap_intervals(table, self.task.labels, gold_values, rounds=bootstrap, seed=seed,
+                                            measure=level)
         return out
 
     def with_columns(self, columns: Sequence[str]) -> AnnotationResult:
@@ -308,7 +310,11 @@ class AnnotationResult:
 
     def to_hf_dataset(self, method: str = "mean") -> Any:
         """A ``datasets.Dataset`` (soft labels as a list column in the task's label order)."""
-        from datasets import Dataset
+        try:
+            from datasets import Dataset
+        except ImportError:
+            raise ConfigError("to_hf_dataset needs the datasets package",
+                              fix="pip install 'llm-annotator-kit[hf]'") from None
 
         return Dataset.from_pandas(self.to_frame(method), preserve_index=False)
 
