@@ -38,7 +38,7 @@ from llm_annotator.engine.live import LiveBackend
 from llm_annotator.engine.options import check_arguments, open_cache
 from llm_annotator.engine.pipeline import Backend, Pipeline, judge_again
 from llm_annotator.engine.stats import RunStats
-from llm_annotator.outputs.result import AnnotationResult
+from llm_annotator.outputs.result import AnnotationResult, items_frame
 from llm_annotator.store.batch_state import STATE, BatchState
 from llm_annotator.store.cache import AnswerCache
 from llm_annotator.store.ledger import Ledger
@@ -226,13 +226,10 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
 
 
 def _result(pipeline: Pipeline, builder: JobBuilder, source: MemoryInput) -> AnnotationResult:
-    import pandas as pd
-
     order = {key: n for n, key in enumerate(builder.wanted(source.hashes))}
     votes = sorted(pipeline.votes.values(), key=lambda v: order.get(v.key, len(order)))
     dataset = source.dataset
-    items = pd.DataFrame([{c: r.get(c) for c in source.columns} for r in dataset.rows], columns=source.columns)
-    items.insert(0, "item_id", dataset.item_ids)
+    items = items_frame(dataset.rows, dataset.item_ids, source.columns)
     return AnnotationResult(votes_frame(votes), builder.task, items, samples=builder.samples,
                             annotators=builder.names)
 

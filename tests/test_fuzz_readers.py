@@ -151,9 +151,7 @@ def test_input_columns_named_like_label_columns_survive_under_a_predictable_name
         assert record["label"] in LABELS and record["text"] == f"text {k}"
 
 
-@pytest.mark.parametrize("stream", [pytest.param(False, marks=pytest.mark.xfail(
-    strict=True, raises=ValueError, reason="api._result inserts item_id into a table that has one; the fix: build "
-                                           "items with outputs.result.items_frame")), True], ids=["memory", "stream"])
+@pytest.mark.parametrize("stream", [False, True], ids=["memory", "stream"])
 def test_an_input_column_called_item_id_is_kept_as_input_item_id(tmp_path, server, stream):
     rows = [{"text": f"t{k}", "item_id": f"mine-{k}"} for k in range(3)]
     path = write(pd.DataFrame(rows), tmp_path / "input.csv")
@@ -162,7 +160,6 @@ def test_an_input_column_called_item_id_is_kept_as_input_item_id(tmp_path, serve
     assert len({r["item_id"] for r in records}) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="engine/inputs.py drops an input column called 'context' from the outputs")
 def test_an_input_column_called_context_reaches_the_labels_files(tmp_path, server):
     records = run([{"text": "hi", "context": "mine"}], server.url, tmp_path / "run")
     assert records[0]["context"] == "mine"

@@ -40,7 +40,7 @@ class MemoryInput:
                               dataset.columns, dataset.source)
         self.dataset = dataset
         self.source = dataset.source
-        self.columns = [c for c in dataset.columns if c != "context"]
+        self.columns = list(dataset.columns)
         self._hashes = builder.prompt_hashes(dataset)
         self.hashes: Mapping[str, str] = dict(zip(dataset.item_ids, self._hashes, strict=True))
         digest = DataDigest()
@@ -123,7 +123,7 @@ class StreamInput:
                 value = int(prompt_hash(rendered, builder.schema), 16) or 1  # 0 marks "not in the job"
                 values.append(value)
                 digest.add(item_id, f"{value:016x}")
-        self.columns = [c for c in columns if c != "context"]
+        self.columns = list(columns)
         self._all_columns = list(columns)
         self.data = digest.finish()
         self.n_items = digest.n_items
