@@ -378,8 +378,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
         if args.action == "stats":
             stats = cache.stats()
             print(f"{stats['entries']} answers, {stats['bytes'] / 1e6:.1f} MB in {stats['directory']}")
+            if stats.get("damaged"):
+                print(f"the cache is damaged ({stats['damaged']}): run 'llm-annotator cache clear "
+                      f"--cache-dir {cache.directory}'", file=sys.stderr)
         else:
-            print(f"removed {cache.clear()} answers from {cache.directory}")
+            damaged = cache.damaged
+            removed = cache.clear()
+            print(f"removed the damaged cache in {cache.directory}" if damaged
+                  else f"removed {removed} answers from {cache.directory}")
     finally:
         cache.close()
     return 0

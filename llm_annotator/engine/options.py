@@ -11,9 +11,9 @@ from llm_annotator.store.cache import AnswerCache
 def open_cache(cache: bool | str | Path | AnswerCache | None) -> AnswerCache | None:
     if cache is False or cache is None:
         return None
-    if isinstance(cache, AnswerCache):
-        return cache
-    return AnswerCache(None if cache is True else cache)
+    opened = cache if isinstance(cache, AnswerCache) else AnswerCache(None if cache is True else cache)
+    opened.check()  # a damaged cache is refused before the run directory says "running"
+    return opened
 
 
 def check_arguments(samples: int, budget_usd: float | None, context: int | None) -> None:

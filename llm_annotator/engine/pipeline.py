@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from llm_annotator.core.data import Dataset
-from llm_annotator.core.errors import ErrorKind, RunWarning
+from llm_annotator.core.errors import AnnotatorError, ErrorKind, RunWarning
 from llm_annotator.core.parse import Parsed, distribution_from_logprobs, parse_answer
 from llm_annotator.core.task import Task
 from llm_annotator.core.votes import Vote, VoteKey
@@ -187,7 +187,8 @@ class Pipeline:
             if not self.stats.cache_write_failed:
                 import warnings
 
-                warnings.warn(f"the answer cache {self.cache.directory} cannot store answers ({exc}); they are "
+                why = exc.message if isinstance(exc, AnnotatorError) else str(exc)
+                warnings.warn(f"the answer cache {self.cache.directory} cannot store answers ({why}); they are "
                               "kept in votes.jsonl and the result, but a run without --out cannot resume them: "
                               "free disk space or pass another cache directory", RunWarning, stacklevel=2)
             self.stats.cache_write_failed += len(entries)
