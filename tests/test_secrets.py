@@ -177,8 +177,6 @@ def test_a_credential_inside_the_api_base_reaches_no_vote_cache_or_terminal(fake
     assert not [p for p in leaks(out, isolated_cache) if p != "run.json"]
 
 
-@pytest.mark.xfail(strict=True, reason="core/models.py ModelSpec.public() writes api_base as given into run.json; "
-                                       "it needs public_url (reported to its owner)")
 def test_a_credential_inside_the_api_base_is_not_in_run_json(fake_server, table, tmp_path, isolated_cache):
     server = fake_server(lambda request: OK)
     out = tmp_path / "run"

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from llm_annotator.core.errors import ConfigError
-from llm_annotator.core.identity import is_secret_name
+from llm_annotator.core.identity import is_secret_name, public_url
 
 #: The embedded offline model used when no model is named.
 DEFAULT_MODEL = "local/smollm2-135m"
@@ -110,9 +110,11 @@ class ModelSpec(BaseModel):
     def public(self) -> dict[str, Any]:
         """What ``run.json`` records: everything but secrets."""
         data = self.model_dump(exclude={"api_key", "extra", "router"})
+        data["api_base"] = public_url(self.api_base)
         if self.router:
             data["router_deployments"] = [
-                {"model": d.get("litellm_params", {}).get("model"), "api_base": d.get("litellm_params", {}).get("api_base")}
+                {"model": d.get("litellm_params", {}).get("model"),
+                 "api_base": public_url(d.get("litellm_params", {}).get("api_base"))}
                 for d in self.deployments]
         data["extra"] = {k: v for k, v in self.extra.items() if not is_secret_name(k)}
         return data

@@ -28,8 +28,7 @@ def preflight(spec: ModelSpec) -> None:
     if spec.is_local:
         _check_local(spec)
         return
-    bases = [str(d.get("litellm_params", {}).get("api_base")) for d in spec.deployments
-             if d.get("litellm_params", {}).get("api_base")]
+    bases = [b for d in spec.deployments if (b := endpoints.deployment_base(d))]
     if not bases:
         base = endpoints.api_base(spec)
         bases = [base] if base else []
