@@ -22,6 +22,8 @@ Two ways of answering:
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import functools
 import hashlib
 import json
@@ -277,8 +279,20 @@ _MODELS_LOCK = threading.Lock()
 def get_model(name: str) -> LocalModel:
     with _MODELS_LOCK:
         if name not in _MODELS:
+            if not _MODELS:
+                atexit.register(_close_models)
             _MODELS[name] = LocalModel(name)
         return _MODELS[name]
+
+
+def _close_models() -> None:
+    """Free the loaded models while the interpreter still works: llama.cpp's own
+    finaliser, run during shutdown, prints 'Exception ignored ... NoneType' tracebacks."""
+    with _MODELS_LOCK:
+        for model in _MODELS.values():
+            with contextlib.suppress(Exception):
+                model.llm.close()
+        _MODELS.clear()
 
 
 def answer_prefix(output: str | None) -> tuple[str, str]:
