@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-import warnings
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llm_annotator.core.errors import ConfigError, ErrorKind, RunWarning
+from llm_annotator.core.errors import ConfigError
 from llm_annotator.core.models import ModelSpec, as_specs
 from llm_annotator.core.shard import parse_shard
 from llm_annotator.core.task import Task, load_task
-from llm_annotator.core.votes import Vote, error_counts, invalid_and_failed, votes_frame
+from llm_annotator.core.votes import Vote, error_counts, votes_frame
 from llm_annotator.engine.batch import (
     CollectBackend,
     SubmitBackend,
@@ -35,14 +34,15 @@ from llm_annotator.engine.budget import Budget
 from llm_annotator.engine.inputs import CHUNK_ROWS, MemoryInput, StreamInput
 from llm_annotator.engine.jobs import JobBuilder
 from llm_annotator.engine.live import LiveBackend
-from llm_annotator.engine.options import check_arguments, open_cache
+from llm_annotator.engine.options import check_arguments, check_batch, check_budget, open_cache
+from llm_annotator.engine.outcome import finish, warn_if_failed
 from llm_annotator.engine.pipeline import Backend, Pipeline, judge_again
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.outputs.result import AnnotationResult, items_frame
 from llm_annotator.store.batch_state import STATE, BatchState
 from llm_annotator.store.cache import AnswerCache
 from llm_annotator.store.ledger import Ledger
-from llm_annotator.store.manifest import BudgetFigures, Counts, Failure, RunManifest, Status
+from llm_annotator.store.manifest import RunManifest
 from llm_annotator.store.rundir import RunDir
 
 T = TypeVar("T")
@@ -66,33 +66,6 @@ class StreamedRun:
         c = self.manifest["counts"]
         return (f"<StreamedRun {self.directory} items={self.manifest['data']['n_items']} votes={c['votes']} "
                 f"valid={c['valid']} status={self.manifest['status']}>")
-
-
-def _check_budget(specs: list[ModelSpec], budget_usd: float | None) -> None:
-    if budget_usd is None:
-        return
-    from llm_annotator.providers.pricing import priced
-
-    for spec in specs:
-        if not priced(spec):
-            raise ConfigError(f"annotator {spec.name!r}: model {spec.model!r} has no known price, so a budget "
-                              "cannot be kept",
-                              fix="give its price in US dollars per million input and output tokens: "
-                                  f"models=[{{'model': {spec.model!r}, 'price': [IN, OUT]}}] (CLI: --price IN,OUT), "
-                                  "or drop the budget")
-
-
-def _check_batch(specs: list[ModelSpec], out: Path | None, cache: Any) -> None:
-    from llm_annotator.providers.batch_api import check_spec
-
-    if out is None:
-        raise ConfigError("a batch job needs a run directory to record its batches in",
-                          fix="pass out=RUN_DIR (CLI: --out RUN_DIR)")
-    if cache is False or cache is None:
-        raise ConfigError("a batch job needs the answer cache: collected answers are stored there",
-                          fix="drop cache=False (CLI: --no-cache)")
-    for spec in specs:
-        check_spec(spec)
 
 
 async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream: bool, samples: int = 1,
@@ -122,8 +95,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         raise ConfigError("a streamed run keeps its votes on disk only and needs a run directory",
                           fix="pass out=RUN_DIR")
     if batch:
-        _check_batch(specs, out_dir, cache)
-    _check_budget(specs, budget_usd)
+        check_batch(specs, out_dir, cache)
+    check_budget(specs, budget_usd)
     builder = JobBuilder(the_task, specs, samples)
     if stream:
         source: MemoryInput | StreamInput = StreamInput(data, builder, id_column=id_column, columns=columns,
@@ -207,12 +180,12 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             write_labels(source.chunks(), source.rows, source.columns, sums, the_task, samples * len(specs),
                          run_dir.path)
             tally = sums.tally
-        manifest = _finish(manifest, tally, stats, budget, state)
+        manifest = finish(manifest, tally, stats, budget, state)
         if run_dir is not None:
             run_dir.write_manifest(manifest)
         if result is not None:
             result.manifest = manifest.to_dict()
-        _warn(manifest)
+        warn_if_failed(manifest)
         return manifest, result
     except BaseException:
         if run_dir is not None:
@@ -232,58 +205,6 @@ def _result(pipeline: Pipeline, builder: JobBuilder, source: MemoryInput) -> Ann
     items = items_frame(dataset.rows, dataset.item_ids, source.columns)
     return AnnotationResult(votes_frame(votes), builder.task, items, samples=builder.samples,
                             annotators=builder.names)
-
-
-def _finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budget: Budget,
-            state: BatchState | None) -> RunManifest:
-    errors: dict[str, int] = tally["errors"]
-    invalid, failed = invalid_and_failed(errors)
-    counts = Counts(
-        votes_requested=stats.requested_votes, votes=tally["votes"], valid=tally["valid"],
-        invalid=invalid, errors=failed, by_reason=errors,
-        resumed=stats.resumed_votes, cache_hits=stats.cached_votes, new=stats.new_votes,
-        not_issued=stats.not_issued, stopped=stats.stopped, in_batch=stats.in_batch,
-        batch_answers=stats.batch_answers, requests=stats.requests, failed_requests=stats.failed_requests,
-        stale_dropped=stats.stale_dropped, reparsed=stats.reparsed,
-        cache_write_failed=stats.cache_write_failed, cache_corrupted=stats.cache_corrupted,
-        cost_estimated=stats.cost_estimated)
-    failures = [Failure(kind=kind, count=count, example=stats.examples.get(kind),
-                        fix=(ErrorKind.of(kind) or ErrorKind.ERROR).fix)
-                for kind, count in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return manifest.model_copy(update={
-        "status": run_status(counts, bool(stats.fatal)), "counts": counts, "failures": failures,
-        "stopped_by": dict(stats.fatal), "n_not_honoured": stats.n_unsupported,
-        "tokens_in": stats.tokens_in, "tokens_out": stats.tokens_out,
-        "cost_usd": round(budget.spent_this_run, 8), "cost_usd_all_votes": round(float(tally["cost_usd"]), 8),
-        "budget": BudgetFigures(limit_usd=budget.limit, spent_usd=round(budget.spent, 8),
-                                spent_this_run_usd=round(budget.spent_this_run, 8)),
-        "wall_s": round(stats.wall_s, 3), "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "batches": state.summary() if state is not None else []})
-
-
-def run_status(counts: Counts, stopped: bool = False) -> Status:
-    """What happened, in one word (see :data:`llm_annotator.store.manifest.Status`)."""
-    if counts.in_batch:
-        return "batch_pending"
-    if stopped:
-        return "failed"
-    if counts.not_issued:
-        return "stopped_by_budget"
-    if counts.votes_requested and not counts.valid:
-        return "failed"
-    if counts.errors or counts.votes < counts.votes_requested:
-        return "partial"
-    return "complete"
-
-
-def _warn(manifest: RunManifest) -> None:
-    """A failed or partial run says so in Python too (the CLI says it with its exit code)."""
-    if manifest.status not in ("failed", "partial"):
-        return
-    reasons = "; ".join(f"{f.kind} x{f.count}" + (f" (e.g. {f.example})" if f.example else "") + f": {f.fix}"
-                        for f in manifest.failures[:3])
-    warnings.warn(f"run {manifest.status}: {manifest.counts.valid} of {manifest.counts.votes_requested} votes "
-                  f"valid; {reasons}", RunWarning, stacklevel=2)
 
 
 async def annotate_async(

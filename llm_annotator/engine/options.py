@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from llm_annotator.core.errors import ConfigError
+from llm_annotator.core.models import ModelSpec
 from llm_annotator.store.cache import AnswerCache
 
 
@@ -27,4 +29,33 @@ def check_arguments(samples: int, budget_usd: float | None, context: int | None)
                           fix="pass 0 for no context or a positive number of previous turns")
 
 
-__all__ = ["check_arguments", "open_cache"]
+def check_budget(specs: list[ModelSpec], budget_usd: float | None) -> None:
+    """A budget can be kept only for models with a price."""
+    if budget_usd is None:
+        return
+    from llm_annotator.providers.pricing import priced
+
+    for spec in specs:
+        if not priced(spec):
+            raise ConfigError(f"annotator {spec.name!r}: model {spec.model!r} has no known price, so a budget "
+                              "cannot be kept",
+                              fix="give its price in US dollars per million input and output tokens: "
+                                  f"models=[{{'model': {spec.model!r}, 'price': [IN, OUT]}}] (CLI: --price IN,OUT), "
+                                  "or drop the budget")
+
+
+def check_batch(specs: list[ModelSpec], out: Path | None, cache: Any) -> None:
+    """A batch job needs a run directory, the cache, and providers with a batch API."""
+    from llm_annotator.providers.batch_api import check_spec
+
+    if out is None:
+        raise ConfigError("a batch job needs a run directory to record its batches in",
+                          fix="pass out=RUN_DIR (CLI: --out RUN_DIR)")
+    if cache is False or cache is None:
+        raise ConfigError("a batch job needs the answer cache: collected answers are stored there",
+                          fix="drop cache=False (CLI: --no-cache)")
+    for spec in specs:
+        check_spec(spec)
+
+
+__all__ = ["check_arguments", "check_batch", "check_budget", "open_cache"]

@@ -1,0 +1,74 @@
+"""How a run ended: its counts, its status in one word, and the reasons votes hold no label.
+
+The status comes from what happened (see :data:`llm_annotator.store.manifest.Status`);
+the CLI turns it into an exit code, the library into a :class:`RunWarning`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from typing import Any
+
+from llm_annotator.core.errors import ErrorKind, RunWarning
+from llm_annotator.core.votes import invalid_and_failed
+from llm_annotator.engine.budget import Budget
+from llm_annotator.engine.stats import RunStats
+from llm_annotator.store.batch_state import BatchState
+from llm_annotator.store.manifest import BudgetFigures, Counts, Failure, RunManifest, Status
+
+
+def finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budget: Budget,
+           state: BatchState | None) -> RunManifest:
+    """The manifest of a run that ended, from its tally of votes and what the run counted."""
+    errors: dict[str, int] = tally["errors"]
+    invalid, failed = invalid_and_failed(errors)
+    counts = Counts(
+        votes_requested=stats.requested_votes, votes=tally["votes"], valid=tally["valid"],
+        invalid=invalid, errors=failed, by_reason=errors,
+        resumed=stats.resumed_votes, cache_hits=stats.cached_votes, new=stats.new_votes,
+        not_issued=stats.not_issued, stopped=stats.stopped, in_batch=stats.in_batch,
+        batch_answers=stats.batch_answers, requests=stats.requests, failed_requests=stats.failed_requests,
+        stale_dropped=stats.stale_dropped, reparsed=stats.reparsed,
+        cache_write_failed=stats.cache_write_failed, cache_corrupted=stats.cache_corrupted,
+        cost_estimated=stats.cost_estimated)
+    failures = [Failure(kind=kind, count=count, example=stats.examples.get(kind),
+                        fix=(ErrorKind.of(kind) or ErrorKind.ERROR).fix)
+                for kind, count in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return manifest.model_copy(update={
+        "status": run_status(counts, bool(stats.fatal)), "counts": counts, "failures": failures,
+        "stopped_by": dict(stats.fatal), "n_not_honoured": stats.n_unsupported,
+        "tokens_in": stats.tokens_in, "tokens_out": stats.tokens_out,
+        "cost_usd": round(budget.spent_this_run, 8), "cost_usd_all_votes": round(float(tally["cost_usd"]), 8),
+        "budget": BudgetFigures(limit_usd=budget.limit, spent_usd=round(budget.spent, 8),
+                                spent_this_run_usd=round(budget.spent_this_run, 8)),
+        "wall_s": round(stats.wall_s, 3), "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "batches": state.summary() if state is not None else []})
+
+
+def run_status(counts: Counts, stopped: bool = False) -> Status:
+    """What happened, in one word (see :data:`llm_annotator.store.manifest.Status`)."""
+    if counts.in_batch:
+        return "batch_pending"
+    if stopped:
+        return "failed"
+    if counts.not_issued:
+        return "stopped_by_budget"
+    if counts.votes_requested and not counts.valid:
+        return "failed"
+    if counts.errors or counts.votes < counts.votes_requested:
+        return "partial"
+    return "complete"
+
+
+def warn_if_failed(manifest: RunManifest) -> None:
+    """A failed or partial run says so in Python too (the CLI says it with its exit code)."""
+    if manifest.status not in ("failed", "partial"):
+        return
+    reasons = "; ".join(f"{f.kind} x{f.count}" + (f" (e.g. {f.example})" if f.example else "") + f": {f.fix}"
+                        for f in manifest.failures[:3])
+    warnings.warn(f"run {manifest.status}: {manifest.counts.valid} of {manifest.counts.votes_requested} votes "
+                  f"valid; {reasons}", RunWarning, stacklevel=2)
+
+
+__all__ = ["finish", "run_status", "warn_if_failed"]
