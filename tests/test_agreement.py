@@ -12,6 +12,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score, recall_score
 
 from llm_annotator.analysis import agreement as A
 from llm_annotator.analysis.calibration import accuracy_coverage, bootstrap, calibration
+from llm_annotator.core.errors import DataError
 from llm_annotator.outputs.columns import result_from_columns
 
 LABELS = ["a", "b", "c", "d"]
@@ -191,6 +192,10 @@ def test_every_interval_holds_its_point_estimate(columns, labels):
     rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
     for i, row in enumerate(rows):
         row["id"] = f"i{i}"
+    if labels is None and not any(any(columns[c]) for c in ("x", "y", "z")):
+        with pytest.raises(DataError, match="hold no label"):  # nothing to agree on, and no label set
+            result_from_columns(rows, ["x", "y", "z"], labels=labels, id_column="id")
+        return
     result = result_from_columns(rows, ["x", "y", "z"], labels=labels, id_column="id")
     figures = result.agreement(gold="gold", bootstrap=200, seed=1)
     ci = figures["ci"]

@@ -69,6 +69,9 @@ def result_from_columns(data: Any, columns: Sequence[str], *, labels: Sequence[s
         if labels is None:
             seen = {str(r[c]).strip() for r in dataset.rows for c in columns
                     if r.get(c) is not None and str(r[c]).strip()}
+            if not seen:
+                raise DataError(f"{dataset.source}: the columns {', '.join(map(repr, columns))} hold no label",
+                                fix="name the columns that hold labels, or pass the label set (--labels a,b,c)")
             labels = sorted(seen)
         task = Task(name="columns", labels=tuple(labels), template="", source=dataset.source)
     elif labels is not None:
