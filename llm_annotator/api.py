@@ -167,6 +167,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         result = None
         if isinstance(source, MemoryInput):
             result = _result(pipeline, builder, source)
+            for error in result.votes["error"].dropna().unique():  # examples of reasons from earlier runs too
+                stats.example(str(error).split(":", 1)[0], str(error).split(":", 1)[-1].strip())
             tally = {"votes": len(result.votes), "valid": int(result.votes["label"].notna().sum()),
                      "errors": error_counts(result.votes["error"]), "cost_usd": float(result.votes["cost_usd"].sum())}
             if run_dir is not None:

@@ -161,3 +161,27 @@ def test_a_cache_that_cannot_store_loses_no_paid_answer(fake_server, tmp_path, m
     assert len((out / "votes.jsonl").read_text().splitlines()) == 5  # every paid answer is in the log
     again = annotate(rows, "sentiment", ["openai/fake"], api_base=server.url, id_column="id", out=out, progress=False)
     assert server.calls == 5 and again.votes["label"].notna().all()  # resumed from the log, not asked again
+
+
+def test_a_key_revoked_mid_run_ends_failed_with_the_paid_answers_written(fake_server, table, tmp_path):
+    answered = []
+
+    def respond(request):
+        if len(answered) >= 2:
+            return Reply(status=401, body=b'{"error": {"message": "key revoked"}}')
+        answered.append(1)
+        return '{"sentiment": "neutral"}'
+
+    server = fake_server(respond)
+    out = tmp_path / "run"
+    args = ("annotate", table, "-t", "sentiment", "-m", "openai/fake", "--api-base", server.url, "--id-column", "id",
+            "--out", out, "--concurrency", "1")
+    proc = cli(*args)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    manifest = run_json(out)
+    assert manifest["status"] == "failed" and manifest["counts"]["valid"] == 2 and manifest["counts"]["stopped"] == 3
+    assert "refused the credentials" in proc.stderr and "API key" in proc.stderr
+    assert len(pd.read_csv(out / "labels.csv")) == 6 and server.calls == 3  # not asked again after the 401
+
+    server.respond = lambda request: '{"sentiment": "neutral"}'  # a working key again: only the rest is asked
+    assert cli(*args).returncode == 0 and server.calls == 3 + 4 and run_json(out)["status"] == "complete"

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from llm_annotator import annotate
-from llm_annotator.core.errors import ErrorKind, ModelError
+from llm_annotator.core.errors import ErrorKind
 from llm_annotator.providers import pricing
 from llm_annotator.testing import DROP, Reply, attempts, user_text
 from tests.conftest import sentences
@@ -235,17 +235,19 @@ def test_an_error_object_in_a_200_is_classified_by_what_it_says(fake_server, cas
 def test_an_error_object_saying_the_key_is_wrong_stops_the_run_like_a_401(fake_server, code):
     error = {"message": "Incorrect API key provided: sk-abc***xyz", "type": "invalid_request_error", "code": code}
     server = fake_server(lambda request: Reply(body=json.dumps({"error": error}).encode()))
-    with pytest.raises(ModelError, match="refused the credentials: Incorrect API key provided"):
-        run(server, concurrency=1)
+    result = run(server, concurrency=1)
     assert server.calls == 1
+    assert result.manifest["status"] == "failed"
+    assert "refused the credentials: Incorrect API key provided" in result.manifest["stopped_by"]["openai/fake"]
 
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_refused_credentials_are_not_retried(fake_server, status):
     server = fake_server(lambda request: Reply(status=status))
-    with pytest.raises(ModelError, match=f"refused the credentials: scripted status {status}"):
-        run(server, concurrency=1)
+    result = run(server, concurrency=1)
     assert server.calls == 1
+    assert result.manifest["status"] == "failed" and result.manifest["failures"][0]["kind"] == "auth"
+    assert f"refused the credentials: scripted status {status}" in result.manifest["stopped_by"]["openai/fake"]
 
 
 @pytest.mark.parametrize("status, kind", [(400, ErrorKind.BAD_REQUEST), (404, ErrorKind.NOT_FOUND),

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from llm_annotator import annotate
-from llm_annotator.core.errors import ModelError, RunDirError
+from llm_annotator.core.errors import RunDirError
 from llm_annotator.store.cache import AnswerCache
 from llm_annotator.testing import Reply, attempts, sampling_responder, user_text
 from tests.conftest import sentences
@@ -90,9 +90,10 @@ def test_mixed_line_endings_bom_and_a_10_mb_cell(tmp_path, fake_server):
 
 def test_a_refused_key_is_a_clear_error_without_the_key(fake_server, tmp_path):
     server = fake_server(lambda r: Reply(status=401))
-    with pytest.raises(ModelError) as info:
-        annotate(sentences(2), "sentiment", ["openai/fake"], api_base=server.url, api_key=CANARY, progress=False)
-    assert "refused the credentials" in str(info.value) and CANARY not in str(info.value)
+    with pytest.warns(UserWarning, match="refused the credentials") as told:
+        result = annotate(sentences(2), "sentiment", ["openai/fake"], api_base=server.url, api_key=CANARY,
+                          progress=False)
+    assert result.manifest["status"] == "failed" and CANARY not in str(told[0].message)
     proc = cli("annotate", tmp_path / "d.csv", "-t", "sentiment")  # missing file: nothing to leak either
     assert CANARY not in proc.stderr
 

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from llm_annotator import annotate
-from llm_annotator.core.errors import ModelError
 from llm_annotator.core.identity import public_url, secret_forms, url_secrets
 from llm_annotator.core.models import ModelSpec
 from llm_annotator.providers import endpoints
@@ -128,9 +127,11 @@ def test_a_provider_echoing_the_key_leaves_it_in_no_file_and_no_exception(fake_s
     assert not leaked(result.votes.to_json()) and not leaked(json.dumps(result.manifest, default=str))
 
     refusing = fake_server(lambda request: Reply(status=401, echo=True))
-    with pytest.raises(ModelError) as info:
-        annotate(rows[:2], "sentiment", ["openai/fake"], api_base=refusing.url, api_key=CANARY, progress=False)
-    assert "refused the credentials" in str(info.value) and not leaked(str(info.value))
+    with pytest.warns(UserWarning, match="refused the credentials") as told:
+        refused = annotate(rows[:2], "sentiment", ["openai/fake"], api_base=refusing.url, api_key=CANARY,
+                           progress=False)
+    assert refused.manifest["status"] == "failed"
+    assert not leaked(str(told[0].message)) and not leaked(json.dumps(refused.manifest, default=str))
 
 
 def test_the_cli_with_the_key_in_the_environment_leaks_nothing(fake_server, table, tmp_path, isolated_cache):

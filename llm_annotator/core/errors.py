@@ -128,9 +128,12 @@ class ErrorKind(StrEnum):
 
 _INVALID = frozenset({ErrorKind.EMPTY, ErrorKind.UNPARSEABLE, ErrorKind.MISSING_FIELD,
                       ErrorKind.OUT_OF_LABEL_SET, ErrorKind.REFUSED})
+# a fatal kind is asked again too: a re-run after the fix (a new key, the server's model
+# loaded) must not keep the votes the old set-up failed
 _TRANSIENT = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.TIMEOUT, ErrorKind.SERVER_ERROR,
                         ErrorKind.CONNECTION_ERROR, ErrorKind.API_ERROR, ErrorKind.EMPTY_RESPONSE,
-                        ErrorKind.ERROR, ErrorKind.BATCH_FAILED})
+                        ErrorKind.ERROR, ErrorKind.BATCH_FAILED, ErrorKind.AUTH, ErrorKind.NOT_FOUND,
+                        ErrorKind.BAD_REQUEST})
 _FATAL = frozenset({ErrorKind.AUTH, ErrorKind.NOT_FOUND, ErrorKind.BAD_REQUEST})
 _RERUN = "re-run the same command: it asks only the failed votes again"
 _FIXES = {

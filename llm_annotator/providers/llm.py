@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llm_annotator.core.errors import ConfigError, ErrorKind, ModelError
+from llm_annotator.core.errors import ConfigError, ErrorKind
 from llm_annotator.core.identity import public_url
 from llm_annotator.core.models import ModelSpec
 from llm_annotator.providers import failures, pricing
@@ -272,9 +272,8 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
                 continue
             kind, retryable = failures.classify(exc)
             detail = redact(failures.detail(exc), spec)
-            if kind is ErrorKind.AUTH:
-                raise ModelError(f"model {spec.name!r} refused the credentials: {detail}",
-                                 fix="set the provider's API key (e.g. OPENAI_API_KEY) or pass api_key=") from None
+            if kind is ErrorKind.AUTH:  # fatal: the annotator stops, the run ends failed with what it paid for
+                detail = f"model {spec.name!r} refused the credentials: {detail}"
             lost = failures.maybe_billed(kind, exc)
             if not retryable or attempt >= spec.max_retries:
                 raise CallFailed(kind, detail, maybe_billed=lost) from None
