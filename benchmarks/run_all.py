@@ -288,40 +288,70 @@ BENCHES = {"overhead": bench_overhead, "concurrency": bench_concurrency, "replay
            "router": bench_router}
 
 
-FINDINGS = [
-    "## What the numbers say", "",
-    "- **Where the ceiling is.** LiteLLM's client side on these 2 cores: the bare loop itself tops out near "
-    "150–175 requests/s however high the concurrency (far below the 320 and 1,280 req/s bounds of 64 and 256 "
-    "slots at 200 ms). Up to 64 in flight the toolkit stays within 2–7 % of that loop.",
-    "- **Overhead (target 1.10, goal 1.03).** Measured just above the target. The toolkit's own code — profiled "
-    "with cProfile on the same job — is about 0.6 ms per request: the SQLite commit that stores each answer "
-    "before its vote is written (≈ 0.2 ms, kept on purpose: a kill must not lose a paid answer), parsing and "
-    "log-probabilities (≈ 0.1 ms), votes and accounting, plus per-run fixed costs (rendering every row, "
-    "labels and exports at the end). Against a hosted API, whose latency is 300 ms–3 s rather than 50 ms "
-    "on loopback, the same cost is a fraction of a percent.",
-    "- **Concurrency 256.** The gap to the bare loop grows (see the table): with 600 requests the run lasts "
-    "about 4 s, and the per-run fixed costs above weigh more; both paths are already at the client ceiling.",
-    "- **Cache replay** is well above 20,000 votes/s with zero requests: keys are read in bulk (500 per SQL "
-    "query), parsing is memoised per distinct answer text, LiteLLM is not even imported.",
-    "- **Start-up**: importing the package costs nothing measurable over an empty interpreter; LiteLLM (3 s) "
-    "loads only when a request must be made.",
-    "- **Sampling cost**: with `n`, k samples pay the prompt once — exactly 5× fewer prompt tokens for k = 5.",
-    "- **Local scoring against generation**: one scoring pass gives the full distribution and is >20× faster; "
-    "SmolLM2's generated `emotion_melt` answers did not parse within the 80-token limit at all, so label "
-    "scoring is the only usable mode for models this small (a distance between the two could not be formed).",
-    "- **Memory (target: < 400 MB, flat)**: `annotate`, which returns the whole result in memory, holds about "
-    "3 KB per item (rows, vote records, the result's frames): 100,000 items peak near 440 MB. `annotate_stream` "
-    "(`--stream`, automatic above 64 MB of input) keeps votes on disk and per item only its id, row and prompt "
-    "hash plus label sums — about 230 bytes — so 100,000 items peak near 220 MB and 1,000,000 near 430 MB at "
-    "about 10,000 items/s replayed. Not flat: the per-item index grows with the input (by the measured slope about 2.5 GB for 10 million "
-    "rows, an extrapolation; `--shard` does not shrink it, as ids are checked across the whole "
-    "input).",
-    "- **Router**: with unbounded loopback servers the client, not the server, is the ceiling, so spreading "
-    "over two deployments adds Router CPU and lowers throughput. With servers that have a fixed number of "
-    "slots (as vLLM and llama.cpp servers do, and as per-key rate limits act), the Router adds the second "
-    "server's capacity: 1.87× and 1.73× in two runs on this shared machine.",
-    "",
-]
+def findings(results: dict[str, Any]) -> list[str]:
+    """What the numbers say, every figure taken from ``results`` (nothing typed in by hand)."""
+    lines = ["## What the numbers say", ""]
+    if "concurrency" in results:
+        rows = results["concurrency"]["rows"]
+        bare = [r["bare_rps"] for r in rows]
+        close = [r["share_of_bare"] for r in rows if r["concurrency"] <= 64]
+        bounds = ", ".join(f"{r['bound_rps']:.0f}" for r in rows)
+        lines.append(f"- **Where the ceiling is.** LiteLLM's client side on these cores: the bare loop tops out "
+                     f"at {max(bare):.0f} requests/s (bounds {bounds} "
+                     f"req/s). Up to 64 in flight `annotate` reaches {min(close):.0%}–{max(close):.0%} of that "
+                     "loop's rate.")
+    if "overhead" in results:
+        o = results["overhead"]
+        verdict = "within" if o["ratio"] <= o["target"] else "above"
+        lines.append(f"- **Overhead** {o['ratio']:.3f} ({verdict} the target {o['target']}, goal {o['goal']}). "
+                     "The toolkit's own work per request: storing each answer in SQLite before its vote is "
+                     "written (kept on purpose: a kill must not lose a paid answer), parsing, votes and "
+                     "accounting, plus per-run fixed costs (rendering every row, labels at the end). Against a "
+                     "hosted API, whose latency is 300 ms–3 s rather than "
+                     f"{o['latency_s'] * 1000:.0f} ms on loopback, it is a fraction of a percent.")
+    if "replay" in results:
+        r = results["replay"]
+        verdict = "above" if r["votes_per_s"] >= r["target_votes_per_s"] else "below"
+        lines.append(f"- **Cache replay**: {r['votes_per_s']:,.0f} votes/s, {verdict} the "
+                     f"{r['target_votes_per_s']:,} target, with {r['requests']} requests: keys are read in bulk, "
+                     "parsing is memoised per distinct answer text, LiteLLM is not imported.")
+    if "startup" in results:
+        st_ = results["startup"]
+        lines.append(f"- **Start-up**: importing the package costs {max(0.0, st_['import_llm_annotator_s'] - st_['python_empty_s']):.3f} s "
+                     f"over an empty interpreter; LiteLLM ({st_['import_litellm_s']:.1f} s) loads only when a "
+                     "request must be made.")
+    if "sampling" in results:
+        lines.append(f"- **Sampling cost**: with `n`, k samples pay the prompt once: "
+                     f"{results['sampling']['prompt_token_ratio']:.2f}× fewer prompt tokens for k = 5.")
+    if "local" in results:
+        lo = results["local"]
+        lines.append(f"- **Local scoring against generation**: one scoring pass gives the whole distribution, "
+                     f"{lo['speedup']:.1f}× faster than generating k = {lo['k']} answers; "
+                     f"{lo['generate_valid_vote_share']:.0%} of SmolLM2's generated `emotion_melt` answers parsed, "
+                     "so label scoring is the usable mode for models this small.")
+    if "memory" in results:
+        m = results["memory"]
+        biggest = m["rows"][-1]
+        line = (f"- **Memory (target < {m['target_mb']} MB, flat)**: `annotate`, which returns the whole result "
+                f"in memory, peaks at {biggest['peak_rss_mb']:.0f} MB for {biggest['items']:,} items.")
+        if m.get("streamed"):
+            big = m["streamed"][-1]
+            line += (f" `annotate_stream` (`--stream`, automatic above 64 MB of input) keeps votes on disk: "
+                     f"{big['items']:,} items peak at {big['peak_rss_mb']:.0f} MB at {big['items_per_s']:,.0f} "
+                     "items/s replayed. Not flat: the per-item index (id, prompt hash, label sums) grows with "
+                     "the input, and ids are checked across the whole input, so `--shard` does not shrink it.")
+        lines.append(line)
+    if "router" in results and "slots" in results["router"]:
+        sl = results["router"]["slots"]
+        lines.append(f"- **Router**: with unbounded loopback servers the client is the ceiling; with servers of "
+                     f"{sl['slots_per_server']} slots (as vLLM and llama.cpp servers have, and as per-key rate "
+                     f"limits act) the Router over two gives {sl['router_rps'] / sl['single_server_rps']:.2f}× "
+                     "one server's rate.")
+    return [*lines, ""]
+
+
+def command(name: str) -> str:
+    return f"`python benchmarks/run_all.py --only {name}`"
 
 
 def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -333,7 +363,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
              f"{sum(v.get('benchmark_wall_s', 0) for v in results.values() if isinstance(v, dict)) / 60:.1f} min.", ""]
     if "overhead" in results:
         o = results["overhead"]
-        lines += ["## 1. Overhead against a bare LiteLLM loop", "",
+        lines += ["## 1. Overhead against a bare LiteLLM loop", "", command("overhead"), "",
                   f"{o['items']} items × {o['samples']} samples (`n`), concurrency {o['concurrency']}, "
                   f"loopback server with {o['latency_s'] * 1000:.0f} ms latency.", "",
                   "| path | seconds |", "|---|---|",
@@ -342,7 +372,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                   f"| **ratio** (target ≤ {o['target']}, goal {o['goal']}) | **{o['ratio']:.3f}** |", ""]
     if "concurrency" in results:
         c = results["concurrency"]
-        lines += ["## 2. Concurrency", "", f"{c['requests']} requests at {c['latency_s'] * 1000:.0f} ms latency.", "",
+        lines += ["## 2. Concurrency", "", command("concurrency"), "", f"{c['requests']} requests at {c['latency_s'] * 1000:.0f} ms latency.", "",
                   "| concurrency | bound (req/s) | bare LiteLLM (req/s) | annotate (req/s) | of bound | of bare |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['concurrency']} | {r['bound_rps']:.0f} | {r['bare_rps']:.1f} | {r['annotate_rps']:.1f} | "
@@ -350,13 +380,13 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append("")
     if "replay" in results:
         r = results["replay"]
-        lines += ["## 3. Cache replay", "",
+        lines += ["## 3. Cache replay", "", command("replay"), "",
                   f"A finished {r['items']:,}-item × {r['samples']}-sample job run again: {r['votes']:,} votes in "
                   f"{r['seconds']:.2f} s = **{r['votes_per_s']:,.0f} votes/s** (target {r['target_votes_per_s']:,}), "
                   f"{r['requests']} requests.", ""]
     if "startup" in results:
         s = results["startup"]
-        lines += ["## 4. Start-up (median of 5)", "", "| command | seconds | target |", "|---|---|---|",
+        lines += ["## 4. Start-up (median of 5)", "", command("startup"), "", "| command | seconds | target |", "|---|---|---|",
                   f"| `python -c pass` | {s['python_empty_s']:.3f} | |",
                   f"| `python -c \"import llm_annotator\"` | {s['import_llm_annotator_s']:.3f} | 0.3 |",
                   f"| `llm-annotator --help` | {s['cli_help_s']:.3f} | 0.6 |",
@@ -364,7 +394,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     if "sampling" in results:
         s = results["sampling"]
         one, many = s["n in one request"], s["k requests"]
-        lines += ["## 5. Sampling cost: k = 5 with `n` against k requests", "",
+        lines += ["## 5. Sampling cost: k = 5 with `n` against k requests", "", command("sampling"), "",
                   f"{s['items']} items; tokens as billed in `usage` by the loopback server.", "",
                   "| way | requests | prompt tokens | completion tokens |", "|---|---|---|---|",
                   f"| `n = 5` in one request | {one['requests']} | {one['tokens_in']} | {one['tokens_out']} |",
@@ -372,7 +402,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                   f"| ratio | | **{s['prompt_token_ratio']:.2f}** (theory {s['theoretical_ratio']}) | |", ""]
     if "local" in results:
         s = results["local"]
-        lines += ["## 6. Embedded model: label scoring against generation", "",
+        lines += ["## 6. Embedded model: label scoring against generation", "", command("local"), "",
                   f"`local/smollm2-135m`, `emotion_melt`, {s['items']} MELD dev utterances, k = {s['k']}.", "",
                   "| way | seconds | soft labels/s |", "|---|---|---|",
                   f"| label scoring (one pass gives the distribution) | {s['score_s']:.1f} | {s['score_soft_labels_per_s']:.2f} |",
@@ -383,7 +413,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                   f"variation distance between the two soft labels is {s['mean_total_variation']:.2f}.", ""]
     if "memory" in results:
         m = results["memory"]
-        lines += ["## 7. Memory (a job replayed from the cache, peak RSS of the process)", "",
+        lines += ["## 7. Memory (a job replayed from the cache, peak RSS of the process)", "", command("memory"), "",
                   "| items | peak RSS (MB) |", "|---|---|"]
         lines += [f"| {r['items']:,} | {r['peak_rss_mb']:.0f} |" for r in m["rows"]]
         lines += ["", f"Target: under {m['target_mb']} MB and flat in the item count.", ""]
@@ -394,10 +424,10 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                       for r in m["streamed"]]
             lines.append("")
     lines += ["## 8. SER probe mode", "", "See `docs/ser.md` (`python benchmarks/ser_probe.py`).", ""]
-    lines += FINDINGS
+    lines += findings(results)
     if "router" in results:
         r = results["router"]
-        lines += ["## 9. Router over two deployments", "",
+        lines += ["## 9. Router over two deployments", "", command("router"), "",
                   f"{r['requests']} requests at {r['latency_s'] * 1000:.0f} ms latency, concurrency {r['concurrency']}: "
                   f"one server {r['single_server_rps']:.1f} req/s; a LiteLLM Router over two servers "
                   f"{r['router_rps']:.1f} req/s; answers per deployment {r['share_per_deployment']}.", ""]
