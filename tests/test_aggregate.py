@@ -103,3 +103,31 @@ def test_confidence_measures():
 def test_dawid_skene_direct_call_keeps_item_order():
     fit = dawid_skene(["b", "a"], ["w", "w"], ["pos", "neg"], list(LABELS), item_order=["a", "b"])
     assert fit.items == ["a", "b"] and fit.posteriors.shape == (2, 3)
+
+
+def test_in_memory_frames_and_streamed_chunk_sums_give_the_same_soft_labels(tmp_path):
+    """The two paths share one rule per vote (vote_vector) and one across annotators
+    (combine_soft): on votes with and without distributions, invalid votes, and items
+    no annotator labelled, they agree."""
+    from llm_annotator.outputs.labels import sum_votes
+
+    rng = np.random.default_rng(3)
+    labels, task = list(LABELS), TASK
+    items, annotators, votes = [f"i{n}" for n in range(30)], ["m1", "m2", "m3"], []
+    for n, item in enumerate(items):
+        for a in annotators:
+            for s in range(3):
+                roll = rng.random()
+                if n == 7 or roll < 0.15:  # item i7 has no valid vote at all
+                    votes.append(vote(item, a, s, None))
+                elif roll < 0.6:
+                    dist = dict(zip(labels, rng.dirichlet([1, 1, 1]) * rng.choice([1.0, 3.0]), strict=True))
+                    votes.append(vote(item, a, s, max(dist, key=dist.get), dist))
+                else:
+                    votes.append(vote(item, a, s, str(rng.choice(labels))))
+    memory = result_of(votes, items, 3, annotators).soft_labels()
+    path = tmp_path / "votes.jsonl"
+    path.write_text("".join(v.to_json() + "\n" for v in votes))
+    streamed = sum_votes(path, {item: n for n, item in enumerate(items)}, len(items), task, annotators)
+    np.testing.assert_allclose(streamed.probs, memory[labels].to_numpy(), equal_nan=True)
+    assert np.isnan(streamed.probs[7]).all()

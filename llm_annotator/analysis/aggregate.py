@@ -17,23 +17,49 @@ from typing import Any
 import numpy as np
 
 
+def vote_vector(label: str, distribution: Any, labels: Sequence[str],
+                position: dict[str, int] | None = None) -> np.ndarray:
+    """One valid vote's probability vector: its distribution over ``labels`` normalised
+    to sum 1 when it has one with mass, else one-hot at its ``label``. The one rule both
+    the in-memory frames and the streamed chunk sums use."""
+    vector = np.zeros(len(labels))
+    if isinstance(distribution, dict) and distribution:
+        vector[:] = [float(distribution.get(label, 0.0)) for label in labels]
+        total = vector.sum()
+        if total > 0:
+            return vector / total
+        vector[:] = 0.0
+    index = position if position is not None else {x: k for k, x in enumerate(labels)}
+    if label not in index:
+        raise ValueError(f"vote label {label!r} is not in the task's label set")
+    vector[index[label]] = 1.0
+    return vector
+
+
+def combine_soft(per_annotator: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """Combined soft labels (items x labels) from annotators x items x labels soft labels:
+    the equal-weight mean over the annotators with a valid vote (``has``: annotators x
+    items); NaN where no annotator has one. The one rule both paths use."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kept = np.where(has[:, :, None], np.nan_to_num(per_annotator), 0.0).sum(axis=0)
+        return kept / has.sum(axis=0)[:, None]
+
+
 def vote_vectors(votes: Any, labels: Sequence[str]) -> tuple[Any, np.ndarray]:
-    """Valid votes and their probability vectors (rows aligned)."""
+    """Valid votes and their probability vectors (rows aligned; :func:`vote_vector`)."""
     valid = votes[votes["label"].notna()]
-    index = {label: k for k, label in enumerate(labels)}
-    vectors = np.zeros((len(valid), len(labels)))
-    codes = valid["label"].map(index).to_numpy()
-    if np.isnan(codes.astype(float)).any():
+    position = {label: k for k, label in enumerate(labels)}
+    codes = valid["label"].map(position).to_numpy()
+    if pd_isna(codes).any():
         unknown = valid["label"][pd_isna(codes)].iloc[0]
         raise ValueError(f"vote label {unknown!r} is not in the task's label set")
-    vectors[np.arange(len(valid)), codes.astype(int)] = 1.0
+    vectors = np.zeros((len(valid), len(labels)))
+    vectors[np.arange(len(valid)), codes.astype(int)] = 1.0  # the rule for votes without a distribution
     if "distribution" in valid:
-        for row, dist in enumerate(valid["distribution"].tolist()):
+        for row, (label, dist) in enumerate(zip(valid["label"].tolist(), valid["distribution"].tolist(),
+                                                strict=True)):
             if isinstance(dist, dict) and dist:
-                vec = np.array([float(dist.get(label, 0.0)) for label in labels])
-                total = vec.sum()
-                if total > 0:
-                    vectors[row] = vec / total
+                vectors[row] = vote_vector(label, dist, labels, position)
     return valid, vectors
 
 
@@ -64,10 +90,17 @@ def soft_labels(votes: Any, labels: Sequence[str], *, smoothing: float = 0.0) ->
 
 
 def combine(per_annotator: Any, labels: Sequence[str], item_order: Sequence[str]) -> Any:
-    """Combined soft label per item: the equal-weight mean over annotators with a valid vote."""
-    has = per_annotator[per_annotator["n_valid"] > 0]
-    mean = has.groupby(level="item_id", sort=False)[list(labels)].mean()
-    return mean.reindex(list(item_order))
+    """Combined soft label per item (:func:`combine_soft`) as a frame in ``item_order``."""
+    import pandas as pd
+
+    items = list(item_order)
+    annotators = list(dict.fromkeys(per_annotator.index.get_level_values("annotator")))
+    full = pd.MultiIndex.from_product([annotators, items], names=["annotator", "item_id"])
+    frame = per_annotator.reorder_levels(["annotator", "item_id"]).reindex(full)
+    probs = frame[list(labels)].to_numpy(dtype=float).reshape(len(annotators), len(items), len(labels))
+    has = (frame["n_valid"].fillna(0).to_numpy() > 0).reshape(len(annotators), len(items))
+    combined = combine_soft(probs, has)
+    return pd.DataFrame(combined, index=pd.Index(items, name="item_id"), columns=list(labels))
 
 
 def confidence(probs: np.ndarray) -> dict[str, np.ndarray]:

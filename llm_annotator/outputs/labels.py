@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from llm_annotator.analysis.aggregate import combine_soft, vote_vector
 from llm_annotator.core.data import Dataset
 from llm_annotator.core.task import Task
 from llm_annotator.core.votes import error_counts
@@ -51,22 +52,12 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
             if label is None:
                 errors.append(str(vote.get("error")))
                 continue
-            vector = np.zeros(len(labels))
-            distribution = vote.get("distribution")
-            if isinstance(distribution, dict) and distribution:
-                vector[:] = [float(distribution.get(x, 0.0)) for x in labels]
-            total = vector.sum()
-            if total > 0:
-                vector /= total
-            else:
-                vector[:] = 0.0
-                vector[position[label]] = 1.0
-            sums[a, row] += vector
+            sums[a, row] += vote_vector(label, vote.get("distribution"), labels, position)
             counts[a, row] += 1
     has = counts > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         per_annotator = sums / counts[:, :, None]
-        combined = np.where(has[:, :, None], per_annotator, 0.0).sum(axis=0) / has.sum(axis=0)[:, None]
+    combined = combine_soft(per_annotator, has)
     tally = {"votes": n_votes, "valid": int(counts.sum()), "errors": error_counts(errors), "cost_usd": cost}
     return LabelSums(combined, counts.sum(axis=0), tally)
 
