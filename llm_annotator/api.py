@@ -172,8 +172,9 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             tally = {"votes": len(result.votes), "valid": int(result.votes["label"].notna().sum()),
                      "errors": error_counts(result.votes["error"]), "cost_usd": float(result.votes["cost_usd"].sum())}
             if run_dir is not None:
-                result.to_csv(run_dir.file("labels.csv"))
-                result.to_jsonl(run_dir.file("labels.jsonl"))
+                frame = result.to_frame()  # labels computed once for both files
+                result.to_csv(run_dir.file("labels.csv"), frame=frame)
+                result.to_jsonl(run_dir.file("labels.jsonl"), frame=frame)
         else:
             from llm_annotator.outputs.labels import sum_votes, write_labels
 

@@ -287,14 +287,16 @@ class AnnotationResult:
         """One row per item: input columns, per-label probabilities, label, confidence, counts."""
         return item_table(self.items, self.labels(method), self.labels_order)
 
-    def to_jsonl(self, path: str | Path, method: str = "mean") -> Path:
-        frame = self.to_frame(method)
-        write_atomic(Path(path), lambda out: write_jsonl_rows(frame, out))
+    def to_jsonl(self, path: str | Path, method: str = "mean", *, frame: Any = None) -> Path:
+        """``labels.jsonl``; ``frame``: a :meth:`to_frame` already made (not computed again)."""
+        rows = self.to_frame(method) if frame is None else frame
+        write_atomic(Path(path), lambda out: write_jsonl_rows(rows, out))
         return Path(path)
 
-    def to_csv(self, path: str | Path, method: str = "mean") -> Path:
-        frame = self.to_frame(method)
-        write_atomic(Path(path), lambda out: write_csv_rows(frame, out, header=True))
+    def to_csv(self, path: str | Path, method: str = "mean", *, frame: Any = None) -> Path:
+        """``labels.csv``; ``frame``: a :meth:`to_frame` already made (not computed again)."""
+        rows = self.to_frame(method) if frame is None else frame
+        write_atomic(Path(path), lambda out: write_csv_rows(rows, out, header=True))
         return Path(path)
 
     def to_parquet(self, path: str | Path, method: str = "mean") -> Path:
