@@ -142,7 +142,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             log = run_dir.vote_log()
             resumed = log.open(builder.wanted(source.hashes), keep=not stream, judge=judge_again(the_task))
             stats.resumed_votes, stats.log_repaired, stats.stale_dropped = len(resumed), log.repaired, log.dropped
-            stats.reparsed = log.reparsed
+            stats.reparsed, stats.failed_before = log.reparsed, log.failed
         show = sys.stderr.isatty() if progress is None else progress
         pipeline = Pipeline(builder, cache=answer_cache, log=log, keep_votes=not stream, stats=stats, progress=show,
                             in_flight=state.in_flight() if state is not None else frozenset())
@@ -169,7 +169,9 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             result = _result(pipeline, builder, source)
             for error in result.votes["error"].dropna().unique():  # examples of reasons from earlier runs too
                 stats.example(str(error).split(":", 1)[0], str(error).split(":", 1)[-1].strip())
+            valid_by = result.votes.groupby("annotator", sort=False)["label"].count()
             tally = {"votes": len(result.votes), "valid": int(result.votes["label"].notna().sum()),
+                     "valid_by_annotator": {name: int(valid_by.get(name, 0)) for name in builder.names},
                      "errors": error_counts(result.votes["error"]), "cost_usd": float(result.votes["cost_usd"].sum())}
             if run_dir is not None:
                 frame = result.to_frame()  # labels computed once for both files

@@ -236,7 +236,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
     c = m["counts"]
     print(f"{m['data']['n_items']} items x {len(m['models'])} model(s) x {samples} sample(s): "
-          f"{c['valid']} valid votes, {c['invalid']} invalid answers, {c['errors']} failed requests; "
+          f"{c['valid']} valid votes, {c['invalid']} invalid answers, {c['errors']} votes without an answer "
+          f"({c['failed_requests']} failed requests); "
           f"{c['cache_hits']} from cache, {c['resumed']} resumed; ${m['cost_usd']:.4f} spent in {m['wall_s']:.1f} s")
     if c.get("cache_write_failed"):
         print(f"the answer cache could not store {c['cache_write_failed']} answers (a full disk?); they are in "
@@ -244,7 +245,10 @@ def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
     if c.get("reparsed"):
         print(f"{c['reparsed']} recorded answers were judged again by the template's current parsing rules")
     if c.get("stale_dropped"):
-        print(f"{c['stale_dropped']} recorded votes were asked with other parameters or another endpoint: asked again")
+        print(f"{c['stale_dropped']} recorded votes were for other parameters or another endpoint: replaced "
+              "(from the cache where it held them, else asked)")
+    if c.get("failed_before"):
+        print(f"{c['failed_before']} votes that failed in an earlier run were asked again")
     if m["status"] == "stopped_by_budget":
         print(f"stopped by the budget: {c['not_issued']} votes not requested; raise --budget-usd and re-run to finish")
     if m["status"] == "batch_pending":
@@ -267,6 +271,9 @@ def _reasons(m: dict[str, Any]) -> None:
     elif status == "partial":
         print(f"run partial: {c['errors']} votes have no answer yet; re-run the same command to ask them again",
               file=err)
+    for annotator, valid in (c.get("valid_by_annotator") or {}).items():
+        if not valid and status == "failed" and c["valid"]:
+            print(f"  {annotator} gave no valid vote", file=err)
     for annotator, error in (m.get("stopped_by") or {}).items():
         print(f"  {annotator} stopped after an error no retry mends ({c.get('stopped', 0)} votes not asked): "
               f"{error}", file=err)

@@ -76,6 +76,10 @@ def test_some_failed_requests_make_a_partial_run_and_a_rerun_finishes_it(fake_se
     proc = cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert run_json(out)["status"] == "complete"
+    counts = run_json(out)["counts"]
+    assert (counts["failed_before"], counts["stale_dropped"]) == (2, 0)  # the true reason they were asked again
+    assert "2 votes that failed in an earlier run were asked again" in proc.stdout
+    assert "other parameters" not in proc.stdout
 
 
 def test_an_unreachable_endpoint_is_found_before_the_job_starts(table, tmp_path):
@@ -185,3 +189,14 @@ def test_a_key_revoked_mid_run_ends_failed_with_the_paid_answers_written(fake_se
 
     server.respond = lambda request: '{"sentiment": "neutral"}'  # a working key again: only the rest is asked
     assert cli(*args).returncode == 0 and server.calls == 3 + 4 and run_json(out)["status"] == "complete"
+
+
+def test_an_annotator_without_a_single_valid_answer_fails_the_run(fake_server, table, tmp_path):
+    good = fake_server(lambda request: '{"sentiment": "neutral"}')
+    bad = fake_server(lambda request: '{"sentiment": "furious"}')
+    models = [{"model": "openai/fake", "name": "good", "api_base": good.url},
+              {"model": "openai/fake", "name": "bad", "api_base": bad.url}]
+    with pytest.warns(UserWarning, match=r"run failed: 6 of 12 votes valid \(bad gave none\)"):
+        result = annotate(table, "sentiment", models, id_column="id", out=tmp_path / "run", progress=False)
+    assert result.manifest["status"] == "failed"
+    assert result.manifest["counts"]["valid_by_annotator"] == {"good": 6, "bad": 0}

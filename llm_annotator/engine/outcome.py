@@ -25,11 +25,12 @@ def finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budget
     invalid, failed = invalid_and_failed(errors)
     counts = Counts(
         votes_requested=stats.requested_votes, votes=tally["votes"], valid=tally["valid"],
+        valid_by_annotator=tally.get("valid_by_annotator", {}),
         invalid=invalid, errors=failed, by_reason=errors,
         resumed=stats.resumed_votes, cache_hits=stats.cached_votes, new=stats.new_votes,
         not_issued=stats.not_issued, stopped=stats.stopped, in_batch=stats.in_batch,
         batch_answers=stats.batch_answers, requests=stats.requests, failed_requests=stats.failed_requests,
-        stale_dropped=stats.stale_dropped, reparsed=stats.reparsed,
+        stale_dropped=stats.stale_dropped, failed_before=stats.failed_before, reparsed=stats.reparsed,
         cache_write_failed=stats.cache_write_failed, cache_corrupted=stats.cache_corrupted,
         cost_estimated=stats.cost_estimated)
     failures = [Failure(kind=kind, count=count, example=stats.examples.get(kind),
@@ -56,6 +57,8 @@ def run_status(counts: Counts, stopped: bool = False) -> Status:
         return "stopped_by_budget"
     if counts.votes_requested and not counts.valid:
         return "failed"
+    if not counts.errors and 0 in counts.valid_by_annotator.values():
+        return "failed"  # an annotator answered, and none of its answers is a label: its set-up is wrong
     if counts.errors or counts.votes < counts.votes_requested:
         return "partial"
     return "complete"
@@ -67,8 +70,10 @@ def warn_if_failed(manifest: RunManifest) -> None:
         return
     reasons = "; ".join(f"{f.kind} x{f.count}" + (f" (e.g. {f.example})" if f.example else "") + f": {f.fix}"
                         for f in manifest.failures[:3])
+    silent = [name for name, valid in manifest.counts.valid_by_annotator.items() if not valid]
+    none = f" ({', '.join(silent)} gave none)" if silent and manifest.counts.valid else ""
     warnings.warn(f"run {manifest.status}: {manifest.counts.valid} of {manifest.counts.votes_requested} votes "
-                  f"valid; {reasons}", RunWarning, stacklevel=2)
+                  f"valid{none}; {reasons}", RunWarning, stacklevel=2)
 
 
 __all__ = ["finish", "run_status", "warn_if_failed"]

@@ -25,6 +25,7 @@ class RunStats:
     log_repaired: bool = False
     stale_dropped: int = 0
     cache_write_failed: int = 0       # answers the cache could not store (they are in the votes)
+    failed_before: int = 0            # failed requests of earlier runs, asked again by this one
     reparsed: int = 0                 # resumed votes judged otherwise by the current parsing rules
     cache_corrupted: int = 0
     n_unsupported: list[str] = field(default_factory=list)

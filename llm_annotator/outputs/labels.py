@@ -58,7 +58,8 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
     with np.errstate(invalid="ignore", divide="ignore"):
         per_annotator = sums / counts[:, :, None]
     combined = combine_soft(per_annotator, has)
-    tally = {"votes": n_votes, "valid": int(counts.sum()), "errors": error_counts(errors), "cost_usd": cost}
+    tally = {"votes": n_votes, "valid": int(counts.sum()), "errors": error_counts(errors), "cost_usd": cost,
+             "valid_by_annotator": {name: int(counts[a].sum()) for name, a in annotator.items()}}
     return LabelSums(combined, counts.sum(axis=0), tally)
 
 

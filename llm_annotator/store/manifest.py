@@ -35,11 +35,13 @@ class Counts(BaseModel):
     new: int = 0
     not_issued: int = 0
     stopped: int = 0
+    valid_by_annotator: dict[str, int] = Field(default_factory=dict)
     in_batch: int = 0
     batch_answers: int = 0
     requests: int = 0
     failed_requests: int = 0
     stale_dropped: int = 0
+    failed_before: int = 0
     reparsed: int = 0
     cache_write_failed: int = 0
     cache_corrupted: int = 0

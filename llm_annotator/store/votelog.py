@@ -38,7 +38,8 @@ class VoteLog:
         self.path = Path(path)
         self._handle: IO[str] | None = None
         self.repaired = False
-        self.dropped = 0
+        self.dropped = 0      # votes recorded for another fingerprint (other parameters or endpoint)
+        self.failed = 0       # failed requests of earlier runs, asked again
         self.reparsed = 0
 
     def open(self, wanted: Mapping[VoteKey, str], *, keep: bool = True,
@@ -77,7 +78,7 @@ class VoteLog:
         """Fill ``kept`` with the wanted votes of the log (copying their lines to ``out``);
         True when a line had to be dropped or repaired."""
         rewrite = False
-        dropped = reparsed = 0
+        dropped = failed = reparsed = 0
         with self.path.open(encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 if not line.endswith("\n"):
@@ -89,9 +90,12 @@ class VoteLog:
                     self.repaired = rewrite = True
                     continue
                 kind = vote.error_kind
-                if (not vote.fingerprint or wanted.get(vote.key) != vote.fingerprint or vote.key in kept
-                        or (kind is not None and kind.transient)):
+                if not vote.fingerprint or wanted.get(vote.key) != vote.fingerprint or vote.key in kept:
                     dropped += 1
+                    rewrite = True
+                    continue
+                if kind is not None and kind.transient:
+                    failed += 1
                     rewrite = True
                     continue
                 if judge is not None:
@@ -104,7 +108,7 @@ class VoteLog:
                 if out is not None:
                     out.write(line)
         if out is None:
-            self.dropped, self.reparsed = dropped, reparsed
+            self.dropped, self.failed, self.reparsed = dropped, failed, reparsed
         return rewrite
 
     def write(self, votes: Iterable[Vote]) -> None:
