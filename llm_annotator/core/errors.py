@@ -135,7 +135,7 @@ _TRANSIENT = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.TIMEOUT, ErrorKind.SER
                         ErrorKind.ERROR, ErrorKind.BATCH_FAILED, ErrorKind.AUTH, ErrorKind.NOT_FOUND,
                         ErrorKind.BAD_REQUEST})
 _FATAL = frozenset({ErrorKind.AUTH, ErrorKind.NOT_FOUND, ErrorKind.BAD_REQUEST})
-_RERUN = "re-run the same command: it asks only the failed votes again"
+_RERUN = "run the same job again (the same command or call): it asks only the failed votes"
 _FIXES = {
     ErrorKind.EMPTY: "raise --max-tokens, or check that the template asks for an answer",
     ErrorKind.UNPARSEABLE: "the answers are not in the template's format: check the template's instructions, "

@@ -64,7 +64,8 @@ def result_from_columns(data: Any, columns: Sequence[str], *, labels: Sequence[s
     missing = [c for c in columns if c not in dataset.columns]
     if missing:
         raise DataError(f"{dataset.source}: column {missing[0]!r} does not exist",
-                        fix=f"use one of {', '.join(dataset.columns[:15])}")
+                        fix=f"use one of {', '.join(dataset.columns[:15])}"
+                            + (f", … ({len(dataset.columns)} columns)" if len(dataset.columns) > 15 else ""))
     if task is None:
         if labels is None:
             seen = {str(r[c]).strip() for r in dataset.rows for c in columns
