@@ -200,3 +200,11 @@ def test_an_annotator_without_a_single_valid_answer_fails_the_run(fake_server, t
         result = annotate(table, "sentiment", models, id_column="id", out=tmp_path / "run", progress=False)
     assert result.manifest["status"] == "failed"
     assert result.manifest["counts"]["valid_by_annotator"] == {"good": 6, "bad": 0}
+
+
+def test_a_shard_without_items_is_complete(fake_server, tmp_path):
+    server = fake_server(lambda request: '{"sentiment": "neutral"}')
+    rows = [{"id": "only", "text": "one row"}]
+    statuses = {annotate(rows, "sentiment", ["openai/fake"], api_base=server.url, id_column="id", shard=f"{i}/4",
+                         progress=False).manifest["status"] for i in range(4)}
+    assert statuses == {"complete"}

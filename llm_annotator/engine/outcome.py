@@ -57,7 +57,7 @@ def run_status(counts: Counts, stopped: bool = False) -> Status:
         return "stopped_by_budget"
     if counts.votes_requested and not counts.valid:
         return "failed"
-    if not counts.errors and 0 in counts.valid_by_annotator.values():
+    if counts.votes_requested and not counts.errors and 0 in counts.valid_by_annotator.values():
         return "failed"  # an annotator answered, and none of its answers is a label: its set-up is wrong
     if counts.errors or counts.votes < counts.votes_requested:
         return "partial"
