@@ -66,7 +66,15 @@ import pandas as pd  # noqa: E402
 
 from llm_annotator import annotate, annotate_stream  # noqa: E402
 from llm_annotator.core.errors import AnnotatorError, RunWarning  # noqa: E402
-from llm_annotator.testing import DROP, FakeOpenAI, Reply, attempts, sampling_responder, user_text  # noqa: E402
+from llm_annotator.testing import (  # noqa: E402
+    DROP,
+    FakeOpenAI,
+    Reply,
+    attempts,
+    echoing_responder,
+    sampling_responder,
+    user_text,
+)
 
 RESULTS = ROOT / "benchmarks" / "results" / "honesty.json"
 LABELS = ["positive", "negative", "neutral"]
@@ -842,17 +850,8 @@ def exit_figures(cases: list[Case], expected: dict[str, str]) -> dict[str, Any]:
 
 # -- 4. credentials -------------------------------------------------------------------------------
 
-def echoing(request: dict) -> Any:
-    """Each item its own way of repeating the request (URL, headers, Authorization) back."""
-    return [
-        OK,
-        Reply(status=400, echo=True),  # not retried: its message is the vote's error
-        Reply(status=500, echo=True),  # retried, then the vote's error
-        Reply(status=200, echo=True),  # an error object in a 200
-        Reply(status=429, echo=True, headers={"Retry-After": "0"}),
-        f'{{"sentiment": "positive", "note": "you sent {CANARY}"}}',  # the answer itself repeats it
-        Reply(status=404, echo=True),
-    ][number(request) % 7]
+#: Each item repeats the request back its own way (URL, headers, Authorization, the answer).
+echo_back = echoing_responder(OK, CANARY, number)
 
 
 CHILD = r"""
@@ -952,7 +951,7 @@ def leak_scenarios(root: Path) -> list[LeakScenario]:
     runs: list[tuple[str, str, Callable[[Server, Path], list[tuple[str, subprocess.CompletedProcess[str]]]],
                      Callable[[dict], Any]]] = [
         ("api_key= argument, echoing server", "library", lambda s, w: [("annotate", library(
-            s, w, [{"model": "openai/fake", "max_retries": 1}], {"api_base": s.url, "api_key": CANARY}))], echoing),
+            s, w, [{"model": "openai/fake", "max_retries": 1}], {"api_base": s.url, "api_key": CANARY}))], echo_back),
         ("api_key= argument, 401 that echoes", "library", lambda s, w: [("annotate", library(
             s, w, [{"model": "openai/fake"}], {"api_base": s.url, "api_key": CANARY}))],
          lambda r: Reply(status=401, echo=True)),
@@ -961,14 +960,14 @@ def leak_scenarios(root: Path) -> list[LeakScenario]:
          lambda r: Reply(status=500, echo=True)),
         ("api base with ?api-key=, echoing server", "library", lambda s, w: [("annotate", library(
             s, w, [{"model": "openai/fake", "max_retries": 1}], {"api_base": f"{s.url}?api-key={CANARY}"}))],
-         echoing),
+         echo_back),
         ("api base with user:key@, echoing server", "library", lambda s, w: [("annotate", library(
-            s, w, [{"model": "openai/fake", "max_retries": 1}], {"api_base": with_user(s.url)}))], echoing),
+            s, w, [{"model": "openai/fake", "max_retries": 1}], {"api_base": with_user(s.url)}))], echo_back),
         ("OPENAI_API_KEY, echoing server, then report", "cli", lambda s, w: [
             ("annotate", annotate_cli(w, "-m", "openai/fake", "--api-base", s.url, env={"OPENAI_API_KEY": CANARY})),
             ("report", cli(["report", w / "run"], env={"OPENAI_API_KEY": CANARY})),
             ("cache stats", cli(["cache", "stats", "--cache-dir", w / "cache"], env={"OPENAI_API_KEY": CANARY}))],
-         echoing),
+         echo_back),
         ("OPENAI_API_KEY, every request 500 echoing", "cli", lambda s, w: [("annotate", annotate_cli(
             w, "-m", "openai/fake", "--api-base", s.url, env={"OPENAI_API_KEY": CANARY}))],
          lambda r: Reply(status=500, echo=True)),
@@ -976,15 +975,15 @@ def leak_scenarios(root: Path) -> list[LeakScenario]:
             w, "-m", "openai/fake", "--api-base", s.url, env={"OPENAI_API_KEY": CANARY}))],
          lambda r: Reply(status=401, echo=True)),
         ("--api-base with ?api-key=", "cli", lambda s, w: [("annotate", annotate_cli(
-            w, "-m", "openai/fake", "--api-base", f"{s.url}?api-key={CANARY}"))], echoing),
+            w, "-m", "openai/fake", "--api-base", f"{s.url}?api-key={CANARY}"))], echo_back),
         ("--api-base with user:key@", "cli", lambda s, w: [("annotate", annotate_cli(
-            w, "-m", "openai/fake", "--api-base", with_user(s.url)))], echoing),
+            w, "-m", "openai/fake", "--api-base", with_user(s.url)))], echo_back),
         ("router config, api_key: os.environ/NAME", "cli", lambda s, w: [("annotate", annotate_cli(
             w, "--router", config(w, s.url, "os.environ/MY_PROXY_CRED"), "-m", "fake",
-            env={"MY_PROXY_CRED": CANARY}))], echoing),
+            env={"MY_PROXY_CRED": CANARY}))], echo_back),
         ("router config, api_base: os.environ/NAME holding user:key@", "cli", lambda s, w: [("annotate", annotate_cli(
             w, "--router", config(w, "os.environ/MY_PROXY_BASE", "os.environ/MY_PROXY_CRED"), "-m", "fake",
-            env={"MY_PROXY_BASE": with_user(s.url), "MY_PROXY_CRED": CANARY + "-router"}))], echoing),
+            env={"MY_PROXY_BASE": with_user(s.url), "MY_PROXY_CRED": CANARY + "-router"}))], echo_back),
         ("--batch with OPENAI_API_KEY, answers repeating the key, then collect", "cli", lambda s, w: [
             ("annotate --batch", annotate_cli(w, "-m", "openai/fake", "--api-base", s.url, "--batch",
                                              env={"OPENAI_API_KEY": CANARY})),

@@ -18,7 +18,7 @@ from llm_annotator.core.identity import public_url, secret_forms, url_secrets
 from llm_annotator.core.models import ModelSpec
 from llm_annotator.providers import endpoints
 from llm_annotator.providers.redaction import redact, secrets_of
-from llm_annotator.testing import Reply, user_text
+from llm_annotator.testing import Reply, echoing_responder, user_text
 
 pytestmark = pytest.mark.filterwarnings("ignore:run (failed|partial)")
 
@@ -32,16 +32,7 @@ def number(request):
     return int(user_text(request).split("number ")[1].split()[0])
 
 
-def echoing(request):
-    """Each item its own way of repeating the request (URL, headers, Authorization) back."""
-    return [
-        OK,
-        Reply(status=400, echo=True),   # not retried: its message is the vote's error
-        Reply(status=500, echo=True),   # retried, then the vote's error
-        Reply(status=200, echo=True),   # an error object in a 200
-        Reply(status=429, echo=True, headers={"Retry-After": "0"}),
-        f'{{"sentiment": "positive", "note": "you sent {CANARY}"}}',  # the answer itself repeats it
-    ][number(request) % 6]
+echoing = echoing_responder(OK, CANARY, number)
 
 
 def leaks(*roots):

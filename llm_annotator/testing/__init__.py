@@ -6,10 +6,12 @@ from llm_annotator.testing.responders import (
     Reply,
     Responder,
     attempts,
+    echoing_responder,
     sampling_responder,
     schema_labels,
     user_text,
 )
 from llm_annotator.testing.server import FakeOpenAI
 
-__all__ = ["DROP", "FakeOpenAI", "Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]
+__all__ = ["DROP", "FakeOpenAI", "Reply", "Responder", "attempts", "echoing_responder", "sampling_responder",
+           "schema_labels", "user_text"]

@@ -124,4 +124,25 @@ def attempts(*first: str | list[str] | Reply, then: str | list[str] | Reply) -> 
     return respond
 
 
-__all__ = ["DROP", "Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]
+def echoing_responder(answer: str, secret: str, item: Callable[[dict[str, Any]], int]) -> Responder:
+    """A provider that repeats the request back, each item its own way (``item`` gives a
+    request's item number): ``answer``; the URL and headers echoed in a 400, a 500, an
+    error object in a 200, a 429 and a 404; and an answer that repeats ``secret``."""
+    replies: list[str | Reply] = [
+        answer,
+        Reply(status=400, echo=True),   # not retried: its message is the vote's error
+        Reply(status=500, echo=True),   # retried, then the vote's error
+        Reply(status=200, echo=True),   # an error object in a 200
+        Reply(status=429, echo=True, headers={"Retry-After": "0"}),
+        json.dumps({**json.loads(answer), "note": f"you sent {secret}"}),  # the answer itself repeats it
+        Reply(status=404, echo=True),
+    ]
+
+    def respond(request: dict[str, Any]) -> str | Reply:
+        return replies[item(request) % len(replies)]
+
+    return respond
+
+
+__all__ = ["DROP", "Reply", "Responder", "attempts", "echoing_responder", "sampling_responder", "schema_labels",
+           "user_text"]
