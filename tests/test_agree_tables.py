@@ -140,3 +140,14 @@ def test_agree_refuses_a_negative_number_of_bootstrap_rounds(run_dir, tmp_path):
     result = result_from_columns(run_dir / "labels.csv", ["label", "gold"])
     with pytest.raises(ConfigError, match="bootstrap rounds"):
         result.agreement(bootstrap=-3)
+
+
+def test_agree_on_a_run_of_one_annotator_says_what_it_needs(fake_server, tmp_path):
+    server = fake_server(lambda request: '{"sentiment": "neutral"}')
+    out = tmp_path / "run"
+    annotate([{"id": f"r{i}", "text": f"text {i}"} for i in range(4)], "sentiment", ["openai/fake"],
+             api_base=server.url, id_column="id", out=out, progress=False)
+    proc = subprocess.run([sys.executable, "-m", "llm_annotator", "agree", str(out), "--bootstrap", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "agreement needs two annotators or more" in proc.stdout and "--gold" in proc.stdout

@@ -400,6 +400,9 @@ def format_report(figures: dict[str, Any], gold: str | None = None) -> str:
 
     names = figures["annotators"]
     lines = [f"items: {figures['n_items']}   annotators: {', '.join(names)}"]
+    if len(names) < 2 and "vs_gold" not in figures:
+        lines.append("agreement needs two annotators or more: annotate with a second model (-m), add label "
+                     "columns of the input (--columns), or compare with reference labels (--gold)")
     if len(names) > 1:
         lines += [f"Krippendorff's alpha: {num(figures['krippendorff_alpha'], 'krippendorff_alpha')}",
                   f"Fleiss' kappa:        {num(figures['fleiss_kappa'])}",
