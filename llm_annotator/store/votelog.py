@@ -116,18 +116,18 @@ class VoteLog:
         try:
             self._handle.write("".join(v.to_json() + "\n" for v in votes))
         except OSError as exc:
-            raise RunDirError(f"cannot append to {self.path}: {exc.strerror}",
-                              fix="free disk space or choose another --out directory; "
-                                  "answers are cached, a re-run resumes") from None
+            raise self._cannot_append(exc) from None
 
     def flush(self) -> None:
         if self._handle is not None:
             try:
                 self._handle.flush()
             except OSError as exc:
-                raise RunDirError(f"cannot append to {self.path}: {exc.strerror}",
-                                  fix="free disk space or choose another --out directory; "
-                                      "answers are cached, a re-run resumes") from None
+                raise self._cannot_append(exc) from None
+
+    def _cannot_append(self, exc: OSError) -> RunDirError:
+        return RunDirError(f"cannot append to {self.path}: {exc.strerror}",
+                           fix="free disk space or choose another --out directory; answers are cached, a re-run resumes")
 
     def close(self) -> None:
         if self._handle is not None:
