@@ -167,11 +167,18 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--columns", nargs="+", metavar="COLUMN", help="input label columns to include as annotators")
     p.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
 
-    p = sub.add_parser("review", help="export the items that most need a human look (CSV and Label Studio JSON)")
+    p = sub.add_parser("review", help="export the items people should check next (CSV and Label Studio JSON), "
+                                      "or import the reviewers' answers (--import)")
     p.add_argument("run", help="a run directory written by 'annotate'")
     p.add_argument("-n", "--items", type=int, default=100, help="how many items (default 100)")
     p.add_argument("--text-column", help="input column shown to reviewers in Label Studio (default: the first text column)")
     p.add_argument("--out", help="output prefix (default: RUN/review → review.csv, review.label_studio.json)")
+    p.add_argument("--import", dest="import_file", metavar="FILE",
+                   help="record reviewers' answers as human:NAME votes: a Label Studio JSON or JSON-MIN export, "
+                        "or the review CSV with its review_label column filled")
+    p.add_argument("--reviewer", help="--import: the reviewer's name (a CSV without a reviewer column)")
+    p.add_argument("--label-column", default="review_label",
+                   help="--import: the CSV column of answers (default review_label)")
 
     p = sub.add_parser("merge", help="merge the run directories of a sharded job into one")
     p.add_argument("runs", nargs="+", help="run directories of the shards")
@@ -358,6 +365,16 @@ def cmd_review(args: argparse.Namespace) -> int:
     from llm_annotator.outputs.result import AnnotationResult
     from llm_annotator.outputs.review import export_review
 
+    if args.import_file:
+        from llm_annotator.outputs.review import import_reviews
+
+        counts = import_reviews(args.run, args.import_file, reviewer=args.reviewer, label_column=args.label_column)
+        print(f"{args.import_file}: {counts['added']} answers added, {counts['updated']} changed, "
+              f"{counts['unchanged']} already recorded ({', '.join(counts['reviewers']) or 'no reviewer'})")
+        if counts["invalid"]:
+            print(f"{counts['invalid']} answers are not labels of the task: kept as invalid votes "
+                  f"(out_of_label_set)", file=sys.stderr)
+        return 0
     result = AnnotationResult.load(args.run)
     prefix = Path(args.out) if args.out else Path(args.run) / "review"
     paths = export_review(result, prefix, n=args.items, text_column=args.text_column)

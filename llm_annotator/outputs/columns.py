@@ -18,11 +18,28 @@ from llm_annotator.core.task import Task
 from llm_annotator.core.votes import Vote, votes_frame
 
 
+def label_votes(task: Task) -> Any:
+    """A function ``(item_id, annotator, text, model) -> Vote`` that reads a given label.
+
+    A label of the task (by its normalised form, or an alias) is a valid vote; any other
+    text an invalid one, ``out_of_label_set:TEXT``, kept with the text as it was written.
+    """
+    lookup = {normalise(label): label for label in task.labels}
+    lookup.update({normalise(alias): target for alias, target in task.aliases.items()})
+
+    def vote(item_id: str, annotator: str, text: str, model: str) -> Vote:
+        label = lookup.get(normalise(text))
+        return Vote(item_id=item_id, annotator=annotator, sample_index=0, label=label,
+                    error=None if label else f"out_of_label_set:{text.strip()[:60]}", raw=text,
+                    distribution=None, model=model, prompt_hash="", template_hash="")
+
+    return vote
+
+
 def column_votes(rows: Sequence[dict[str, Any]], item_ids: Sequence[str], column: str, task: Task,
                  *, source: str = "<data>") -> list[Vote]:
     """One vote per row with a value in ``column``; annotator = the column name."""
-    lookup = {normalise(label): label for label in task.labels}
-    lookup.update({normalise(alias): target for alias, target in task.aliases.items()})
+    vote = label_votes(task)
     votes = []
     for row, item_id in zip(rows, item_ids, strict=True):
         if column not in row:
@@ -30,11 +47,7 @@ def column_votes(rows: Sequence[dict[str, Any]], item_ids: Sequence[str], column
         value = row[column]
         if value is None or (isinstance(value, str) and not value.strip()):
             continue
-        text = str(value)
-        label = lookup.get(normalise(text))
-        votes.append(Vote(item_id=item_id, annotator=column, sample_index=0, label=label,
-                          error=None if label else f"out_of_label_set:{text.strip()[:60]}", raw=text,
-                          distribution=None, model=f"column:{column}", prompt_hash="", template_hash=""))
+        votes.append(vote(item_id, column, str(value), f"column:{column}"))
     return votes
 
 
@@ -87,4 +100,4 @@ def result_from_columns(data: Any, columns: Sequence[str], *, labels: Sequence[s
                             manifest={"data": {"source": dataset.source}})
 
 
-__all__ = ["column_votes", "result_from_columns"]
+__all__ = ["column_votes", "label_votes", "result_from_columns"]

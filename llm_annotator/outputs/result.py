@@ -26,6 +26,7 @@ from llm_annotator.core.errors import ConfigError, RunDirError
 from llm_annotator.core.task import Task
 from llm_annotator.core.votes import votes_frame
 from llm_annotator.store.files import write_atomic
+from llm_annotator.store.reviews import is_human, read_human_votes
 from llm_annotator.store.votelog import read_votes
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -191,8 +192,12 @@ class AnnotationResult:
         else:
             raise ConfigError(f"unknown consensus method {method!r}", fix="use 'mean', 'majority' or 'dawid_skene'")
         n_valid = self.votes[self.votes["label"].notna()].groupby("item_id").size()
+        # a model is asked `samples` times per item; a reviewer answers the items it reviewed
+        models = [a for a in self.annotators if not is_human(a)]
+        reviewed = self.votes[self.votes["annotator"].map(is_human)].groupby("item_id").size()
+        requested = self.samples * len(models) + reviewed.reindex(order).fillna(0).astype(int).to_numpy()
         return label_table(order, probs.to_numpy(dtype=float), n_valid.reindex(order).fillna(0).astype(int).to_numpy(),
-                           self.samples * len(self.annotators), self.labels_order)
+                           requested, self.labels_order)
 
     # -- agreement ---------------------------------------------------------------------
     def gold_labels(self, column: str) -> list[Any]:
@@ -333,7 +338,7 @@ class AnnotationResult:
             raise RunDirError(f"{run}: no readable run.json ({exc})",
                               fix="point to a directory written by 'llm-annotator annotate --out'") from None
         task = Task.model_validate(manifest["task"])
-        votes = votes_frame(read_votes(run / "votes.jsonl"))
+        human = read_human_votes(run)
         columns = list(manifest["data"]["columns"])
         written = output_names(columns, task.labels)  # input column -> name in labels.jsonl
         named = {c: n for c, n in zip(columns, items_frame([], [], columns).columns[1:], strict=True)}
@@ -341,11 +346,15 @@ class AnnotationResult:
             records = [json.loads(line) for line in handle if line.strip()]
         items = pd.DataFrame({"item_id": [str(r["item_id"]) for r in records],
                               **{named[c]: [r.get(written[c]) for r in records] for c in columns}})
+        known = set(items["item_id"])
+        human = [v for v in human if v.item_id in known]  # reviews of items a new job left out
+        votes = votes_frame([*read_votes(run / "votes.jsonl"), *human])
+        reviewers = sorted({v.annotator for v in human})
         return cls(votes, task, items, samples=manifest["parameters"]["samples"],
-                   annotators=[m["name"] for m in manifest["models"]], manifest=manifest)
+                   annotators=[*(m["name"] for m in manifest["models"]), *reviewers], manifest=manifest)
 
 
-def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n_requested: int,
+def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n_requested: Any,
                 labels: Sequence[str]) -> Any:
     """The labels table: item_id, p_LABEL per label, label, confidence, margin, entropy
     confidence, n_valid, n_requested, valid_share, from item x label probabilities."""
