@@ -8,9 +8,15 @@ probability 0, so its items count as misses, as they do in accuracy):
   Guo et al. 2017): ``ECE = Σ_b |B_b|/n · |acc(B_b) − conf(B_b)|``;
 * Brier score (Brier 1950), multi-class: ``mean_i Σ_k (p_ik − 1[y_i = k])²``;
 * reliability curve: ``(conf(B_b), acc(B_b), |B_b|)`` per non-empty bin;
+* with item weights ``w_i`` (inverse inclusion probabilities, when the items people
+  labelled were drawn with unequal probabilities: Horvitz & Thompson 1952) every mean
+  above is the weighted mean, ``|B_b|/n`` becomes ``Σ_{i∈B_b} w_i / Σ_i w_i``, and an
+  item of weight 0 is left out (the curve's ``n`` counts the items of positive weight);
 * accuracy–coverage: items sorted by confidence, highest first; at coverage ``q`` the
   accuracy of the top ``⌈qn⌉`` items. The curve says how accurate the labels you keep
   are if you keep only the most confident ones, and the other end is the review queue.
+
+These figures measure calibration; :mod:`~llm_annotator.analysis.recalibrate` corrects it.
 """
 
 from __future__ import annotations
@@ -20,29 +26,63 @@ from typing import Any
 
 import numpy as np
 
+from llm_annotator.core.errors import ConfigError
 
-def _arrays(probs: np.ndarray, gold: Sequence[Any], labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and gold codes of the items with a gold label and a soft label.
+
+def item_weights(weights: Any, n: int) -> np.ndarray:
+    """``weights`` as a float array of ``n`` finite, non-negative values (ones when None).
+
+    Raises :class:`~llm_annotator.core.errors.ConfigError` naming what is wrong otherwise.
+    """
+    if weights is None:
+        return np.ones(n)
+    try:
+        w = np.asarray(weights, dtype=float)
+    except (TypeError, ValueError):
+        raise ConfigError(f"weights must be numbers, got {weights!r:.80}",
+                          fix="pass one non-negative number per item, e.g. 1 / inclusion probability") from None
+    if w.ndim != 1 or len(w) != n:
+        raise ConfigError(f"weights must hold one number per item: got shape {w.shape}, expected ({n},)",
+                          fix="pass weights aligned with the rows of probs (one per item)")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ConfigError("weights must be finite and non-negative",
+                          fix="use 1 / inclusion probability per item, or 0 to leave an item out")
+    return w
+
+
+def _arrays(probs: np.ndarray, gold: Sequence[Any], labels: Sequence[str],
+            weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probabilities, gold codes and weights of the items with a gold label, a soft label
+    and a positive weight.
 
     A gold label outside ``labels`` is a class of probability 0, as in
     :func:`~llm_annotator.analysis.agreement.vs_gold`: the item counts, as a miss.
     """
     from llm_annotator.analysis.agreement import label_set
 
+    w = np.ones(len(probs)) if weights is None else weights
     classes = label_set(list(labels), gold)
     index = {label: k for k, label in enumerate(classes)}
     probs = np.hstack([probs, np.zeros((len(probs), len(classes) - len(labels)))])
-    keep = np.array([g in index and not np.isnan(p).any() for g, p in zip(gold, probs, strict=True)], dtype=bool)
+    keep = np.array([g in index and not np.isnan(p).any() and v > 0
+                     for g, p, v in zip(gold, probs, w, strict=True)], dtype=bool)
     y = np.array([index[g] for g, k in zip(gold, keep, strict=True) if k], dtype=int)
-    return probs[keep], y
+    return probs[keep], y, w[keep]
 
 
-def calibration(probs: np.ndarray, gold: Sequence[Any], labels: Sequence[str], *, bins: int = 10) -> dict[str, Any]:
-    """ECE, Brier score and the reliability curve of soft labels against gold labels."""
-    p, y = _arrays(np.asarray(probs, dtype=float), gold, labels)
+def calibration(probs: np.ndarray, gold: Sequence[Any], labels: Sequence[str], *, bins: int = 10,
+                weights: Any = None) -> dict[str, Any]:
+    """ECE, Brier score and the reliability curve of soft labels against gold labels.
+
+    ``weights`` (one per row of ``probs``, default all 1) make every figure a weighted
+    mean over the items; ``n`` is the number of items of positive weight.
+    """
+    probs = np.asarray(probs, dtype=float)
+    p, y, w = _arrays(probs, gold, labels, item_weights(weights, len(probs)))
     n = len(y)
     if n == 0:
         return {"n": 0, "ece": float("nan"), "brier": float("nan"), "reliability": []}
+    total = w.sum()
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(float)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -52,13 +92,14 @@ def calibration(probs: np.ndarray, gold: Sequence[Any], labels: Sequence[str], *
     for b in range(bins):
         mask = which == b
         if mask.any():
-            acc, avg = correct[mask].mean(), conf[mask].mean()
-            ece += mask.sum() / n * abs(acc - avg)
+            mass = w[mask].sum()
+            acc, avg = (w[mask] @ correct[mask]) / mass, (w[mask] @ conf[mask]) / mass
+            ece += mass / total * abs(acc - avg)
             curve.append({"bin": [float(edges[b]), float(edges[b + 1])], "confidence": float(avg),
                           "accuracy": float(acc), "n": int(mask.sum())})
     onehot = np.zeros_like(p)
     onehot[np.arange(n), y] = 1.0
-    brier = float(((p - onehot) ** 2).sum(axis=1).mean())
+    brier = float(w @ ((p - onehot) ** 2).sum(axis=1) / total)
     return {"n": n, "ece": float(ece), "brier": brier, "reliability": curve}
 
 
@@ -93,4 +134,4 @@ def bootstrap(statistic: Any, n_items: int, *, rounds: int = 1000, seed: int = 0
             "high": float(np.quantile(values, 1 - alpha)), "rounds": rounds}
 
 
-__all__ = ["accuracy_coverage", "bootstrap", "calibration"]
+__all__ = ["accuracy_coverage", "bootstrap", "calibration", "item_weights"]
