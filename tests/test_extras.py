@@ -13,9 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: the distribution of an import name, where the two differ
-DISTRIBUTION = {"yaml": "pyyaml", "llama_cpp": "llama-cpp-python", "sklearn": "scikit-learn"}
+DISTRIBUTION = {"ppi_py": "ppi-python", "yaml": "pyyaml", "llama_cpp": "llama-cpp-python", "sklearn": "scikit-learn"}
 #: packages only some features need, and the extra that installs them
-OPTIONAL = {"matplotlib": "report", "datasets": "hf", "llama_cpp": "local"}
+OPTIONAL = {"matplotlib": "report", "datasets": "hf", "llama_cpp": "local", "scipy": "trust", "sklearn": "trust",
+            "ppi_py": "trust"}
 
 
 def requirement_names(requirements):
