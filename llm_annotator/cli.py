@@ -171,6 +171,12 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
                                       "or import the reviewers' answers (--import)")
     p.add_argument("run", help="a run directory written by 'annotate'")
     p.add_argument("-n", "--items", type=int, default=100, help="how many items (default 100)")
+    p.add_argument("--strategy", default="interval", choices=["interval", "random", "confidence", "disagreement"],
+                   help="how the items are chosen (default interval): interval draws at random, weighted towards "
+                        "uncertain items, random draws uniformly (both let the answers stand for the corpus); "
+                        "confidence takes the least confident, disagreement the most disputed first (they find "
+                        "errors, but calibration and corpus estimates cannot use them)")
+    p.add_argument("--seed", type=int, help="seed of the random strategies (default: the round's number)")
     p.add_argument("--text-column", help="input column shown to reviewers in Label Studio (default: the first text column)")
     p.add_argument("--out", help="output prefix (default: RUN/review → review.csv, review.label_studio.json)")
     p.add_argument("--import", dest="import_file", metavar="FILE",
@@ -371,13 +377,22 @@ def cmd_review(args: argparse.Namespace) -> int:
         counts = import_reviews(args.run, args.import_file, reviewer=args.reviewer, label_column=args.label_column)
         print(f"{args.import_file}: {counts['added']} answers added, {counts['updated']} changed, "
               f"{counts['unchanged']} already recorded ({', '.join(counts['reviewers']) or 'no reviewer'})")
+        written = counts["labels"]
+        print(f"labels.csv, labels.jsonl: review_label of {written['reviewed']} items" + (
+            f"; consensus calibrated ({written['method']}) on {written['calibrated_on']} items drawn at random"
+            if written["calibrated_on"] else "; not calibrated (needs 20 reviewed items drawn at random by "
+                                             "--strategy interval or random, and the trust extra)"))
         if counts["invalid"]:
             print(f"{counts['invalid']} answers are not labels of the task: kept as invalid votes "
                   f"(out_of_label_set)", file=sys.stderr)
         return 0
     result = AnnotationResult.load(args.run)
     prefix = Path(args.out) if args.out else Path(args.run) / "review"
-    paths = export_review(result, prefix, n=args.items, text_column=args.text_column)
+    paths = export_review(result, prefix, n=args.items, text_column=args.text_column, strategy=args.strategy,
+                          seed=args.seed)
+    from llm_annotator.outputs.review import STRATEGIES
+
+    print(f"strategy {args.strategy}: {STRATEGIES[args.strategy]}")
     for path in paths:
         print(f"wrote {path}")
     return 0

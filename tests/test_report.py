@@ -85,7 +85,7 @@ def test_report_without_matplotlib_has_its_tables_and_says_how_to_get_the_plots(
 
 
 def test_review_export_csv_and_label_studio(run_dir):
-    proc = subprocess.run([sys.executable, "-m", "llm_annotator", "review", str(run_dir), "-n", "10"],
+    proc = subprocess.run([sys.executable, "-m", "llm_annotator", "review", str(run_dir), "-n", "10", "--strategy", "confidence"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     queue = pd.read_csv(run_dir / "review.csv")

@@ -49,8 +49,14 @@ def test_label_studio_export_becomes_one_annotator_per_reviewer(run_dir, tmp_pat
         "r2": [(1, "angry", "2026-11-29T10:00:00Z")],             # not a label: an invalid vote, kept
     })))
     counts = import_reviews(run_dir, export)
-    assert counts == {"added": 4, "updated": 0, "unchanged": 0, "invalid": 1,
-                      "reviewers": ["human:label-studio-1", "human:label-studio-2"]}
+    assert {k: v for k, v in counts.items() if k != "labels"} == {
+        "added": 4, "updated": 0, "unchanged": 0, "invalid": 1,
+        "reviewers": ["human:label-studio-1", "human:label-studio-2"]}
+    # labels.* carry the reviewers' label beside the models' consensus; three items cannot calibrate
+    assert counts["labels"] == {"reviewed": 2, "calibrated_on": 0, "method": "temperature"}
+    written = pd.read_csv(run_dir / "labels.csv").set_index("item_id")
+    assert written.loc["r1", "review_label"] == "negative" and pd.isna(written.loc["r2", "review_label"])
+    assert "cal_label" not in written.columns
     result = AnnotationResult.load(run_dir)
     assert result.annotators == ["model-a", "human:label-studio-1", "human:label-studio-2"]
     human = result.votes[result.votes["annotator"].str.startswith("human:")].set_index(["item_id", "annotator"])

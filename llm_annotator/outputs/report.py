@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from llm_annotator.core.votes import error_counts
+from llm_annotator.store.reviews import is_human
 
 NO_PLOTS = "The plots need matplotlib: pip install 'llm-annotator-kit[report]'"
 
@@ -134,6 +135,82 @@ def _coverage_plot(plt: Any, curve: list[dict[str, float]]) -> str:
     return _figure_uri(fig)
 
 
+def _shares_plot(plt: Any, shares: list[dict[str, Any]]) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 0.55 * len(shares) + 1.4))
+    for k, row in enumerate(shares):
+        for offset, key, colour in ((-0.15, "human_only", "tab:grey"), (0.15, "ppi_power", "tab:blue")):
+            figure = row[key]
+            ax.plot([figure["low"], figure["high"]], [k + offset] * 2, color=colour, linewidth=3,
+                    label=("people only" if key == "human_only" else "PPI++") if k == 0 else None)
+            ax.plot(figure["estimate"], k + offset, "o", color=colour, markersize=4)
+        ax.plot(row["llm_share"], k, "x", color="tab:red", label="models only" if k == 0 else None)
+    ax.set_yticks(range(len(shares)), [row["label"] for row in shares], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the corpus")
+    ax.legend(fontsize=7)
+    ax.set_title(f"Label shares, {shares[0]['level']:.0%} intervals", fontsize=9)
+    return _figure_uri(fig)
+
+
+def _interval(figure: dict[str, Any]) -> str:
+    return f"{figure['estimate']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]"
+
+
+def trust_sections(result: Any, figures: dict[str, Any], image: Any) -> list[str]:
+    """The report's part on human labels: agreement, calibration, corpus estimates, panel, next items."""
+    seen = figures["reviewed"]
+    design = {"random": "drawn at random", "interval": "drawn at random, weighted towards uncertain items",
+              "chosen": "chosen, not drawn at random", "column": "a gold column, taken as a random sample"}
+    out = ["<h2>Trust from human labels</h2>",
+           f"<p>{seen['n']} items labelled by {html.escape(seen['source'])}; "
+           f"{html.escape(design.get(seen['design'], seen['design']))}; {seen['n_for_corpus']} stand for the "
+           f"corpus in calibration and corpus estimates.</p>"]
+    if seen["n_for_corpus"] == 0:
+        out.append('<p class="note">No reviewed item was drawn at random, so calibration and corpus estimates '
+                   "would be biased and are left out. Export the next items with "
+                   "<code>llm-annotator review RUN --strategy interval</code> (or random).</p>")
+    rows = [[n, v["n"], v["accuracy"], v["macro_f1"], v["uar"], v["cohen_kappa"]]
+            for n, v in figures["agreement"]["vs_human"].items()]
+    out += ["<h3>Agreement with people (reviewed items)</h3>",
+            _table(["annotator", "n", "accuracy", "macro-F1", "UAR", "Cohen's kappa"], rows)]
+    if figures.get("calibration"):
+        rows = [[n, c["method"], c["n"], c["before"]["ece"], c["after"]["ece"], c["before"]["brier"],
+                 c["after"]["brier"]] for n, c in figures["calibration"].items()]
+        out += ["<h3>Calibration fitted on the reviewed items (cross-fitted)</h3>",
+                _table(["annotator", "method", "n", "ECE before", "ECE after", "Brier before", "Brier after"], rows),
+                "<p>Each fold's items are scored by a calibration fitted on the other folds. labels.csv holds the "
+                "calibrated consensus (cal_p_*, cal_label, cal_confidence).</p>"]
+    if figures.get("shares"):
+        rows = [[r["label"], r["llm_share"], _interval(r["human_only"]), _interval(r["ppi_power"]),
+                 r["ppi_power"]["lambda"], _interval(r["ppi"])] for r in figures["shares"]]
+        out += [f"<h3>Label shares of the corpus ({figures['shares'][0]['level']:.0%} intervals)</h3>",
+                _table(["label", "models only", "people only", "PPI++ (models + people)", "λ", "PPI (λ = 1)"],
+                       rows), image("label shares", _shares_plot, figures["shares"])]
+    if figures.get("accuracy"):
+        rows = [[n, _interval(a["human_only"]), _interval(a["ppi_power"])] for n, a in figures["accuracy"].items()]
+        out += ["<h3>Accuracy over the corpus</h3>", _table(["annotator", "people only", "PPI++"], rows)]
+    if figures.get("panel"):
+        panel = figures["panel"]
+        rows = [[p["a"], p["b"], p["phi"], p["n"], p["both_wrong"]] for p in panel["pairs"]]
+        out += ["<h3>Annotators that fail together</h3>",
+                _table(["annotator", "annotator", "error correlation (phi)", "n", "both wrong"], rows),
+                f"<p>{len(panel['annotators'])} annotators count as {_fmt(panel['effective_number'])} independent "
+                f"ones (mean phi {_fmt(panel['mean_phi'])}; eigenvalue figure "
+                f"{_fmt(panel['effective_number_eigen'])}).</p>"]
+    if figures.get("distance"):
+        d = figures["distance"]
+        out += ["<h3>Distance to the people's label distribution</h3>",
+                _table(["items", "Jensen-Shannon", "KL(people ‖ models)", "total variation"],
+                       [[d["n"], d["jensen_shannon"], d["kl_human_llm"], d["total_variation"]]])]
+    nxt = figures["next"]
+    texts = result.items.set_index("item_id")
+    rows = [[item, " | ".join(str(texts.loc[item].get(c, "")) for c in result.items.columns[1:3])[:160]]
+            for item in nxt["items"]]
+    out += [f"<h3>Next items to review (strategy {html.escape(nxt['strategy'])})</h3>",
+            _table(["item", "input"], rows)]
+    return out
+
+
 def write_report(result: Any, path: str | Path, *, gold: str | None = None, uncertain: int = 25) -> Path:
     """Write the HTML report of ``result`` to ``path``; ``gold`` names a reference column."""
     from llm_annotator.analysis.calibration import accuracy_coverage
@@ -193,6 +270,14 @@ def write_report(result: Any, path: str | Path, *, gold: str | None = None, unce
             correct = np.array([consensus["label"].iloc[i] == gold_values[i] for i in keep])
             curve = accuracy_coverage(consensus["confidence"].to_numpy()[keep], correct)
             sections.append(image("accuracy coverage", _coverage_plot, curve))
+    if result.votes["annotator"].map(is_human).any() or gold_values is not None:
+        from llm_annotator.outputs.trust import NO_TRUST, trust, trust_available
+
+        if trust_available():
+            with_people = trust(result, None if result.votes["annotator"].map(is_human).any() else gold)
+            sections += trust_sections(result, with_people, image)
+        else:
+            sections.append(f'<p class="note">{html.escape(NO_TRUST)}.</p>')
     review = consensus.sort_values(["confidence", "margin"], na_position="first").head(uncertain)
     votes = result.votes.groupby("item_id")
     rows = []

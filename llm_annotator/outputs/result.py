@@ -33,14 +33,16 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 #: The columns the labels table puts beside the input's, besides one ``p_<label>`` per label.
 LABEL_COLUMNS = ("item_id", "label", "confidence", "margin", "entropy_confidence", "n_valid", "n_requested",
-                 "valid_share", "soft_label")
+                 "valid_share", "soft_label",
+                 # after reviews are imported: the reviewers' label and the calibrated consensus
+                 "review_label", "cal_label", "cal_confidence")
 
 
 def output_names(columns: Iterable[str], labels: Sequence[str] = ()) -> dict[str, str]:
     """Input column -> its name in the labels files: itself, or ``input_<name>`` (more
     ``input_`` while the name is taken by the labels table or by another input column)."""
     columns = list(columns)
-    taken = {*LABEL_COLUMNS, *(f"p_{x}" for x in labels)}
+    taken = {*LABEL_COLUMNS, *(f"p_{x}" for x in labels), *(f"cal_p_{x}" for x in labels)}
     names: dict[str, str] = {}
     for column in columns:
         name = column
@@ -149,6 +151,7 @@ class AnnotationResult:
         self.samples = samples
         self.annotators = list(annotators)
         self.manifest = manifest or {}
+        self.run_dir: Path | None = None  # set by load(): where review rounds are recorded
 
     def __repr__(self) -> str:
         valid = int(self.votes["label"].notna().sum())
@@ -266,15 +269,24 @@ class AnnotationResult:
         from llm_annotator.core.votes import votes_frame
 
         votes = pd.concat([self.votes, votes_frame(extra)], ignore_index=True)
-        return AnnotationResult(votes, self.task, self.items, samples=self.samples,
-                                annotators=[*self.annotators, *columns], manifest=self.manifest)
+        return self.derive(votes, [*self.annotators, *columns])
+
+    def models_only(self) -> AnnotationResult:
+        """This result without its reviewers (``human:`` annotators): what the models said."""
+        return self.without([a for a in self.annotators if is_human(a)])
 
     def without(self, annotators: Sequence[str]) -> AnnotationResult:
         """This result with the votes of ``annotators`` left out."""
         drop = set(annotators)
         votes = self.votes[~self.votes["annotator"].isin(drop)].reset_index(drop=True)
-        return AnnotationResult(votes, self.task, self.items, samples=self.samples,
-                                annotators=[a for a in self.annotators if a not in drop], manifest=self.manifest)
+        return self.derive(votes, [a for a in self.annotators if a not in drop])
+
+    def derive(self, votes: Any, annotators: Sequence[str], items: Any = None) -> AnnotationResult:
+        """A result of the same task and run with other votes, annotators or input columns."""
+        out = AnnotationResult(votes, self.task, self.items if items is None else items, samples=self.samples,
+                               annotators=annotators, manifest=self.manifest)
+        out.run_dir = self.run_dir
+        return out
 
     def dawid_skene(self, *, per_sample: bool = False, n_iter: int = 100, tol: float = 1e-5) -> Any:
         """Fit Dawid-Skene over the valid votes (each model an annotator; or each sample)."""
@@ -350,8 +362,10 @@ class AnnotationResult:
         human = [v for v in human if v.item_id in known]  # reviews of items a new job left out
         votes = votes_frame([*read_votes(run / "votes.jsonl"), *human])
         reviewers = sorted({v.annotator for v in human})
-        return cls(votes, task, items, samples=manifest["parameters"]["samples"],
-                   annotators=[*(m["name"] for m in manifest["models"]), *reviewers], manifest=manifest)
+        loaded = cls(votes, task, items, samples=manifest["parameters"]["samples"],
+                     annotators=[*(m["name"] for m in manifest["models"]), *reviewers], manifest=manifest)
+        loaded.run_dir = run
+        return loaded
 
 
 def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n_requested: Any,

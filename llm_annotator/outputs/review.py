@@ -1,13 +1,20 @@
-"""The items a person should look at first, for the tools people already use.
+"""The items people should check next, for the tools people already use, and the way back.
 
-Items are ranked by the consensus confidence (top probability of the combined soft
-label), lowest first, then by margin; items where annotators' own labels disagree are
-flagged. Exports: a CSV and Label Studio pre-annotations (tasks with predictions, the
-consensus label as a ``choices`` result and its probability as the prediction ``score``).
+Out: ``review`` chooses ``n`` items not reviewed yet by a strategy of
+:func:`~llm_annotator.analysis.selection.choose` (``interval`` by default: drawn at
+random, weighted towards uncertain items, so that the answers may stand for the corpus;
+``random``; or ``confidence`` and ``disagreement``, which find errors but are no sample
+of the corpus), records the choice in the run's ``review_rounds.jsonl``, and writes a CSV
+(with an empty ``review_label`` column for the reviewer) and Label Studio tasks with
+predictions (the consensus label as a ``choices`` result, its probability as ``score``).
+
+Back: :func:`import_reviews` reads a Label Studio export or the filled CSV into the run as
+votes of ``human:NAME`` annotators (:mod:`llm_annotator.store.reviews`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -15,20 +22,47 @@ from typing import Any
 from llm_annotator.core.errors import ConfigError, DataError
 from llm_annotator.store.files import write_atomic
 
+#: What each strategy means, as ``review`` says it.
+STRATEGIES = {
+    "interval": "drawn at random, weighted towards uncertain items (valid for corpus estimates)",
+    "random": "a simple random sample (valid for corpus estimates)",
+    "confidence": "lowest consensus confidence first (finds errors; no sample of the corpus)",
+    "disagreement": "most disagreement between annotators first (finds errors; no sample of the corpus)",
+}
 
-def review_queue(result: Any, n: int = 100) -> Any:
-    """The ``n`` items most in need of review, with inputs, consensus and each annotator's label."""
+
+def review_queue(result: Any, n: int = 100, *, strategy: str = "interval", seed: int | None = None) -> Any:
+    """The ``n`` items to review next by ``strategy``, with inputs, the models' consensus,
+    each model's label and, for the random strategies, each item's inclusion probability.
+
+    Items already reviewed (with a ``human:`` vote) are not chosen again. ``seed``
+    defaults to the number of earlier review rounds, so each round draws anew."""
     from llm_annotator.analysis.agreement import annotator_labels
+    from llm_annotator.analysis.selection import choose
+    from llm_annotator.outputs.trust import disagreement
+    from llm_annotator.store.reviews import is_human, read_rounds
 
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown review strategy {strategy!r}", fix=f"use one of {', '.join(STRATEGIES)}")
+    if seed is None:
+        seed = len(read_rounds(result.run_dir)) if result.run_dir is not None else 0
+    models = result.models_only()
     order = result.items["item_id"].tolist()
-    table = annotator_labels(result.votes, result.task.labels, order)
-    consensus = result.labels()
+    table = annotator_labels(models.votes, result.task.labels, order)
+    consensus = models.labels()
     frame = result.items.merge(consensus, on="item_id")
     for name in table.columns:
         frame[f"label_{name}"] = table[name].reindex(order).to_numpy()
     frame["annotators_disagree"] = table.nunique(axis=1, dropna=True).reindex(order).to_numpy() > 1
-    ranked = frame.sort_values(["confidence", "margin"], na_position="first", kind="stable")
-    return ranked.head(n).reset_index(drop=True)
+    done = set(result.votes.loc[result.votes["annotator"].map(is_human), "item_id"])
+    probs = consensus[[f"p_{x}" for x in result.labels_order]].to_numpy(dtype=float)
+    chosen = choose(strategy, n, confidence=consensus["confidence"].to_numpy(dtype=float),
+                    disagreement=disagreement(models), probs=probs,
+                    exclude=[i for i, item in enumerate(order) if item in done], seed=seed)
+    queue = frame.iloc[list(chosen.indices)].reset_index(drop=True)
+    queue["inclusion_probability"] = list(chosen.inclusion) if chosen.inclusion is not None else None
+    queue.attrs.update(strategy=strategy, seed=seed, eligible=chosen.n_eligible)
+    return queue
 
 
 def label_studio_tasks(queue: Any, labels: list[str], text_column: str) -> list[dict[str, Any]]:
@@ -53,9 +87,13 @@ def _float(value: Any) -> float | None:
     return None if value != value else value
 
 
-def export_review(result: Any, prefix: str | Path, *, n: int = 100, text_column: str | None = None) -> list[Path]:
-    """Write ``PREFIX.csv`` and ``PREFIX.label_studio.json``; return their paths."""
-    queue = review_queue(result, n)
+def export_review(result: Any, prefix: str | Path, *, n: int = 100, text_column: str | None = None,
+                  strategy: str = "interval", seed: int | None = None) -> list[Path]:
+    """Write ``PREFIX.csv`` and ``PREFIX.label_studio.json`` of the items :func:`review_queue`
+    chooses, and record the round in the run directory; return the two paths."""
+    from llm_annotator.store.reviews import append_round
+
+    queue = review_queue(result, n, strategy=strategy, seed=seed)
     inputs = [c for c in result.items.columns if c != "item_id"]
     if text_column is None:
         text_column = next((c for c in inputs if c.lower() in ("utterance", "text", "sentence")),
@@ -76,6 +114,13 @@ def export_review(result: Any, prefix: str | Path, *, n: int = 100, text_column:
     json_path = prefix.with_name(prefix.name + ".label_studio.json")
     tasks = label_studio_tasks(queue, list(result.task.labels), text_column)
     write_atomic(json_path, json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")
+    if result.run_dir is not None:
+        probabilities = queue["inclusion_probability"].tolist()
+        append_round(result.run_dir, {
+            "strategy": strategy, "seed": queue.attrs["seed"], "n": len(queue), "eligible": queue.attrs["eligible"],
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "items": {str(item): (None if p is None or p != p else float(p))
+                      for item, p in zip(queue["item_id"], probabilities, strict=True)}})
     return [csv_path, json_path]
 
 
@@ -185,10 +230,12 @@ def import_reviews(run_dir: str | Path, path: str | Path, *, reviewer: str | Non
     second import of the same answers adds nothing; a changed answer replaces the old one.
     An answer outside the label set is kept as an invalid vote (``out_of_label_set``).
     Nothing is recorded when any answer names an item that is not in the run.
-    Returns counts: ``added``, ``updated``, ``unchanged``, ``invalid``, and ``reviewers``.
+    Returns counts: ``added``, ``updated``, ``unchanged``, ``invalid``, ``reviewers``, and ``labels``
+    (what :func:`~llm_annotator.outputs.trust.write_labels` wrote into labels.*).
     """
     from llm_annotator.outputs.columns import label_votes
     from llm_annotator.outputs.result import AnnotationResult
+    from llm_annotator.outputs.trust import write_labels
     from llm_annotator.store.reviews import HUMAN_PREFIX, merge_human_votes
     from llm_annotator.store.rundir import RunDir
 
@@ -217,6 +264,7 @@ def import_reviews(run_dir: str | Path, path: str | Path, *, reviewer: str | Non
         votes.append(vote(item, name, text, "human"))
     with RunDir(run_dir).open():
         counts: dict[str, Any] = merge_human_votes(run_dir, votes)
+        counts["labels"] = write_labels(run_dir)
     counts["invalid"] = sum(v.label is None for v in votes)
     counts["reviewers"] = sorted({v.annotator for v in votes})
     return counts

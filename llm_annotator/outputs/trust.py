@@ -1,0 +1,227 @@
+"""Trust from a few human labels: the run's model labels read against the items people labelled.
+
+One function, :func:`trust`, joins what the analysis layer computes from a run whose
+reviewers' answers were imported (``review --import``), or from a gold column:
+
+* agreement of every model and of their consensus with the reviewed labels;
+* calibration of soft labels fitted on the reviewed items, its gain cross-fitted;
+* the corpus's label shares and each model's accuracy, by prediction-powered inference
+  beside the human labels alone;
+* how far the models' errors go together (an effective number of annotators), and the
+  distance to the human label distribution where several people labelled an item;
+* the items people should check next.
+
+**Which reviewed items may stand for the corpus.** Corpus estimates and a calibration
+fitted for every item need reviewed items drawn at random: by ``review --strategy
+random`` (a simple random sample) or ``interval`` (at random with known, unequal
+probabilities, which the estimates weight by). Items chosen by lowest confidence or by
+disagreement are not such a sample: they count for agreement, never for corpus
+estimates or calibration, and the figures say so. A gold column (``gold=``) is taken as
+a random sample of the items that have a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from llm_annotator.core.errors import ConfigError
+
+#: Strategies whose items are drawn at random with known inclusion probabilities.
+RANDOM_DESIGNS = ("random", "interval")
+#: The smallest number of random-design reviewed items a calibration is fitted on.
+MIN_CALIBRATION = 20
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """The human labels of a run, aligned with its items."""
+
+    gold: list[str | None]          # per item: the reviewers' label (majority), None where none
+    source: str                     # what the labels are: the reviewers, or a gold column
+    design: str                     # "random", "interval", "chosen" or "column"
+    usable: np.ndarray              # per item: a label that may stand for the corpus
+    inclusion: np.ndarray | None    # per item: inclusion probability (None: a simple random sample)
+    distributions: np.ndarray       # items x labels: share of reviewers per label (NaN under 2 reviewers)
+
+    @property
+    def n(self) -> int:
+        return sum(g is not None for g in self.gold)
+
+
+def reviewed(result: Any, gold: str | None = None) -> Reviewed:
+    """The reviewed labels of ``result``: from a gold column, else from its ``human:`` votes
+    (the label most reviewers gave an item; a tie goes to the label listed first)."""
+    from llm_annotator.store.reviews import is_human, read_rounds
+
+    labels = result.labels_order
+    n_items = len(result.items)
+    if gold is not None:
+        values = result.gold_labels(gold)
+        usable = np.array([v is not None for v in values])
+        return Reviewed(values, f"column {gold}", "column", usable, None, np.full((n_items, len(labels)), np.nan))
+    votes = result.votes[result.votes["annotator"].map(is_human) & result.votes["label"].notna()]
+    index = {item: i for i, item in enumerate(result.items["item_id"])}
+    counts = np.zeros((n_items, len(labels)))
+    column = {label: k for k, label in enumerate(labels)}
+    for item, label in zip(votes["item_id"], votes["label"], strict=True):
+        counts[index[item], column[label]] += 1
+    total = counts.sum(axis=1)
+    values = [labels[int(np.argmax(row))] if row.sum() else None for row in counts]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distributions = np.where((total >= 2)[:, None], counts / total[:, None], np.nan)
+    reviewers = sorted(set(votes["annotator"]))
+    source = f"reviewers {', '.join(reviewers)}" if reviewers else "no reviewer"
+    # the design: each reviewed item by the last export for review that held it
+    drawn: dict[str, tuple[str, float | None]] = {}
+    for record in read_rounds(result.run_dir) if result.run_dir is not None else []:
+        for item, probability in record.get("items", {}).items():
+            drawn[item] = (record.get("strategy", "chosen"), probability)
+    pi = np.ones(n_items)
+    usable = np.zeros(n_items, dtype=bool)
+    strategies = set()
+    for item, i in index.items():
+        if values[i] is None:
+            continue
+        strategy, probability = drawn.get(item, ("chosen", None))
+        strategies.add(strategy if strategy in RANDOM_DESIGNS else "chosen")
+        if strategy in RANDOM_DESIGNS and probability:
+            usable[i] = True
+            pi[i] = float(probability)
+    design = "interval" if "interval" in strategies else "random" if "random" in strategies else "chosen"
+    inclusion = pi if design == "interval" else None
+    return Reviewed(values, source, design, usable, inclusion, distributions)
+
+
+def disagreement(result: Any) -> np.ndarray:
+    """Per item, 1 − the share of the most given label among the models' valid votes
+    (0 when they all agree or no vote is valid)."""
+    votes = result.votes[result.votes["label"].notna()]
+    counts = votes.groupby(["item_id", "label"]).size().unstack(fill_value=0)
+    share = counts.max(axis=1) / counts.sum(axis=1)
+    return (1.0 - share).reindex(result.items["item_id"]).fillna(0.0).to_numpy(dtype=float)
+
+
+NO_TRUST = "The trust figures need ppi-python, scikit-learn and scipy: pip install 'llm-annotator-kit[trust]'"
+
+
+def trust_available() -> bool:
+    """Whether the ``trust`` extra's packages are installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("ppi_py", "sklearn", "scipy"))
+
+
+def trust(result: Any, gold: str | None = None, *, level: float = 0.9, method: str = "temperature",
+          strategy: str = "interval", next_items: int = 10, seed: int = 0) -> dict[str, Any]:
+    """Every trust figure of a run (see the module docstring); ``gold`` an input column to
+    use instead of the reviewers' labels. Raises ConfigError when nothing was reviewed."""
+    from llm_annotator.analysis.agreement import annotator_labels
+    from llm_annotator.analysis.estimates import accuracy, label_shares
+    from llm_annotator.analysis.panel import distribution_distance, error_correlation
+    from llm_annotator.analysis.recalibrate import cross_fitted, fit_calibrator
+    from llm_annotator.analysis.selection import choose
+
+    if not trust_available():
+        raise ConfigError("the trust figures need the trust extra", fix="pip install 'llm-annotator-kit[trust]'")
+    people = reviewed(result, gold)
+    if people.n == 0:
+        raise ConfigError("no item of this run has a human label",
+                          fix="export items with 'llm-annotator review RUN', then import the reviewers' answers "
+                              "with 'llm-annotator review RUN --import FILE' (or name a gold column)")
+    models = result.models_only()
+    if gold is not None and gold in models.annotators:
+        models = models.without([gold])
+    labels = result.labels_order
+    order = result.items["item_id"].tolist()
+    consensus = models.labels()
+    probs = consensus[[f"p_{x}" for x in labels]].to_numpy(dtype=float)
+    per = models.soft_labels(by_annotator=True)
+    soft = {name: per[per.index.get_level_values("annotator") == name].droplevel("annotator")[labels]
+            .reindex(order).to_numpy(dtype=float) for name in models.annotators}
+    soft["consensus"] = probs
+    out: dict[str, Any] = {"reviewed": {"n": people.n, "source": people.source, "design": people.design,
+                                        "n_for_corpus": int(people.usable.sum()), "level": level}}
+    # agreement with people on every reviewed item
+    column = "reviewed label"
+    with_gold = models.derive(models.votes, models.annotators, models.items.assign(**{column: people.gold}))
+    figures = with_gold.agreement(gold=column, bootstrap=200, seed=seed)
+    out["agreement"] = {"vs_human": figures["vs_gold"], "ci": figures.get("ci", {})}
+    # calibration and corpus figures: random-design items only
+    usable = people.usable
+    design_gold = [g if u else None for g, u in zip(people.gold, usable, strict=True)]
+    weights = None if people.inclusion is None else 1.0 / people.inclusion[usable]
+    out["calibration"] = {}
+    if usable.sum() >= MIN_CALIBRATION:
+        kept = [g for g, u in zip(people.gold, usable, strict=True) if u]
+        for name, p in soft.items():
+            out["calibration"][name] = cross_fitted(p[usable], kept, labels, method=method, seed=seed,
+                                                    weights=weights)
+        calibrator = fit_calibrator(probs[usable], kept, labels, method=method, weights=weights)
+        out["calibrated"] = calibrator.apply(probs)
+        out["calibrator"] = calibrator
+    inclusion = None if people.inclusion is None else people.inclusion.tolist()
+    if usable.any():
+        out["shares"] = label_shares(probs, design_gold, labels, level=level, inclusion=inclusion)
+        out["accuracy"] = {}
+        table = annotator_labels(models.votes, labels, order, annotators=models.annotators)
+        for name in [*models.annotators, "consensus"]:
+            mine = consensus["label"].tolist() if name == "consensus" else table[name].tolist()
+            hit = [None if g is None else float(m == g) for m, g in zip(mine, design_gold, strict=True)]
+            column_of = {label: k for k, label in enumerate(labels)}
+            predicted = np.array([probs[i, column_of[m]] if isinstance(m, str) and m in column_of
+                                  and not np.isnan(probs[i]).any() else 0.0 for i, m in enumerate(mine)])
+            out["accuracy"][name] = accuracy(hit, predicted, level=level, inclusion=inclusion)
+        if len(models.annotators) > 1:
+            out["panel"] = error_correlation(table, people.gold, labels=labels)
+    several = ~np.isnan(people.distributions).any(axis=1)
+    if several.any():
+        out["distance"] = distribution_distance(probs[several], people.distributions[several])
+    reviewed_items = [i for i, g in enumerate(people.gold) if g is not None]
+    confidence = consensus["confidence"].to_numpy(dtype=float)
+    chosen = choose(strategy, next_items, confidence=confidence, disagreement=disagreement(models), probs=probs,
+                    exclude=reviewed_items, seed=seed)
+    out["next"] = {"strategy": strategy, "items": [order[i] for i in chosen.indices]}
+    return out
+
+
+def write_labels(run_dir: Any, *, method: str = "temperature") -> dict[str, Any]:
+    """Rewrite a run's ``labels.csv`` and ``labels.jsonl`` with what people said: the
+    models' consensus as before, ``review_label`` (the reviewers' label), and — with at
+    least :data:`MIN_CALIBRATION` reviewed items drawn at random — the consensus
+    calibrated on them (``cal_p_<label>``, ``cal_label``, ``cal_confidence``).
+    Returns ``{"reviewed": n, "calibrated_on": n or 0, "method": ...}``."""
+    from pathlib import Path
+
+    from llm_annotator.analysis.aggregate import argmax_labels
+    from llm_annotator.outputs.result import AnnotationResult
+
+    result = AnnotationResult.load(run_dir)
+    people = reviewed(result)
+    models = result.models_only()
+    frame = models.to_frame()
+    labels = result.labels_order
+    frame["review_label"] = people.gold
+    calibrated_on = int(people.usable.sum())
+    if calibrated_on >= MIN_CALIBRATION and trust_available():
+        from llm_annotator.analysis.recalibrate import fit_calibrator
+
+        probs = frame[[f"p_{x}" for x in labels]].to_numpy(dtype=float)
+        kept = [g for g, u in zip(people.gold, people.usable, strict=True) if u]
+        weights = None if people.inclusion is None else 1.0 / people.inclusion[people.usable]
+        calibrated = fit_calibrator(probs[people.usable], kept, labels, method=method, weights=weights).apply(probs)
+        for k, label in enumerate(labels):
+            frame[f"cal_p_{label}"] = calibrated[:, k]
+        frame["cal_label"] = argmax_labels(calibrated, labels)
+        frame["cal_confidence"] = calibrated.max(axis=1)
+    else:
+        calibrated_on = 0
+    run = Path(run_dir)
+    result.to_csv(run / "labels.csv", frame=frame)
+    result.to_jsonl(run / "labels.jsonl", frame=frame)
+    return {"reviewed": people.n, "calibrated_on": calibrated_on, "method": method}
+
+
+__all__ = ["NO_TRUST", "RANDOM_DESIGNS", "Reviewed", "disagreement", "reviewed", "trust", "trust_available", "write_labels"]
