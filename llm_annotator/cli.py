@@ -186,6 +186,18 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--label-column", default="review_label",
                    help="--import: the CSV column of answers (default review_label)")
 
+    p = sub.add_parser("trust", help="how far the labels hold against the reviewed items: agreement, calibration, "
+                                     "corpus label shares with PPI intervals, error correlation, next items")
+    p.add_argument("run", help="a run directory with imported reviews ('review --import')")
+    p.add_argument("--gold", help="an input column of reference labels, instead of the reviewers' answers")
+    p.add_argument("--level", type=float, default=0.9, help="confidence level of the intervals (default 0.9)")
+    p.add_argument("--method", default="temperature", choices=["temperature", "isotonic", "histogram"],
+                   help="calibration fitted on the reviewed items (default temperature)")
+    p.add_argument("--strategy", default="interval", choices=["interval", "random", "confidence", "disagreement"],
+                   help="how the next items to review are chosen (default interval)")
+    p.add_argument("-n", "--next", type=int, default=10, help="how many next items to name (default 10)")
+    p.add_argument("--out", help="JSON file to write (default: RUN/trust.json)")
+
     p = sub.add_parser("merge", help="merge the run directories of a sharded job into one")
     p.add_argument("runs", nargs="+", help="run directories of the shards")
     p.add_argument("--out", required=True, help="the merged run directory")
@@ -398,6 +410,20 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from llm_annotator.outputs.result import AnnotationResult
+    from llm_annotator.outputs.trust import format_trust, trust, trust_json
+    from llm_annotator.store.files import write_atomic
+
+    figures = trust(AnnotationResult.load(args.run), args.gold, level=args.level, method=args.method,
+                    strategy=args.strategy, next_items=args.next)
+    print(format_trust(figures))
+    out = Path(args.out) if args.out else Path(args.run) / "trust.json"
+    write_atomic(out, trust_json(figures))
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from llm_annotator.outputs.merge import merge_runs
 
@@ -451,7 +477,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"annotate": cmd_annotate, "plan": cmd_plan, "agree": cmd_agree, "report": cmd_report,
-            "review": cmd_review, "merge": cmd_merge, "batch": cmd_batch, "cache": cmd_cache, "templates": cmd_templates}
+            "review": cmd_review, "trust": cmd_trust, "merge": cmd_merge, "batch": cmd_batch, "cache": cmd_cache, "templates": cmd_templates}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

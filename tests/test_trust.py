@@ -158,3 +158,24 @@ def test_trust_without_reviews_says_how_to_get_them(run_dir):
     assert "review RUN --import" in caught.value.fix
     with pytest.raises(ConfigError, match="unknown review strategy 'lowest'"):
         review_queue(AnnotationResult.load(run_dir), 5, strategy="lowest")
+
+
+def test_trust_command_prints_the_figures_and_writes_json(run_dir):
+    cli = [sys.executable, "-m", "llm_annotator"]
+    exported = subprocess.run([*cli, "review", str(run_dir), "-n", "40", "--strategy", "random"],
+                              capture_output=True, text=True, timeout=120)
+    assert "strategy random: a simple random sample (valid for corpus estimates)" in exported.stdout
+    imported = answer_as_truth(run_dir, run_dir / "review.csv", "ana")
+    assert imported["labels"]["calibrated_on"] == 40
+    proc = subprocess.run([*cli, "trust", str(run_dir), "-n", "3", "--method", "isotonic"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "reviewed: 40 items (reviewers human:ana; design random; 40 stand for the corpus)" in proc.stdout
+    assert re.search(r"label shares of the corpus \(90% intervals\)", proc.stdout)
+    saved = json.loads((run_dir / "trust.json").read_text())
+    assert saved["reviewed"]["n"] == 40 and len(saved["next"]["items"]) == 3
+    assert {c["method"] for c in saved["calibration"].values()} == {"isotonic"}
+    assert [row["label"] for row in saved["shares"]] == LABELS
+    none = subprocess.run([*cli, "trust", str(run_dir), "--gold", "nothing"], capture_output=True, text=True,
+                          timeout=120)
+    assert none.returncode == 2 and "gold column 'nothing' is not an input column" in none.stderr

@@ -187,6 +187,55 @@ def trust(result: Any, gold: str | None = None, *, level: float = 0.9, method: s
     return out
 
 
+def format_trust(figures: dict[str, Any]) -> str:
+    """The trust figures as text for the terminal."""
+    seen = figures["reviewed"]
+    lines = [f"reviewed: {seen['n']} items ({seen['source']}; design {seen['design']}; "
+             f"{seen['n_for_corpus']} stand for the corpus)"]
+    if seen["n_for_corpus"] == 0:
+        lines.append("  no reviewed item was drawn at random: calibration and corpus estimates are left out "
+                     "(review --strategy interval or random)")
+    lines.append("agreement with people:")
+    for name, v in figures["agreement"]["vs_human"].items():
+        lines.append(f"  {name:<24} n={v['n']:<5} accuracy {v['accuracy']:.3f}  macro-F1 {v['macro_f1']:.3f}")
+    if figures.get("calibration"):
+        lines.append("calibration, cross-fitted (ECE before -> after, Brier before -> after):")
+        for name, c in figures["calibration"].items():
+            lines.append(f"  {name:<24} {c['before']['ece']:.3f} -> {c['after']['ece']:.3f}   "
+                         f"{c['before']['brier']:.3f} -> {c['after']['brier']:.3f}  ({c['method']}, n={c['n']})")
+
+    def interval(f: dict[str, Any]) -> str:
+        return f"{f['estimate']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
+
+    if figures.get("shares"):
+        level = figures["shares"][0]["level"]
+        lines.append(f"label shares of the corpus ({level:.0%} intervals): models only | people only | PPI++")
+        for row in figures["shares"]:
+            lines.append(f"  {row['label']:<16} {row['llm_share']:.3f} | {interval(row['human_only'])} | "
+                         f"{interval(row['ppi_power'])}")
+        lines.append("accuracy over the corpus: people only | PPI++")
+        for name, a in figures["accuracy"].items():
+            lines.append(f"  {name:<24} {interval(a['human_only'])} | {interval(a['ppi_power'])}")
+    if figures.get("panel"):
+        panel = figures["panel"]
+        lines.append(f"error correlation: mean phi {panel['mean_phi']:.3f}; {len(panel['annotators'])} annotators "
+                     f"count as {panel['effective_number']:.2f} independent ones")
+    if figures.get("distance"):
+        d = figures["distance"]
+        lines.append(f"distance to the people's distribution ({d['n']} items): Jensen-Shannon "
+                     f"{d['jensen_shannon']:.3f}, total variation {d['total_variation']:.3f}")
+    nxt = figures["next"]
+    lines.append(f"next items to review ({nxt['strategy']}): {', '.join(map(str, nxt['items']))}")
+    return "\n".join(lines)
+
+
+def trust_json(figures: dict[str, Any]) -> str:
+    """The trust figures as JSON text (the calibrated soft labels and the fitted map left out)."""
+    from llm_annotator.analysis.agreement import to_json
+
+    return to_json({k: v for k, v in figures.items() if k not in ("calibrated", "calibrator")})
+
+
 def write_labels(run_dir: Any, *, method: str = "temperature") -> dict[str, Any]:
     """Rewrite a run's ``labels.csv`` and ``labels.jsonl`` with what people said: the
     models' consensus as before, ``review_label`` (the reviewers' label), and — with at
@@ -224,4 +273,5 @@ def write_labels(run_dir: Any, *, method: str = "temperature") -> dict[str, Any]
     return {"reviewed": people.n, "calibrated_on": calibrated_on, "method": method}
 
 
-__all__ = ["NO_TRUST", "RANDOM_DESIGNS", "Reviewed", "disagreement", "reviewed", "trust", "trust_available", "write_labels"]
+__all__ = ["NO_TRUST", "RANDOM_DESIGNS", "Reviewed", "disagreement", "format_trust", "reviewed", "trust",
+           "trust_available", "trust_json", "write_labels"]
