@@ -179,6 +179,13 @@ def test_importing_ppi_py_leaves_the_warning_filters_alone() -> None:
                    env={**os.environ, "PYTHONWARNINGS": ""})
 
 
+def test_without_the_trust_extra_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ppi_py", None)
+    with pytest.raises(ConfigError, match="need ppi-python, which is not installed") as caught:
+        label_shares(np.array([[0.7, 0.3], [0.2, 0.8]]), ["a", None], ["a", "b"])
+    assert caught.value.fix == "pip install 'llm-annotator-kit[trust]'"
+
+
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: label_shares(np.ones((2, 2)) / 2, [None, None], ["a", "b"]), "no item has a human label"),
     (lambda: label_shares(np.ones((2, 2)) / 2, ["a"], ["a", "b"]), "human has 1 entries but the corpus has 2"),

@@ -27,8 +27,8 @@ sample. Three estimators, each with an interval at ``level`` (``z`` its normal q
 **Intervals that hold for small shares.** The normal interval uses the sample variance of
 ``Y``, near 0 when a rare label has one or two hits among the human labels, and
 under-covers: on MELT (``benchmarks/trust.py``, ``docs/trust.md``) the 90 % PPI++ normal
-interval of the share of fear (3 % of the corpus) covers about 80 % of the time from 100
-human labels. The reported ``low``/``high`` invert a score test instead, as Wilson's
+interval of the shares of fear and disgust (3 % of the corpus each) covers 77–81 % of
+the time from 100 human labels. The reported ``low``/``high`` invert a score test instead, as Wilson's
 interval does for a proportion. The estimator's error is, to first order,
 ``(1/n) Σ_L [w_i (Y_i − θ) − λ w_i (f_i − m)]``; at a hypothesised ``θ`` the human part
 takes its variance under that ``θ`` rather than the sample's:
@@ -43,7 +43,7 @@ label without one), ``B = mean_L w² (f − m)²`` and ``ρ̂`` the sample corre
 ``w (Y − θ̂_H)`` and ``w (f − m)`` (so the covariance is ``ρ̂ √(A B)``). The interval runs
 from the smallest to the largest accepted ``θ`` (a grid of 2,000 steps that also holds
 ``θ̂_λ``, then bisection). With ``λ = 0`` and no weights it is exactly Wilson's interval,
-the ``human_only`` one. On MELT the PPI++ score interval covers 88–92 % for every label
+the ``human_only`` one. On MELT the PPI++ score interval covers 88–93 % for every label
 at n = 100, 200 and 500, and is narrower than Wilson's (docs/trust.md).
 
 **A sample the estimators can trust.** The human-labelled items must be a simple random
@@ -72,15 +72,19 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from llm_annotator.core.errors import ConfigError
 
+#: one entry per corpus item: a list, tuple, pandas Series or one-dimensional array
+Column = Sequence[Any] | np.ndarray
 _GRID = 2000  # steps of the θ grid the score interval is first found on
+_TRUST = "pip install 'llm-annotator-kit[trust]'"
 _BISECT = 40  # bisection steps within a grid cell of 5e-4: below 1e-15
 
 
-def label_shares(probs: Any, human: Sequence[Any], labels: Sequence[str], *, level: float = 0.9,
-                 inclusion: Sequence[float | None] | None = None) -> list[dict[str, Any]]:
+def label_shares(probs: Any, human: Column, labels: Sequence[str], *, level: float = 0.9,
+                 inclusion: Column | None = None) -> list[dict[str, Any]]:
     """Each label's share of the corpus: LLM alone, human labels alone, PPI and PPI++.
 
     ``probs``: N×K LLM soft labels over ``labels`` (a NaN row: no valid answer);
@@ -102,11 +106,10 @@ def label_shares(probs: Any, human: Sequence[Any], labels: Sequence[str], *, lev
     level = _level(level)
     f, valid = _predictions(probs, len(names))
     n_items = f.shape[0]
-    human = _column(human, n_items, "human")
-    labelled = np.array([not _missing(h) for h in human], dtype=bool)
+    gold = _column(human, n_items, "human")
+    labelled = ~pd.isna(gold)
     _need_labels(labelled, "human", "a gold label")
-    y = np.array([[1.0 if h == name else 0.0 for name in names] for h, keep in zip(human, labelled, strict=True)
-                  if keep]).reshape(-1, len(names))
+    y = np.stack([gold[labelled] == name for name in names], axis=1).astype(float)
     w = _weights(inclusion, labelled, n_items)
     llm_share = np.asarray(probs, dtype=float)[valid].mean(axis=0) if valid.any() else f[0]
     rows = _estimate(y, f[labelled], f, w, level)
@@ -115,8 +118,8 @@ def label_shares(probs: Any, human: Sequence[Any], labels: Sequence[str], *, lev
             for name, share, row in zip(names, llm_share, rows, strict=True)]
 
 
-def accuracy(hit: Sequence[Any], predicted: Any, *, level: float = 0.9,
-             inclusion: Sequence[float | None] | None = None) -> dict[str, Any]:
+def accuracy(hit: Column, predicted: Any, *, level: float = 0.9,
+             inclusion: Column | None = None) -> dict[str, Any]:
     """An annotator's accuracy over the corpus from the items a person labelled.
 
     ``hit``: N values, 1/0 (or True/False) where a person labelled the item (the
@@ -135,15 +138,15 @@ def accuracy(hit: Sequence[Any], predicted: Any, *, level: float = 0.9,
     level = _level(level)
     f, valid = _predictions(predicted, 1, name="predicted")
     n_items = f.shape[0]
-    hit = _column(hit, n_items, "hit")
-    labelled = np.array([not _missing(h) for h in hit], dtype=bool)
+    hits = _column(hit, n_items, "hit")
+    labelled = ~pd.isna(hits)
     _need_labels(labelled, "hit", "a 1 or a 0")
-    bad = [i for i, h in enumerate(hit) if labelled[i] and h not in (0, 1)]
+    bad = [int(i) for i in np.flatnonzero(labelled) if hits[i] not in (0, 1) or isinstance(hits[i], str)]
     if bad:
-        raise ConfigError(f"hit[{bad[0]}] is {hit[bad[0]]!r}, not 1, 0 or None ({len(bad)} such items)",
+        raise ConfigError(f"hit[{bad[0]}] is {hits[bad[0]]!r}, not 1, 0 or None ({len(bad)} such items)",
                           fix="pass 1 where the annotator agreed with the person, 0 where not, None where "
                               "no person labelled the item")
-    y = np.array([float(h) for h, keep in zip(hit, labelled, strict=True) if keep]).reshape(-1, 1)
+    y = hits[labelled].astype(float).reshape(-1, 1)
     w = _weights(inclusion, labelled, n_items)
     row = _estimate(y, f[labelled], f, w, level)[0]
     return {"level": level, "n_items": n_items, "n_human": int(labelled.sum()),
@@ -156,18 +159,21 @@ def accuracy(hit: Sequence[Any], predicted: Any, *, level: float = 0.9,
 def _ppi() -> Any:
     """ppi_py, imported so that its import-time ``warnings.simplefilter("ignore")`` (which
     would silence every warning of the process, RunWarning too) is undone."""
-    with warnings.catch_warnings():
-        import ppi_py
-        import ppi_py.ppi
+    try:
+        with warnings.catch_warnings():
+            import ppi_py
+            import ppi_py.ppi
+    except ImportError:
+        raise ConfigError("corpus estimates need ppi-python, which is not installed", fix=_TRUST) from None
     return ppi_py
 
 
 def _estimate(y: np.ndarray, f_lab: np.ndarray, f_all: np.ndarray, w: np.ndarray | None,
               level: float) -> list[dict[str, Any]]:
     """Human-only, PPI and PPI++ per column of ``y`` (n×K), ``f_lab`` (n×K), ``f_all`` (N×K)."""
+    ppi_py = _ppi()  # first: it needs scipy too
     from scipy.stats import norm
 
-    ppi_py = _ppi()
     n, k = y.shape
     n_all = f_all.shape[0]
     z = float(norm.ppf(0.5 + level / 2))
@@ -313,23 +319,17 @@ def _predictions(probs: Any, k: int, name: str = "probs") -> tuple[np.ndarray, n
     return np.clip(filled, 0.0, 1.0), valid
 
 
-def _column(values: Sequence[Any], n_items: int, name: str) -> list[Any]:
+def _column(values: Column, n_items: int, name: str) -> np.ndarray:
+    """``values`` as a one-dimensional object array of ``n_items`` entries."""
     if values is None or isinstance(values, str):
         raise ConfigError(f"{name} must be a sequence of {n_items} values", fix=f"pass {name} with one entry per item")
-    out = list(values)
+    entries = list(values)
+    out = np.empty(len(entries), dtype=object)
+    out[:] = entries
     if len(out) != n_items:
         raise ConfigError(f"{name} has {len(out)} entries but the corpus has {n_items} items (rows of the "
                           f"predictions)", fix=f"pass {name} with one entry per item, None where nobody labelled it")
     return out
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(value != value)  # NaN, pandas NA
-    except (TypeError, ValueError):
-        return False
 
 
 def _need_labels(labelled: np.ndarray, name: str, what: str) -> None:
@@ -339,7 +339,7 @@ def _need_labels(labelled: np.ndarray, name: str, what: str) -> None:
                               f"{what} for each of them")
 
 
-def _weights(inclusion: Sequence[float | None] | None, labelled: np.ndarray, n_items: int) -> np.ndarray | None:
+def _weights(inclusion: Column | None, labelled: np.ndarray, n_items: int) -> np.ndarray | None:
     """Inverse inclusion probabilities of the labelled items, or None (a simple random sample)."""
     if inclusion is None:
         return None
