@@ -77,6 +77,11 @@ NOT_RUN: dict[str, str] = {
     "--out runs/melt_dev_emotion_melt": "needs MELD's CSVs and about an hour of the embedded models",
     # docs/reliability.md
     "python benchmarks/faults.py --items 2000 --kills 10": "a benchmark of several minutes (docs/reliability.md)",
+    # docs/trust.md
+    "llm-annotator review runs/friends --import project-1-at-2026-11-29.json":
+        "the file stands for the reader's Label Studio export; tests/test_label_studio.py imports a real one",
+    "llm-annotator trust runs/friends":
+        "needs the answers of a person (review_label filled in); tests/test_trust.py runs it after an import",
     # docs/ser.md
     "python -m examples.ser.train --table TABLE.csv --audio-dir AUDIO --label-column emotion --speaker-column "
     "speaker --backbone facebook/wav2vec2-base --mode probe --epochs 100 --out runs/ser":
@@ -118,6 +123,9 @@ WRITES: dict[str, list[str]] = {
 
 #: Text a command must print.
 PRINTS: dict[str, str] = {
+    "llm-annotator review runs/friends -n 200": "strategy interval: drawn at random",
+    "llm-annotator review runs/friends --import runs/friends/review.csv --reviewer ana":
+        "0 answers added, 0 changed, 0 already recorded",
     "llm-annotator templates show ./toxicity.jinja": "name: toxicity",
     "llm-annotator templates list": "emotion_melt",
     "llm-annotator plan comments.csv -t ./toxicity.jinja -m gpt-4o": "gpt-4o",
