@@ -66,8 +66,8 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
 def write_labels(chunks: Iterable[tuple[Dataset, Any]], rows: Mapping[str, int], columns: Sequence[str],
                  sums: LabelSums, task: Task, n_requested: int, out_dir: Path) -> None:
     """labels.csv and labels.jsonl, chunk by chunk, each through a rename; the input
-    ``columns`` named as :func:`~llm_annotator.outputs.result.output_names` says."""
-    from llm_annotator.outputs.result import (
+    ``columns`` named as :func:`~llm_annotator.outputs.tables.output_names` says."""
+    from llm_annotator.outputs.tables import (
         item_table,
         items_frame,
         label_table,

@@ -103,7 +103,7 @@ def export_review(result: Any, prefix: str | Path, *, n: int = 100, text_column:
                           fix=f"use one of {', '.join(inputs)}")
     prefix = Path(prefix)
     csv_path = prefix.with_name(prefix.name + ".csv")
-    from llm_annotator.outputs.result import safe_cell
+    from llm_annotator.outputs.tables import safe_cell
 
     table = queue.copy()
     table["review_label"] = ""  # the reviewer's answer: 'llm-annotator review RUN --import review.csv'
