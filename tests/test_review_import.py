@@ -150,3 +150,21 @@ def test_bad_imports_say_what_and_record_nothing(run_dir, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "who reviewed is not said" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_one_label_studio_user_has_one_name_in_every_export(run_dir, tmp_path):
+    """The Export button writes completed_by as the id, a snapshot export as an object with
+    the e-mail, Label Studio's CSV the id as text: all three are one reviewer."""
+    button = label_studio_export({"r0": [(2, "positive", "2026-11-29T10:00:00Z")]})
+    snapshot = label_studio_export({"r0": [({"id": 2, "email": "bob@example.com", "first_name": ""}, "positive",
+                                            "2026-11-29T10:00:00Z")]})
+    (tmp_path / "button.json").write_text(json.dumps(button))
+    (tmp_path / "snapshot.json").write_text(json.dumps(snapshot))
+    (tmp_path / "export.csv").write_text("annotation_id,annotator,created_at,id,item_id,label,lead_time,text\n"
+                                         "4,2,2026-11-29,1,r0,positive,3.2,x\n5,3,2026-11-29,2,r1,neutral,1.0,y\n")
+    assert import_reviews(run_dir, tmp_path / "button.json")["reviewers"] == ["human:label-studio-2"]
+    again = import_reviews(run_dir, tmp_path / "snapshot.json")
+    assert (again["added"], again["unchanged"], again["reviewers"]) == (0, 1, ["human:label-studio-2"])
+    csv = import_reviews(run_dir, tmp_path / "export.csv")
+    assert (csv["added"], csv["unchanged"]) == (1, 1)
+    assert csv["reviewers"] == ["human:label-studio-2", "human:label-studio-3"]

@@ -133,9 +133,14 @@ def _reviewer_name(name: Any, where: str) -> str:
 
 
 def _label_studio_user(user: Any) -> str:
+    """One name per Label Studio user, whichever export: the Export button writes the
+    user's id (``2``; ``"2"`` in its CSV), a snapshot export an object with the id and
+    e-mail; both are ``label-studio-2``."""
     if isinstance(user, dict):
-        user = user.get("email") or user.get("username") or user.get("id")
-    return f"label-studio-{user}" if isinstance(user, int) else str(user)
+        user = user.get("id", user.get("email") or user.get("username"))
+    if isinstance(user, int) or (isinstance(user, str) and user.strip().isdigit()):
+        return f"label-studio-{int(user)}"
+    return str(user)
 
 
 def _choice_text(results: list[Any]) -> str | None:
@@ -194,15 +199,22 @@ def read_label_studio(path: Path) -> list[tuple[str, str, str, str]]:
 
 def read_review_csv(path: Path, *, reviewer: str | None,
                     label_column: str = "review_label") -> list[tuple[str, str, str, str]]:
-    """(item_id, reviewer, answer, where) of every filled ``label_column`` cell of a CSV
-    (the ``review.csv`` this module writes, with the reviewers' column filled in). The
-    reviewer is ``reviewer``, else a ``reviewer`` column."""
+    """(item_id, reviewer, answer, where) of every filled ``label_column`` cell of a CSV:
+    the ``review.csv`` this module writes, with the reviewers' column filled in (the
+    reviewer is ``reviewer``, else a ``reviewer`` column), or Label Studio's CSV export
+    (answers in ``label``, one reviewer per ``annotator`` id)."""
     import pandas as pd
 
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the CSV ({exc})", fix="save the reviewed table as UTF-8 CSV") from None
+    if {"annotator", "annotation_id", "label"} <= set(table.columns) and label_column not in table.columns:
+        if reviewer is not None and table["annotator"].nunique() > 1:
+            raise ConfigError(f"{path} holds the answers of {table['annotator'].nunique()} people; --reviewer "
+                              f"would merge them into one", fix="leave --reviewer out")
+        label_column = "label"
+        table["reviewer"] = table["annotator"].map(_label_studio_user)
     for needed in ("item_id", label_column):
         if needed not in table.columns:
             raise DataError(f"{path}: no column {needed!r}",
