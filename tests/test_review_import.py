@@ -65,9 +65,11 @@ def test_label_studio_export_becomes_one_annotator_per_reviewer(run_dir, tmp_pat
     assert human.loc[("r1", "human:label-studio-1"), "label"] == "negative"
     assert pd.isna(human.loc[("r2", "human:label-studio-1"), "label"])
     assert human.loc[("r2", "human:label-studio-1"), "error"] == "out_of_label_set:angry"
-    # the votes of the models are untouched, and the human ones count where they answered
+    # the consensus stays the models': the reviewers' votes are held against it, not mixed in
     labels = result.labels().set_index("item_id")
-    assert labels.loc["r0", "n_requested"] == 2 + 2 and labels.loc["r5", "n_requested"] == 2
+    models = result.models_only().labels().set_index("item_id")
+    assert labels.equals(models) and (labels["n_requested"] == 2).all()
+    assert result.soft_labels().equals(result.models_only().soft_labels())
     # agreement and Dawid-Skene take the reviewers like any annotator
     assert "human:label-studio-1" in result.agreement(bootstrap=0)["annotators"]
     assert "human:label-studio-1" in result.dawid_skene().annotators

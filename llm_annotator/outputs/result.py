@@ -62,21 +62,30 @@ class AnnotationResult:
 
     # -- soft labels and consensus -------------------------------------------------
     def soft_labels(self, *, by_annotator: bool = False, smoothing: float = 0.0) -> Any:
-        """Item x label probabilities, combined across annotators (or per annotator)."""
+        """Item x label probabilities, combined across the models (or per annotator,
+        reviewers included). Reviewers' votes (``human:``) never enter the combined soft
+        label: it is what the models say, which the reviewers' labels are held against."""
         per = aggregate.soft_labels(self.votes, self.task.labels, smoothing=smoothing)
         if by_annotator:
             return per
-        return aggregate.combine(per, self.task.labels, self.items["item_id"].tolist())
+        models = per[np.array([not is_human(a) for a in per.index.get_level_values("annotator")], dtype=bool)]
+        return aggregate.combine(models, self.task.labels, self.items["item_id"].tolist())
 
     def labels(self, method: str = "mean", *, smoothing: float = 0.0) -> Any:
         """Consensus label per item with confidence, margin, entropy confidence, n_valid, n_requested.
 
         ``method="mean"`` takes the argmax of the combined soft label;
-        ``method="majority"`` counts valid votes over all annotators and samples.
+        ``method="majority"`` counts valid votes over all annotators and samples;
+        ``method="dawid_skene"`` weighs every annotator, reviewers included, by its fitted
+        confusion matrix. Mean and majority are the models' consensus: reviewers' votes
+        (``human:``) are left out, as are they from ``n_valid`` and ``n_requested``.
         Ties go to the label listed first in the task.
         """
         import pandas as pd
 
+        people = [a for a in self.annotators if is_human(a)]
+        if people and method != "dawid_skene":
+            return self.models_only().labels(method, smoothing=smoothing)
         order = self.items["item_id"].tolist()
         if method == "mean":
             probs = self.soft_labels(smoothing=smoothing)
@@ -92,13 +101,10 @@ class AnnotationResult:
             probs = sums.div(sums.sum(axis=1), axis=0)
         else:
             raise ConfigError(f"unknown consensus method {method!r}", fix="use 'mean', 'majority' or 'dawid_skene'")
-        n_valid = self.votes[self.votes["label"].notna()].groupby("item_id").size()
-        # a model is asked `samples` times per item; a reviewer answers the items it reviewed
-        models = [a for a in self.annotators if not is_human(a)]
-        reviewed = self.votes[self.votes["annotator"].map(is_human)].groupby("item_id").size()
-        requested = self.samples * len(models) + reviewed.reindex(order).fillna(0).astype(int).to_numpy()
+        votes = self.votes[~self.votes["annotator"].isin(people)] if people else self.votes
+        n_valid = votes[votes["label"].notna()].groupby("item_id").size()
         return label_table(order, probs.to_numpy(dtype=float), n_valid.reindex(order).fillna(0).astype(int).to_numpy(),
-                           requested, self.labels_order)
+                           self.samples * (len(self.annotators) - len(people)), self.labels_order)
 
     # -- agreement ---------------------------------------------------------------------
     def gold_labels(self, column: str) -> list[Any]:

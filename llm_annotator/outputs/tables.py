@@ -128,7 +128,7 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
-def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n_requested: Any,
+def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n_requested: int,
                 labels: Sequence[str]) -> Any:
     """The labels table: item_id, p_LABEL per label, label, confidence, margin, entropy
     confidence, n_valid, n_requested, valid_share, from item x label probabilities."""
