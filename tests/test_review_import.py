@@ -53,7 +53,9 @@ def test_label_studio_export_becomes_one_annotator_per_reviewer(run_dir, tmp_pat
         "added": 4, "updated": 0, "unchanged": 0, "invalid": 1,
         "reviewers": ["human:label-studio-1", "human:label-studio-2"]}
     # labels.* carry the reviewers' label beside the models' consensus; three items cannot calibrate
-    assert counts["labels"] == {"reviewed": 2, "calibrated_on": 0, "method": "temperature"}
+    assert counts["labels"] == {"reviewed": 2, "calibrated_on": 0, "method": "temperature", "not_calibrated":
+                                "0 reviewed items drawn at random have a soft label; calibration needs 20 "
+                                "(review --strategy random, then import the answers)"}
     written = pd.read_csv(run_dir / "labels.csv").set_index("item_id")
     assert written.loc["r1", "review_label"] == "negative" and pd.isna(written.loc["r2", "review_label"])
     assert "cal_label" not in written.columns

@@ -85,11 +85,11 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
                                       "or import the reviewers' answers (--import)")
     p.add_argument("run", help="a run directory written by 'annotate'")
     p.add_argument("-n", "--items", type=int, default=100, help="how many items (default 100)")
-    p.add_argument("--strategy", default="interval", choices=["interval", "random", "confidence", "disagreement"],
-                   help="how the items are chosen (default interval): interval draws at random, weighted towards "
-                        "uncertain items, random draws uniformly (both let the answers stand for the corpus); "
-                        "confidence takes the least confident, disagreement the most disputed first (they find "
-                        "errors, but calibration and corpus estimates cannot use them)")
+    p.add_argument("--strategy", default="random", choices=["random", "interval", "confidence", "disagreement"],
+                   help="how the items are chosen (default random): random draws uniformly, interval at random "
+                        "weighted towards uncertain items (both let the answers stand for the corpus); confidence "
+                        "takes the least confident, disagreement the most disputed first (they find errors, but "
+                        "calibration and corpus estimates cannot use them). No item is chosen twice")
     p.add_argument("--seed", type=int, help="seed of the random strategies (default: the round's number)")
     p.add_argument("--text-column", help="input column shown to reviewers in Label Studio (default: the first text column)")
     p.add_argument("--out", help="output prefix (default: RUN/review → review.csv, review.label_studio.json)")
@@ -107,8 +107,8 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.9, help="confidence level of the intervals (default 0.9)")
     p.add_argument("--method", default="temperature", choices=["temperature", "isotonic", "histogram"],
                    help="calibration fitted on the reviewed items (default temperature)")
-    p.add_argument("--strategy", default="interval", choices=["interval", "random", "confidence", "disagreement"],
-                   help="how the next items to review are chosen (default interval)")
+    p.add_argument("--strategy", default="random", choices=["random", "interval", "confidence", "disagreement"],
+                   help="how the next items to review are chosen, as 'review' would choose them (default random)")
     p.add_argument("-n", "--next", type=int, default=10, help="how many next items to name (default 10)")
     p.add_argument("--out", help="JSON file to write (default: RUN/trust.json)")
 

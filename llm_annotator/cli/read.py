@@ -67,8 +67,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         written = counts["labels"]
         print(f"labels.csv, labels.jsonl: review_label of {written['reviewed']} items" + (
             f"; consensus calibrated ({written['method']}) on {written['calibrated_on']} items drawn at random"
-            if written["calibrated_on"] else "; not calibrated (needs 20 reviewed items drawn at random by "
-                                             "--strategy interval or random, and the trust extra)"))
+            if written["calibrated_on"] else f"; not calibrated: {written['not_calibrated']}"))
         if counts["invalid"]:
             print(f"{counts['invalid']} answers are not labels of the task: kept as invalid votes "
                   f"(out_of_label_set)", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from llm_annotator.core.errors import ConfigError
 from llm_annotator.core.votes import error_counts
 from llm_annotator.store.reviews import is_human
 
@@ -174,8 +175,9 @@ def trust_sections(result: Any, figures: dict[str, Any], image: Any) -> list[str
     out += ["<h3>Agreement with people (reviewed items)</h3>",
             _table(["annotator", "n", "accuracy", "macro-F1", "UAR", "Cohen's kappa"], rows)]
     if figures.get("calibration"):
-        rows = [[n, c["method"], c["n"], c["before"]["ece"], c["after"]["ece"], c["before"]["brier"],
-                 c["after"]["brier"]] for n, c in figures["calibration"].items()]
+        rows = [[n, c["method"], c["n"], *((c["before"]["ece"], c["after"]["ece"], c["before"]["brier"],
+                 c["after"]["brier"]) if "skipped" not in c else ("not fitted: " + c["skipped"], None, None, None))]
+                for n, c in figures["calibration"].items()]
         out += ["<h3>Calibration fitted on the reviewed items (cross-fitted)</h3>",
                 _table(["annotator", "method", "n", "ECE before", "ECE after", "Brier before", "Brier after"], rows),
                 "<p>Each fold's items are scored by a calibration fitted on the other folds. labels.csv holds the "
@@ -188,7 +190,9 @@ def trust_sections(result: Any, figures: dict[str, Any], image: Any) -> list[str
                        rows), image("label shares", _shares_plot, figures["shares"])]
     if figures.get("accuracy"):
         rows = [[n, _interval(a["human_only"]), _interval(a["ppi_power"])] for n, a in figures["accuracy"].items()]
-        out += ["<h3>Accuracy over the corpus</h3>", _table(["annotator", "people only", "PPI++"], rows)]
+        out += ["<h3>Accuracy over the corpus</h3>", _table(["annotator", "people only", "PPI++"], rows),
+                "<p>An item without a valid label of the annotator counts as wrong here (above, in the agreement "
+                "with people, it is left out).</p>"]
     if figures.get("panel"):
         panel = figures["panel"]
         rows = [[p["a"], p["b"], p["phi"], p["n"], p["both_wrong"]] for p in panel["pairs"]]
@@ -207,7 +211,7 @@ def trust_sections(result: Any, figures: dict[str, Any], image: Any) -> list[str
     rows = [[item, " | ".join(str(texts.loc[item].get(c, "")) for c in result.items.columns[1:3])[:160]]
             for item in nxt["items"]]
     out += [f"<h3>Next items to review (strategy {html.escape(nxt['strategy'])})</h3>",
-            _table(["item", "input"], rows)]
+            _table(["item", "input"], rows) if rows else f"<p>{html.escape(nxt.get('note', 'None.'))}</p>"]
     return out
 
 
@@ -274,8 +278,12 @@ def write_report(result: Any, path: str | Path, *, gold: str | None = None, unce
         from llm_annotator.outputs.trust import NO_TRUST, trust, trust_available
 
         if trust_available():
-            with_people = trust(result, None if result.votes["annotator"].map(is_human).any() else gold)
-            sections += trust_sections(result, with_people, image)
+            try:
+                with_people = trust(result, None if result.votes["annotator"].map(is_human).any() else gold)
+                sections += trust_sections(result, with_people, image)
+            except ConfigError as exc:  # e.g. no reviewed label in the label set: the rest of the report stands
+                sections += ["<h2>Trust from human labels</h2>",
+                             f'<p class="note">{html.escape(exc.message)}: {html.escape(exc.fix or "")}</p>']
         else:
             sections.append(f'<p class="note">{html.escape(NO_TRUST)}.</p>')
     review = consensus.sort_values(["confidence", "margin"], na_position="first").head(uncertain)

@@ -258,12 +258,22 @@ class AnnotationResult:
         columns = list(manifest["data"]["columns"])
         written = output_names(columns, task.labels)  # input column -> name in labels.jsonl
         named = {c: n for c, n in zip(columns, items_frame([], [], columns).columns[1:], strict=True)}
-        with (run / "labels.jsonl").open(encoding="utf-8") as handle:
-            records = [json.loads(line) for line in handle if line.strip()]
+        try:
+            with (run / "labels.jsonl").open(encoding="utf-8") as handle:
+                records = [json.loads(line) for line in handle if line.strip()]
+        except FileNotFoundError:
+            raise RunDirError(f"{run}: no labels.jsonl: the run has not ended (or is running now)",
+                              fix="wait for 'annotate' to finish, or run the same job again to end it") from None
         items = pd.DataFrame({"item_id": [str(r["item_id"]) for r in records],
                               **{named[c]: [r.get(written[c]) for r in records] for c in columns}})
         known = set(items["item_id"])
         human = [v for v in human if v.item_id in known]  # reviews of items a new job left out
+        if any(v.label is not None and v.label not in task.labels for v in human):  # a new job's label set
+            from llm_annotator.outputs.columns import label_votes
+
+            vote = label_votes(task)
+            human = [vote(v.item_id, v.annotator, v.raw or v.label, v.model)
+                     if v.label is not None and v.label not in task.labels else v for v in human]
         votes = votes_frame([*read_votes(run / "votes.jsonl"), *human])
         reviewers = sorted({v.annotator for v in human})
         loaded = cls(votes, task, items, samples=manifest["parameters"]["samples"],

@@ -1,10 +1,10 @@
 """The items people should check next, for the tools people already use, and the way back.
 
-Out: ``review`` chooses ``n`` items not reviewed yet by a strategy of
-:func:`~llm_annotator.analysis.selection.choose` (``interval`` by default: drawn at
-random, weighted towards uncertain items, so that the answers may stand for the corpus;
-``random``; or ``confidence`` and ``disagreement``, which find errors but are no sample
-of the corpus), records the choice in the run's ``review_rounds.jsonl``, and writes a CSV
+Out: ``review`` chooses ``n`` items not chosen before by a strategy of
+:func:`~llm_annotator.analysis.selection.choose` (``random`` by default, so that the
+answers stand for the corpus; ``interval``: at random, weighted towards uncertain items;
+or ``confidence`` and ``disagreement``, which find errors but are no sample of the
+corpus), records the choice in the run's ``review_rounds.jsonl``, and writes a CSV
 (with an empty ``review_label`` column for the reviewer) and Label Studio tasks with
 predictions (the consensus label as a ``choices`` result, its probability as ``score``).
 
@@ -24,44 +24,83 @@ from llm_annotator.store.files import write_atomic
 
 #: What each strategy means, as ``review`` says it.
 STRATEGIES = {
-    "interval": "drawn at random, weighted towards uncertain items (valid for corpus estimates)",
     "random": "a simple random sample (valid for corpus estimates)",
+    "interval": "drawn at random, weighted towards uncertain items (valid for corpus estimates)",
     "confidence": "lowest consensus confidence first (finds errors; no sample of the corpus)",
     "disagreement": "most disagreement between annotators first (finds errors; no sample of the corpus)",
 }
 
 
-def review_queue(result: Any, n: int = 100, *, strategy: str = "interval", seed: int | None = None) -> Any:
-    """The ``n`` items to review next by ``strategy``, with inputs, the models' consensus,
-    each model's label and, for the random strategies, each item's inclusion probability.
+def next_items(result: Any, n: int, *, strategy: str = "random", seed: int | None = None) -> Any:
+    """The :class:`~llm_annotator.analysis.selection.Selection` of the next ``n`` items.
 
-    Items already reviewed (with a ``human:`` vote) are not chosen again. ``seed``
-    defaults to the number of earlier review rounds, so each round draws anew."""
-    from llm_annotator.analysis.agreement import annotator_labels
+    No item is chosen twice: items already reviewed (a ``human:`` vote) and items of
+    earlier review rounds, answered or not, are left out, so the rounds of a run are one
+    sample drawn without replacement. ``seed`` defaults to the number of earlier rounds.
+    """
     from llm_annotator.analysis.selection import choose
     from llm_annotator.outputs.trust import disagreement
     from llm_annotator.store.reviews import is_human, read_rounds
 
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown review strategy {strategy!r}", fix=f"use one of {', '.join(STRATEGIES)}")
+    rounds = read_rounds(result.run_dir) if result.run_dir is not None else []
     if seed is None:
-        seed = len(read_rounds(result.run_dir)) if result.run_dir is not None else 0
+        seed = len(rounds)
+    if seed < 0:
+        raise ConfigError(f"seed {seed} is negative", fix="pass --seed 0 or more (or leave it out)")
+    models = result.models_only()
+    order = result.items["item_id"].tolist()
+    done = set(result.votes.loc[result.votes["annotator"].map(is_human), "item_id"])
+    for record in rounds:
+        done.update(record["items"])
+    exclude = [i for i, item in enumerate(order) if item in done]
+    if len(exclude) == len(order):
+        raise ConfigError(f"every item of the run was reviewed or chosen in one of its {len(rounds)} review rounds",
+                          fix="import the answers of the last rounds ('review RUN --import FILE'); nothing is "
+                              "left to choose")
+    consensus = models.labels()
+    probs = consensus[[f"p_{x}" for x in result.labels_order]].to_numpy(dtype=float)
+    return choose(strategy, n, confidence=consensus["confidence"].to_numpy(dtype=float),
+                  disagreement=disagreement(models), probs=probs, exclude=exclude, seed=seed)
+
+
+def review_queue(result: Any, n: int = 100, *, strategy: str = "random", seed: int | None = None) -> Any:
+    """The ``n`` items to review next (:func:`next_items`), with inputs, the models'
+    consensus, each model's label and, for the random strategies, each item's inclusion
+    probability. Input columns whose names the queue uses get ``input_`` in front. The
+    random strategies list their items in a random order: a reviewer who stops halfway
+    leaves a random sample, not the first items of the corpus."""
+    from llm_annotator.analysis.agreement import annotator_labels
+
+    chosen = next_items(result, n, strategy=strategy, seed=seed)
     models = result.models_only()
     order = result.items["item_id"].tolist()
     table = annotator_labels(models.votes, result.task.labels, order)
     consensus = models.labels()
-    frame = result.items.merge(consensus, on="item_id")
+    added = [*consensus.columns, *(f"label_{name}" for name in table.columns), "annotators_disagree",
+             "inclusion_probability", "review_label"]
+    names: dict[str, str] = {}
+    for column in result.items.columns[1:]:
+        name = str(column)
+        while name in added or name in names.values():
+            name = f"input_{name}"
+        names[column] = name
+    frame = result.items.rename(columns=names).merge(consensus, on="item_id")
     for name in table.columns:
         frame[f"label_{name}"] = table[name].reindex(order).to_numpy()
     frame["annotators_disagree"] = table.nunique(axis=1, dropna=True).reindex(order).to_numpy() > 1
-    done = set(result.votes.loc[result.votes["annotator"].map(is_human), "item_id"])
-    probs = consensus[[f"p_{x}" for x in result.labels_order]].to_numpy(dtype=float)
-    chosen = choose(strategy, n, confidence=consensus["confidence"].to_numpy(dtype=float),
-                    disagreement=disagreement(models), probs=probs,
-                    exclude=[i for i, item in enumerate(order) if item in done], seed=seed)
-    queue = frame.iloc[list(chosen.indices)].reset_index(drop=True)
-    queue["inclusion_probability"] = list(chosen.inclusion) if chosen.inclusion is not None else None
-    queue.attrs.update(strategy=strategy, seed=seed, eligible=chosen.n_eligible)
+    rows = list(chosen.indices)
+    inclusion = list(chosen.inclusion) if chosen.inclusion is not None else None
+    if inclusion is not None:
+        import numpy as np
+
+        shuffled = np.random.default_rng(chosen.n_eligible * 1000 + len(rows)).permutation(len(rows))
+        rows, inclusion = [rows[k] for k in shuffled], [inclusion[k] for k in shuffled]
+    queue = frame.iloc[rows].reset_index(drop=True)
+    queue["inclusion_probability"] = inclusion
+    queue.attrs.update(strategy=strategy, eligible=chosen.n_eligible, renamed=names,
+                       seed=seed if seed is not None else None)
     return queue
 
 
@@ -88,40 +127,83 @@ def _float(value: Any) -> float | None:
 
 
 def export_review(result: Any, prefix: str | Path, *, n: int = 100, text_column: str | None = None,
-                  strategy: str = "interval", seed: int | None = None) -> list[Path]:
+                  strategy: str = "random", seed: int | None = None) -> list[Path]:
     """Write ``PREFIX.csv`` and ``PREFIX.label_studio.json`` of the items :func:`review_queue`
-    chooses, and record the round in the run directory; return the two paths."""
-    from llm_annotator.store.reviews import append_round
+    chooses, and record the round in the run directory (under its lock); return the two
+    paths. A CSV there whose ``review_label`` holds answers not imported yet is not
+    overwritten."""
+    import contextlib
 
-    queue = review_queue(result, n, strategy=strategy, seed=seed)
-    inputs = [c for c in result.items.columns if c != "item_id"]
-    if text_column is None:
-        text_column = next((c for c in inputs if c.lower() in ("utterance", "text", "sentence")),
-                           inputs[0] if inputs else "item_id")
-    if text_column not in queue.columns:
-        raise ConfigError(f"text column {text_column!r} is not an input column",
-                          fix=f"use one of {', '.join(inputs)}")
+    from llm_annotator.store.reviews import append_round, read_rounds
+    from llm_annotator.store.rundir import RunDir
+
     prefix = Path(prefix)
     csv_path = prefix.with_name(prefix.name + ".csv")
-    from llm_annotator.outputs.tables import safe_cell
-
-    table = queue.copy()
-    table["review_label"] = ""  # the reviewer's answer: 'llm-annotator review RUN --import review.csv'
-    for column in table.columns:
-        if table[column].dtype == object or str(table[column].dtype) in ("str", "string"):
-            table[column] = table[column].map(safe_cell)
-    write_atomic(csv_path, table.to_csv(index=False))
     json_path = prefix.with_name(prefix.name + ".label_studio.json")
-    tasks = label_studio_tasks(queue, list(result.task.labels), text_column)
-    write_atomic(json_path, json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")
-    if result.run_dir is not None:
-        probabilities = queue["inclusion_probability"].tolist()
-        append_round(result.run_dir, {
-            "strategy": strategy, "seed": queue.attrs["seed"], "n": len(queue), "eligible": queue.attrs["eligible"],
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "items": {str(item): (None if p is None or p != p else float(p))
-                      for item, p in zip(queue["item_id"], probabilities, strict=True)}})
+    lock = RunDir(result.run_dir).open() if result.run_dir is not None else contextlib.nullcontext()
+    with lock:
+        _refuse_unimported(result, csv_path)
+        if seed is None:
+            seed = len(read_rounds(result.run_dir)) if result.run_dir is not None else 0
+        queue = review_queue(result, n, strategy=strategy, seed=seed)
+        inputs = [str(c) for c in result.items.columns[1:]]
+        if text_column is None:
+            text_column = next((c for c in inputs if c.lower() in ("utterance", "text", "sentence")),
+                               inputs[0] if inputs else "item_id")
+        if text_column not in inputs and text_column != "item_id":
+            raise ConfigError(f"text column {text_column!r} is not an input column",
+                              fix=f"use one of {', '.join(inputs)}")
+        text_column = queue.attrs["renamed"].get(text_column, text_column)
+        from llm_annotator.outputs.tables import safe_cell
+
+        table = queue.copy()
+        table["review_label"] = ""  # the reviewer's answer: 'llm-annotator review RUN --import review.csv'
+        for column in table.columns:
+            if table[column].dtype == object or str(table[column].dtype) in ("str", "string"):
+                table[column] = table[column].map(safe_cell)
+        tasks = label_studio_tasks(queue, list(result.task.labels), text_column)
+        write_atomic(csv_path, table.to_csv(index=False))
+        write_atomic(json_path, json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")
+        if result.run_dir is not None:
+            probabilities = queue["inclusion_probability"].tolist()
+            append_round(result.run_dir, {
+                "strategy": strategy, "seed": seed, "n": len(queue), "eligible": queue.attrs["eligible"],
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "items": {str(item): (None if p is None or p != p else float(p))
+                          for item, p in zip(queue["item_id"], probabilities, strict=True)}})
     return [csv_path, json_path]
+
+
+def _refuse_unimported(result: Any, csv_path: Path) -> None:
+    """A review CSV with answers that are not votes of the run yet is not overwritten."""
+    import pandas as pd
+
+    from llm_annotator.store.reviews import is_human
+
+    if not csv_path.is_file():
+        return
+    try:
+        sheet = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return
+    if not {"item_id", "review_label"} <= set(sheet.columns):
+        return
+    done = set(result.votes.loc[result.votes["annotator"].map(is_human), "item_id"])
+    known = set(result.items["item_id"].astype(str))
+    waiting = [item for item, answer in zip(sheet["item_id"], sheet["review_label"], strict=True)
+               if answer.strip() and _item(item, known) not in done]
+    if waiting:
+        raise ConfigError(f"{csv_path} holds {len(waiting)} answers that are not imported yet",
+                          fix=f"import them first (llm-annotator review RUN --import {csv_path} --reviewer NAME), "
+                              "or write this round elsewhere with --out")
+
+
+def _item(text: str, known: set[str]) -> str:
+    """An item id as the review CSV wrote it, back: without the ``'`` that keeps a
+    spreadsheet from reading ``=…``, ``+…``, ``-…``, ``@…`` as a formula."""
+    if text not in known and text.startswith("'") and text[1:] in known:
+        return text[1:]
+    return text
 
 
 # -- the way back: reviewers' answers as human votes -------------------------------------
@@ -132,6 +214,11 @@ def _reviewer_name(name: Any, where: str) -> str:
     return text
 
 
+#: What a JSON-MIN record holds besides the answer: the annotation's fields and the task's data.
+_JSON_MIN_FIELDS = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "item_id", "text",
+                    "soft_label"}
+
+
 def _label_studio_user(user: Any) -> str:
     """One name per Label Studio user, whichever export: the Export button writes the
     user's id (``2``; ``"2"`` in its CSV), a snapshot export an object with the id and
@@ -140,7 +227,7 @@ def _label_studio_user(user: Any) -> str:
         user = user.get("id", user.get("email") or user.get("username"))
     if isinstance(user, int) or (isinstance(user, str) and user.strip().isdigit()):
         return f"label-studio-{int(user)}"
-    return str(user)
+    return "" if user is None else str(user)  # no user named: --reviewer must say who
 
 
 def _choice_text(results: list[Any]) -> str | None:
@@ -177,11 +264,18 @@ def read_label_studio(path: Path) -> list[tuple[str, str, str, str]]:
             raise DataError(f"{where}: no item_id in the task's data",
                             fix="import into Label Studio the tasks that 'llm-annotator review' wrote")
         if "annotations" not in task:  # JSON-MIN: the choice under the control's name
-            text = task.get("label")
+            controls = sorted(set(task) - _JSON_MIN_FIELDS)
+            control = "label" if "label" in task else controls[0] if len(controls) == 1 else None
+            if control is None and controls:
+                raise DataError(f"{where}: which field holds the answer is unclear ({', '.join(controls)})",
+                                fix="name the Choices control 'label' in the labelling interface, or export JSON")
+            text = task.get(control) if control else None
             if text not in (None, "", []):
                 text = ",".join(map(str, text)) if isinstance(text, list) else str(text)
-                answers[(str(item_id), _label_studio_user(task.get("annotator")))] = (
-                    task.get("updated_at") or task.get("annotation_id") or number, text, where)
+                order = (str(task.get("updated_at") or task.get("created_at") or ""), task.get("annotation_id") or 0)
+                key = (str(item_id), _label_studio_user(task.get("annotator")))
+                if key not in answers or order >= answers[key][0]:
+                    answers[key] = (order, text, where)
             continue
         for annotation in task.get("annotations") or []:
             if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
@@ -210,9 +304,10 @@ def read_review_csv(path: Path, *, reviewer: str | None,
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the CSV ({exc})", fix="save the reviewed table as UTF-8 CSV") from None
     if {"annotator", "annotation_id", "label"} <= set(table.columns) and label_column not in table.columns:
-        if reviewer is not None and table["annotator"].nunique() > 1:
-            raise ConfigError(f"{path} holds the answers of {table['annotator'].nunique()} people; --reviewer "
-                              f"would merge them into one", fix="leave --reviewer out")
+        people = table.loc[table["annotator"].str.strip() != "", "annotator"].nunique()
+        if reviewer is not None and people > 1:
+            raise ConfigError(f"{path} holds the answers of {people} people; --reviewer would merge them into one",
+                              fix="leave --reviewer out")
         label_column = "label"
         table["reviewer"] = table["annotator"].map(_label_studio_user)
     for needed in ("item_id", label_column):
@@ -257,7 +352,7 @@ def import_reviews(run_dir: str | Path, path: str | Path, *, reviewer: str | Non
     result = AnnotationResult.load(run_dir)
     if path.suffix.lower() == ".json":
         answers = read_label_studio(path)
-        people = sorted({user for _, user, _, _ in answers})
+        people = sorted({user for _, user, _, _ in answers if user})
         if reviewer is not None and len(people) > 1:
             raise ConfigError(f"{path} holds the answers of {len(people)} people ({', '.join(people)}); "
                               f"--reviewer would merge them into one", fix="leave --reviewer out")
@@ -269,6 +364,7 @@ def import_reviews(run_dir: str | Path, path: str | Path, *, reviewer: str | Non
     vote = label_votes(result.task)
     votes = []
     for item, user, text, where in answers:
+        item = _item(item, known)
         if item not in known:
             raise DataError(f"{where}: item {item!r} is not an item of the run {run_dir}",
                             fix="import the reviews of this run's own review export")

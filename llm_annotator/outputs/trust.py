@@ -58,8 +58,11 @@ def reviewed(result: Any, gold: str | None = None) -> Reviewed:
 
     labels = result.labels_order
     n_items = len(result.items)
-    if gold is not None:
-        values = result.gold_labels(gold)
+    if gold is not None:  # read as reviewers' answers are: "Positive" is positive, "mixed" no label
+        from llm_annotator.outputs.columns import label_votes
+
+        vote = label_votes(result.task)
+        values = [None if g is None else vote("", "", g, "").label for g in result.gold_labels(gold)]
         usable = np.array([v is not None for v in values])
         return Reviewed(values, f"column {gold}", "column", usable, None, np.full((n_items, len(labels)), np.nan))
     votes = result.votes[result.votes["annotator"].map(is_human) & result.votes["label"].notna()]
@@ -74,11 +77,12 @@ def reviewed(result: Any, gold: str | None = None) -> Reviewed:
         distributions = np.where((total >= 2)[:, None], counts / total[:, None], np.nan)
     reviewers = sorted(set(votes["annotator"]))
     source = f"reviewers {', '.join(reviewers)}" if reviewers else "no reviewer"
-    # the design: each reviewed item by the last export for review that held it
+    # the design: each reviewed item by the round that chose it (a round never chooses an
+    # item of an earlier one; with files of older versions, the first round counts)
     drawn: dict[str, tuple[str, float | None]] = {}
     for record in read_rounds(result.run_dir) if result.run_dir is not None else []:
-        for item, probability in record.get("items", {}).items():
-            drawn[item] = (record.get("strategy", "chosen"), probability)
+        for item, probability in record["items"].items():
+            drawn.setdefault(item, (record.get("strategy", "chosen"), probability))
     pi = np.ones(n_items)
     usable = np.zeros(n_items, dtype=bool)
     strategies = set()
@@ -115,15 +119,13 @@ def trust_available() -> bool:
 
 
 def trust(result: Any, gold: str | None = None, *, level: float = 0.9, method: str = "temperature",
-          strategy: str = "interval", next_items: int = 10, seed: int = 0) -> dict[str, Any]:
+          strategy: str = "random", next_items: int = 10, seed: int = 0) -> dict[str, Any]:
     """Every trust figure of a run (see the module docstring); ``gold`` an input column to
     use instead of the reviewers' labels. Raises ConfigError when nothing was reviewed."""
     from llm_annotator.analysis.agreement import annotator_labels
     from llm_annotator.analysis.estimates import accuracy, label_shares
     from llm_annotator.analysis.panel import distribution_distance, error_correlation
     from llm_annotator.analysis.recalibrate import cross_fitted, fit_calibrator
-    from llm_annotator.analysis.selection import choose
-
     if not trust_available():
         raise ConfigError("the trust figures need the trust extra", fix="pip install 'llm-annotator-kit[trust]'")
     people = reviewed(result, gold)
@@ -156,12 +158,19 @@ def trust(result: Any, gold: str | None = None, *, level: float = 0.9, method: s
     out["calibration"] = {}
     if usable.sum() >= MIN_CALIBRATION:
         kept = [g for g, u in zip(people.gold, usable, strict=True) if u]
-        for name, p in soft.items():
-            out["calibration"][name] = cross_fitted(p[usable], kept, labels, method=method, seed=seed,
-                                                    weights=weights)
-        calibrator = fit_calibrator(probs[usable], kept, labels, method=method, weights=weights)
-        out["calibrated"] = calibrator.apply(probs)
-        out["calibrator"] = calibrator
+        for name, p in soft.items():  # a model with too few soft labels on these items is skipped, saying why
+            try:
+                out["calibration"][name] = cross_fitted(p[usable], kept, labels, method=method, seed=seed,
+                                                        weights=weights)
+            except ConfigError as exc:
+                out["calibration"][name] = {"method": method, "n": int((~np.isnan(p[usable]).any(axis=1)).sum()),
+                                            "skipped": exc.message}
+        try:
+            calibrator = fit_calibrator(probs[usable], kept, labels, method=method, weights=weights)
+            out["calibrated"] = calibrator.apply(probs)
+            out["calibrator"] = calibrator
+        except ConfigError:
+            pass
     inclusion = None if people.inclusion is None else people.inclusion.tolist()
     if usable.any():
         out["shares"] = label_shares(probs, design_gold, labels, level=level, inclusion=inclusion)
@@ -179,11 +188,13 @@ def trust(result: Any, gold: str | None = None, *, level: float = 0.9, method: s
     several = ~np.isnan(people.distributions).any(axis=1)
     if several.any():
         out["distance"] = distribution_distance(probs[several], people.distributions[several])
-    reviewed_items = [i for i, g in enumerate(people.gold) if g is not None]
-    confidence = consensus["confidence"].to_numpy(dtype=float)
-    chosen = choose(strategy, next_items, confidence=confidence, disagreement=disagreement(models), probs=probs,
-                    exclude=reviewed_items, seed=seed)
-    out["next"] = {"strategy": strategy, "items": [order[i] for i in chosen.indices]}
+    try:  # what 'review RUN -n N --strategy S' would choose now
+        from llm_annotator.outputs.review import next_items as choose_next
+
+        chosen = choose_next(result, next_items, strategy=strategy)
+        out["next"] = {"strategy": strategy, "items": [order[i] for i in chosen.indices]}
+    except ConfigError as exc:
+        out["next"] = {"strategy": strategy, "items": [], "note": exc.message}
     return out
 
 
@@ -201,6 +212,9 @@ def format_trust(figures: dict[str, Any]) -> str:
     if figures.get("calibration"):
         lines.append("calibration, cross-fitted (ECE before -> after, Brier before -> after):")
         for name, c in figures["calibration"].items():
+            if "skipped" in c:
+                lines.append(f"  {name:<24} not fitted: {c['skipped']}")
+                continue
             lines.append(f"  {name:<24} {c['before']['ece']:.3f} -> {c['after']['ece']:.3f}   "
                          f"{c['before']['brier']:.3f} -> {c['after']['brier']:.3f}  ({c['method']}, n={c['n']})")
 
@@ -213,7 +227,7 @@ def format_trust(figures: dict[str, Any]) -> str:
         for row in figures["shares"]:
             lines.append(f"  {row['label']:<16} {row['llm_share']:.3f} | {interval(row['human_only'])} | "
                          f"{interval(row['ppi_power'])}")
-        lines.append("accuracy over the corpus: people only | PPI++")
+        lines.append("accuracy over the corpus (an item without a valid label counts as wrong): people only | PPI++")
         for name, a in figures["accuracy"].items():
             lines.append(f"  {name:<24} {interval(a['human_only'])} | {interval(a['ppi_power'])}")
     if figures.get("panel"):
@@ -225,7 +239,8 @@ def format_trust(figures: dict[str, Any]) -> str:
         lines.append(f"distance to the people's distribution ({d['n']} items): Jensen-Shannon "
                      f"{d['jensen_shannon']:.3f}, total variation {d['total_variation']:.3f}")
     nxt = figures["next"]
-    lines.append(f"next items to review ({nxt['strategy']}): {', '.join(map(str, nxt['items']))}")
+    lines.append(f"next items to review ({nxt['strategy']}): "
+                 + (", ".join(map(str, nxt["items"])) or nxt.get("note", "none")))
     return "\n".join(lines)
 
 
@@ -241,7 +256,8 @@ def write_labels(run_dir: Any, *, method: str = "temperature") -> dict[str, Any]
     models' consensus as before, ``review_label`` (the reviewers' label), and — with at
     least :data:`MIN_CALIBRATION` reviewed items drawn at random — the consensus
     calibrated on them (``cal_p_<label>``, ``cal_label``, ``cal_confidence``).
-    Returns ``{"reviewed": n, "calibrated_on": n or 0, "method": ...}``."""
+    Returns ``{"reviewed": n, "calibrated_on": n or 0, "method": ..., "not_calibrated": why or ""}``;
+    a calibration that cannot be fitted leaves the calibrated columns out, never the file."""
     from pathlib import Path
 
     from llm_annotator.analysis.aggregate import argmax_labels
@@ -253,24 +269,34 @@ def write_labels(run_dir: Any, *, method: str = "temperature") -> dict[str, Any]
     frame = models.to_frame()
     labels = result.labels_order
     frame["review_label"] = people.gold
-    calibrated_on = int(people.usable.sum())
-    if calibrated_on >= MIN_CALIBRATION and trust_available():
+    probs = frame[[f"p_{x}" for x in labels]].to_numpy(dtype=float)
+    fitted = people.usable & ~np.isnan(probs).any(axis=1)  # items with a soft label to calibrate
+    calibrated_on, reason = int(fitted.sum()), ""
+    if calibrated_on < MIN_CALIBRATION:
+        reason = (f"{calibrated_on} reviewed items drawn at random have a soft label; calibration needs "
+                  f"{MIN_CALIBRATION} (review --strategy random, then import the answers)")
+    elif not trust_available():
+        reason = NO_TRUST
+    else:
         from llm_annotator.analysis.recalibrate import fit_calibrator
 
-        probs = frame[[f"p_{x}" for x in labels]].to_numpy(dtype=float)
-        kept = [g for g, u in zip(people.gold, people.usable, strict=True) if u]
-        weights = None if people.inclusion is None else 1.0 / people.inclusion[people.usable]
-        calibrated = fit_calibrator(probs[people.usable], kept, labels, method=method, weights=weights).apply(probs)
-        for k, label in enumerate(labels):
-            frame[f"cal_p_{label}"] = calibrated[:, k]
-        frame["cal_label"] = argmax_labels(calibrated, labels)
-        frame["cal_confidence"] = calibrated.max(axis=1)
-    else:
+        kept = [g for g, u in zip(people.gold, fitted, strict=True) if u]
+        weights = None if people.inclusion is None else 1.0 / people.inclusion[fitted]
+        try:
+            calibrated = fit_calibrator(probs[fitted], kept, labels, method=method, weights=weights).apply(probs)
+        except ConfigError as exc:
+            reason = exc.message
+        else:
+            for k, label in enumerate(labels):
+                frame[f"cal_p_{label}"] = calibrated[:, k]
+            frame["cal_label"] = argmax_labels(calibrated, labels)
+            frame["cal_confidence"] = calibrated.max(axis=1)
+    if reason:
         calibrated_on = 0
     run = Path(run_dir)
     result.to_csv(run / "labels.csv", frame=frame)
     result.to_jsonl(run / "labels.jsonl", frame=frame)
-    return {"reviewed": people.n, "calibrated_on": calibrated_on, "method": method}
+    return {"reviewed": people.n, "calibrated_on": calibrated_on, "method": method, "not_calibrated": reason}
 
 
 __all__ = ["NO_TRUST", "RANDOM_DESIGNS", "Reviewed", "disagreement", "format_trust", "reviewed", "trust",

@@ -75,7 +75,7 @@ def merge_human_votes(run: str | Path, votes: Iterable[Vote]) -> dict[str, int]:
         old = recorded.get(key)
         if old is None:
             counts["added"] += 1
-        elif (old.label, old.raw, old.error) == (vote.label, vote.raw, vote.error):
+        elif (old.label, old.error) == (vote.label, vote.error):  # "Positive" again is the same answer
             counts["unchanged"] += 1
             continue
         else:
@@ -88,7 +88,13 @@ def merge_human_votes(run: str | Path, votes: Iterable[Vote]) -> dict[str, int]:
 
 def read_rounds(run: str | Path) -> list[dict[str, Any]]:
     """The review rounds exported from a run, oldest first."""
-    return _lines(Path(run) / REVIEW_ROUNDS)
+    path = Path(run) / REVIEW_ROUNDS
+    rounds = _lines(path)
+    for number, record in enumerate(rounds, 1):
+        if not (isinstance(record, dict) and isinstance(record.get("items"), dict)):
+            raise RunDirError(f"{path}, round {number}: not a review round (an object with its items)",
+                              fix="restore the file from a backup, or remove the line")
+    return rounds
 
 
 def append_round(run: str | Path, record: dict[str, Any]) -> int:
