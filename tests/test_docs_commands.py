@@ -123,7 +123,7 @@ WRITES: dict[str, list[str]] = {
 
 #: Text a command must print.
 PRINTS: dict[str, str] = {
-    "llm-annotator review runs/friends -n 200": "strategy interval: drawn at random",
+    "llm-annotator review runs/friends -n 200": "strategy random: a simple random sample",
     "llm-annotator review runs/friends --import runs/friends/review.csv --reviewer ana":
         "0 answers added, 0 changed, 0 already recorded",
     "llm-annotator templates show ./toxicity.jinja": "name: toxicity",
