@@ -27,15 +27,14 @@ def truth(i: int) -> str:
 
 
 def noisy(accuracy: float, salt: str):
-    """A model right with probability ``accuracy`` per sample, else a label at random."""
-    calls = {"n": 0}
+    """A model right with probability ``accuracy`` per sample, else a label at random; the
+    same item gets the same samples whatever the order of the requests."""
 
     def respond(request):
         i = int(re.search(r"item (\d+)", user_text(request)).group(1))
+        rng = random.Random(f"{salt}-{i}")
         out = []
         for _ in range(int(request.get("n") or 1)):
-            calls["n"] += 1
-            rng = random.Random(f"{salt}-{i}-{calls['n']}")
             label = truth(i) if rng.random() < accuracy else rng.choice(LABELS)
             out.append(json.dumps({"sentiment": label}))
         return out
@@ -45,7 +44,7 @@ def noisy(accuracy: float, salt: str):
 
 @pytest.fixture
 def run_dir(fake_server, tmp_path):
-    good, poor = fake_server(noisy(0.8, "good")), fake_server(noisy(0.5, "poor"))
+    good, poor = fake_server(noisy(0.6, "good")), fake_server(noisy(0.3, "poor"))
     rows = [{"id": f"r{i}", "text": f"item {i}", "gold": truth(i)} for i in range(N_ITEMS)]
     out = tmp_path / "run"
     annotate(rows, "sentiment", [{"model": "openai/good", "name": "good", "api_base": good.url},
