@@ -19,6 +19,7 @@ from llm_annotator.engine.pipeline import Answer, Reporter
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.providers import llm, pricing
 from llm_annotator.providers.preflight import preflight
+from llm_annotator.providers.redaction import secrets_of
 
 
 def answers_of(completion: llm.Completion, count: int, *, spec: Any, batch: bool = False) -> list[Answer]:
@@ -44,6 +45,7 @@ class LiveBackend:
         self.budget = budget
         self.stats = stats
         self._checked: set[str] = set()
+        self._secrets: dict[str, list[str]] = {}  # per annotator, found once a run
         self._n_ok: dict[str, bool] = {}
         self._prompt_tokens: dict[tuple[str, str], int] = {}
 
@@ -57,6 +59,7 @@ class LiveBackend:
             if spec.name not in self._checked:  # LiteLLM is imported only when something must be asked
                 llm.check_model(spec)
                 preflight(spec)
+                self._secrets[spec.name] = secrets_of(spec)
                 self._checked.add(spec.name)
             workers += [self._worker(queue, report) for _ in range(min(spec.concurrency, len(queue)))]
         await asyncio.gather(*workers)
@@ -102,7 +105,8 @@ class LiveBackend:
                     spec, request.messages, n=n, max_tokens=self.task.max_tokens,
                     response_format=self.schema if caps.response_format else None,
                     logprobs=min(20, max(5, len(self.task.labels))) if caps.logprobs else None,
-                    local=self._local_params(spec) if spec.is_local else None, on_lost=on_lost)
+                    local=self._local_params(spec) if spec.is_local else None, on_lost=on_lost,
+                    secrets=self._secrets.get(spec.name))
             except llm.CallFailed as failure:
                 if held[0]:
                     self.budget.settle(estimate, estimate if failure.maybe_billed else 0.0,

@@ -231,11 +231,12 @@ def provider(model: str, api_base: str | None = None) -> tuple[str, str]:
 async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
                    max_tokens: int, response_format: dict[str, Any] | None,
                    logprobs: int | None, local: dict[str, Any] | None = None,
-                   on_lost: OnLost | None = None) -> Completion:
+                   on_lost: OnLost | None = None, secrets: list[str] | None = None) -> Completion:
     """One chat completion with retries; raises :class:`CallFailed` when it gives up.
 
     ``on_lost`` is awaited after an attempt that may have been billed, before a retry;
     when it answers False the call gives up there (the budget cannot pay for a retry).
+    ``secrets``: :func:`secrets_of` ``spec``, found once for a run by the caller (else here).
     """
     lm = litellm()
     kwargs = request_parameters(spec, messages, n=n, max_tokens=max_tokens, logprobs=logprobs)
@@ -291,7 +292,8 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
             raise CallFailed(ErrorKind.BAD_REQUEST, "the server refused the request as unprocessable (HTTP 422), "
                                                     "also without the parameters LiteLLM could drop")
         try:
-            completion = _completion(spec, response, messages, latency)
+            completion = _completion(spec, response, messages, latency,
+                                     secrets_of(spec) if secrets is None else secrets)
         except Exception as exc:  # a paid answer that cannot be read is a failed request, not a crash
             raise CallFailed(ErrorKind.API_ERROR, redact(f"the provider's answer could not be read: "
                                                          f"{type(exc).__name__}: {exc}", spec),
@@ -320,13 +322,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds:,.0f} s" if seconds < 1e12 else f"{seconds:.2e} s"
 
 
-def _completion(spec: ModelSpec, response: Any, messages: list[dict[str, str]], latency: float) -> Completion | None:
+def _completion(spec: ModelSpec, response: Any, messages: list[dict[str, str]], latency: float,
+                secrets: list[str]) -> Completion | None:
     """A response as a :class:`Completion` (None: no choices). Credentials the answer repeats
     are replaced; usage that is missing or cannot be true is counted here instead."""
     choices = choices_of(response)
     if not choices:
         return None
-    secrets = secrets_of(spec)
     if any(c.content and any(s in c.content for s in secrets) for c in choices):
         choices = [dataclasses.replace(c, content=scrub(c.content, spec, secrets)) if c.content else c
                    for c in choices]
