@@ -264,7 +264,8 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
                 call = _router(spec).acompletion(**routed)
             else:
                 call = lm.acompletion(**kwargs)
-            response = await asyncio.wait_for(call, timeout=spec.timeout + 5)
+            async with asyncio.timeout(spec.timeout + 5):  # here, where wait_for wraps each call in a task of its own
+                response = await call
         except Exception as exc:
             if "response_format" in kwargs and "response_format" in str(exc):
                 # The server refuses this form of JSON schema (llama.cpp's wants json_object):
