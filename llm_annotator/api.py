@@ -39,6 +39,7 @@ from llm_annotator.engine.outcome import finish, warn_if_failed
 from llm_annotator.engine.pipeline import Backend, Pipeline, judge_again
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.outputs.result import AnnotationResult, items_frame
+from llm_annotator.providers.client import start_import
 from llm_annotator.store.batch_state import STATE, BatchState
 from llm_annotator.store.cache import AnswerCache
 from llm_annotator.store.ledger import Ledger
@@ -96,6 +97,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                           fix="pass out=RUN_DIR")
     if batch:
         check_batch(specs, out_dir, cache)
+    if collect_state is None and (cache is False or cache is None) and (out is None or overwrite):
+        start_import()  # every vote needs a call: LiteLLM loads while the input is read and rendered
     check_budget(specs, budget_usd)
     builder = JobBuilder(the_task, specs, samples)
     if stream:
@@ -145,7 +148,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             stats.reparsed, stats.failed_before = log.reparsed, log.failed
         show = sys.stderr.isatty() if progress is None else progress
         pipeline = Pipeline(builder, cache=answer_cache, log=log, keep_votes=not stream, stats=stats, progress=show,
-                            in_flight=state.in_flight() if state is not None else frozenset())
+                            in_flight=state.in_flight() if state is not None else frozenset(), warm=start_import)
         if not stream:
             pipeline.votes.update({k: v for k, v in resumed.items() if v is not None})
         backend: Backend

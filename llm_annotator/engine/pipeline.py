@@ -68,7 +68,7 @@ class Pipeline:
 
     def __init__(self, builder: JobBuilder, *, cache: AnswerCache | None, log: VoteLog | None,
                  keep_votes: bool, stats: RunStats, progress: bool = False,
-                 in_flight: Collection[VoteKey] = frozenset()) -> None:
+                 in_flight: Collection[VoteKey] = frozenset(), warm: Callable[[], None] | None = None) -> None:
         self.builder = builder
         self.task = builder.task
         self.cache = cache
@@ -77,6 +77,9 @@ class Pipeline:
         self.stats = stats
         self.progress = progress
         self.in_flight = in_flight
+        #: Called once, as soon as a vote is known to need a call (the run imports LiteLLM
+        #: meanwhile, while the rest of the chunk is replayed and rendered); never for a replay.
+        self.warm = warm
         self.votes: dict[VoteKey, Vote] = {}
         self.collected: set[str] = set()   # fingerprints of batch answers collected by this run
         self._parsed: dict[str | None, Parsed] = {}
@@ -121,6 +124,9 @@ class Pipeline:
         for annotator, i, s, fp in todo:
             hit = hits.get(fp)
             if hit is None:
+                if self.warm is not None and (dataset.item_ids[i], annotator.name, s) not in self.in_flight:
+                    self.warm()
+                    self.warm = None
                 request = requests.get((annotator.name, i))
                 if request is None:
                     request = requests[(annotator.name, i)] = Request(

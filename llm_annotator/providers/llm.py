@@ -93,8 +93,9 @@ def check_model(spec: ModelSpec) -> None:
         local.register(litellm())
         local.check_model_name(spec.model)
         return
+    lm = litellm()  # an import that failed is told as itself, not as an unknown model
     try:
-        litellm().get_llm_provider(spec.model, api_base=spec.api_base)
+        lm.get_llm_provider(spec.model, api_base=spec.api_base)
     except Exception:
         raise ConfigError(f"unknown model string {spec.model!r}: LiteLLM cannot tell its provider",
                           fix="use a LiteLLM model string such as 'gpt-4o', 'anthropic/claude-sonnet-4-5', "
@@ -105,8 +106,9 @@ def check_model(spec: ModelSpec) -> None:
 def _capabilities(model: str, local: bool) -> Capabilities:
     if local:  # one in-process call returns n choices; distributions come from label scoring
         return Capabilities(n=True, logprobs=False, response_format=False)
+    lm = litellm()
     try:
-        params = set(litellm().get_supported_openai_params(model=model) or [])
+        params = set(lm.get_supported_openai_params(model=model) or [])
     except Exception:
         params = set()
     return Capabilities(n="n" in params, logprobs="logprobs" in params,
@@ -221,8 +223,9 @@ def request_parameters(spec: ModelSpec, messages: list[dict[str, str]], *, n: in
 @functools.cache
 def provider(model: str, api_base: str | None = None) -> tuple[str, str]:
     """(provider, the model name the provider knows) as LiteLLM routes ``model``."""
+    lm = litellm()
     try:
-        name, found, *_ = litellm().get_llm_provider(model, api_base=api_base)
+        name, found, *_ = lm.get_llm_provider(model, api_base=api_base)
         return str(found), str(name)
     except Exception:
         return "", model

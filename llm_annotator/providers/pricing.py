@@ -18,8 +18,9 @@ from llm_annotator.providers.client import litellm
 
 
 def count_tokens(model: str, messages: list[dict[str, str]]) -> int:
+    lm = litellm()  # an import that failed is told as itself, not hidden by the fallback
     try:
-        return int(litellm().token_counter(model=model, messages=messages))
+        return int(lm.token_counter(model=model, messages=messages))
     except Exception:
         return sum(len(m.get("content", "")) // 4 + 4 for m in messages)
 
@@ -29,9 +30,10 @@ def _unit_prices(model: str) -> tuple[float, float] | None:
     """Dollars per prompt and per completion token, or None for an unpriced model."""
     if model.startswith("local/"):
         return None
+    lm = litellm()
     try:
-        cost_in, _ = litellm().cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=0)
-        _, cost_out = litellm().cost_per_token(model=model, prompt_tokens=0, completion_tokens=1_000_000)
+        cost_in, _ = lm.cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=0)
+        _, cost_out = lm.cost_per_token(model=model, prompt_tokens=0, completion_tokens=1_000_000)
     except Exception:
         return None
     return float(cost_in) / 1e6, float(cost_out) / 1e6
@@ -47,8 +49,9 @@ def price(model: str, tokens_in: int, tokens_out: int) -> float:
     if units is None:
         return 0.0
     if tokens_in > 128_000:
+        lm = litellm()
         try:
-            cost_in, cost_out = litellm().cost_per_token(model=model, prompt_tokens=tokens_in,
+            cost_in, cost_out = lm.cost_per_token(model=model, prompt_tokens=tokens_in,
                                                          completion_tokens=tokens_out)
             return float(cost_in + cost_out)
         except Exception:
@@ -72,8 +75,9 @@ def count_text_tokens(model: str, text: str | None) -> int:
     """Tokens of an answer's text under the model's tokenizer (a word-ish count as fallback)."""
     if not text:
         return 0
+    lm = litellm()
     try:
-        return int(litellm().token_counter(model=model, text=text, count_response_tokens=True))
+        return int(lm.token_counter(model=model, text=text, count_response_tokens=True))
     except Exception:
         return max(1, len(text) // 4)
 
