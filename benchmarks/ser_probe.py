@@ -4,7 +4,8 @@
 
 A randomly initialised wav2vec2 of the real base size (weights do not change the cost)
 on real EmoDB clips; one epoch that fills the cache, one epoch from the cache, and one
-epoch with the backbone in the loop (no cache). Writes benchmarks/results/ser_probe.json.
+epoch with the backbone in the loop (no cache). Writes benchmarks/results/ser_probe_{device}.json.
+The input pipeline's before/after figures are benchmarks/ser_pipeline.py's.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from examples.ser.cache import FeatureCache  # noqa: E402
 from examples.ser.data import read_table  # noqa: E402
 from examples.ser.metrics import soft_cross_entropy  # noqa: E402
 from examples.ser.model import SERModel, load_backbone, save_sized_backbone, save_tiny_backbone  # noqa: E402
-from examples.ser.train import FeatureCache, device, run_epoch  # noqa: E402
+from examples.ser.train import Feed, device, run_epoch  # noqa: E402
 
 
 def main() -> None:
@@ -48,19 +50,16 @@ def main() -> None:
     for parameter in model.backbone.parameters():
         parameter.requires_grad = False
     optimizer = torch.optim.AdamW(model.head.parameters(), lr=1e-3)
-    rng = np.random.default_rng(0)
     timings = {}
-    for name, cache_dir in (("fill cache", tmp / "cache"), ("cached", tmp / "cache"), ("backbone in the loop", None)):
-        cache = FeatureCache(model.backbone, str(path), cache_dir, dev)
-        if name == "cached":
-            cache.memory = previous.memory  # noqa: F821 - the cache filled by the first epoch
+    cache = FeatureCache(model.backbone, str(path), tmp / "cache", dev)
+    cached = Feed(table, dev=dev, cache=cache, rng=np.random.default_rng(0))
+    in_loop = Feed(table, dev=dev, rng=np.random.default_rng(0))
+    for name, feed in (("fill cache", cached), ("cached", cached), ("backbone in the loop", in_loop)):
         started = time.perf_counter()
-        run_epoch(model, table, mode="probe", cache=cache, train=True, optimizer=optimizer,
-                  loss_fn=soft_cross_entropy, rng=rng, dev=dev)
+        run_epoch(model, feed, mode="probe", train=True, optimizer=optimizer, loss_fn=soft_cross_entropy)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         timings[name] = time.perf_counter() - started
-        previous = cache  # noqa: F841
     report = {
         "date": dt.date.today().isoformat(), "machine": platform.platform(), "device": dev.type,
         "gpu": torch.cuda.get_device_name(0) if dev.type == "cuda" else None,

@@ -1,6 +1,8 @@
 """The SER example on real EmoDB audio, with tiny random backbones of the four classes."""
 
+import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,9 +11,12 @@ import torch
 from sklearn.metrics import f1_score, recall_score
 
 from examples.ser import baseline, emodb, evaluate, melt_experiment, train
-from examples.ser.data import load_audio, read_table, speaker_folds
-from examples.ser.metrics import scores
-from examples.ser.model import TINY, load_backbone, save_tiny_backbone
+from examples.ser.cache import FeatureCache
+from examples.ser.data import Table, load_audio, read_table, speaker_folds
+from examples.ser.loader import LengthBuckets, audio_lengths, audio_loader
+from examples.ser.metrics import scores, soft_cross_entropy
+from examples.ser.model import TINY, SERModel, load_backbone, save_tiny_backbone
+from examples.ser.train import Feed
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +75,144 @@ def test_soft_and_hard_losses_and_the_feature_cache(small_table, emodb_dir, tmp_
     # a second run reads every clip's hidden states from the disk cache
     dev = torch.device("cpu")
     model = load_backbone(backbone)
-    cache = train.FeatureCache(model, str(backbone.resolve()), tmp_path / "cache", dev)
-    for path in read_table(soft, emodb_dir, soft_label_column="soft_label", labels=emodb.EMODB_LABELS).files:
-        cache.get(path)
-    assert cache.computed == 0
+    cache = FeatureCache(model, str(backbone.resolve()), tmp_path / "cache", dev)
+    files = read_table(soft, emodb_dir, soft_label_column="soft_label", labels=emodb.EMODB_LABELS).files
+    cache.fill(files)
+    assert cache.computed == 0 and len(cache.slot) == len(files) == 24
+    assert not list((tmp_path / "cache").rglob("*.tmp"))  # every .npy written whole
+
+
+@pytest.fixture(scope="module")
+def uneven_clips(emodb_dir, tmp_path_factory):
+    """Ten real EmoDB clips cut to 0.4–2.0 s (their first samples, 22,050 Hz PCM16 as stored)."""
+    import soundfile
+
+    labels = pd.read_csv(emodb_dir / "labels.csv").groupby("speaker").head(1).reset_index(drop=True)
+    folder = tmp_path_factory.mktemp("uneven")
+    clips = [folder / Path(name).name for name in labels["file"]]
+    for seconds, name, clip in zip(np.linspace(0.4, 2.0, len(labels)), labels["file"], clips, strict=True):
+        wave, rate = soundfile.read(str(emodb_dir / name), dtype="int16")
+        soundfile.write(str(clip), wave[:int(seconds * rate)], rate, subtype="PCM_16")
+    return clips
+
+
+def test_length_buckets_batch_similar_lengths_and_every_clip_once():
+    lengths = np.random.default_rng(1).integers(8_000, 160_000, 203)
+    sampler = LengthBuckets(lengths, 8, rng=np.random.default_rng(0), crop=80_000, pool=50)
+    epochs = [list(sampler) for _ in range(3)]
+    for batches in epochs:
+        rows = [row for batch in batches for row, _, _ in batch]
+        assert sorted(rows) == list(range(203))  # each clip exactly once
+        assert len(batches) == len(sampler) == 26 and all(len(b) <= 8 for b in batches)
+        for batch in batches:
+            assert all(0 <= start < stop <= lengths[row] and stop - start == min(lengths[row], 80_000)
+                       for row, start, stop in batch)
+        # one pool holds the epoch: the batches cut its length order, so no two overlap
+        spans = sorted((min(b - a for _, a, b in batch), max(b - a for _, a, b in batch)) for batch in batches)
+        assert all(hi <= next_lo for (_, hi), (next_lo, _) in itertools.pairwise(spans))
+        padded = sum(len(batch) * max(b - a for _, a, b in batch) for batch in batches)
+        assert padded / sum(min(n, 80_000) for n in lengths) < 1.02
+    assert [b[0] for b in epochs[0]] != [b[0] for b in epochs[1]]  # a new shuffle and new crops per epoch
+    # evaluation: all clips whole, sorted by length, the same every time
+    ordered = [entry for batch in LengthBuckets(lengths, 8) for entry in batch]
+    assert [stop for _, _, stop in ordered] == sorted(lengths) and [s for _, s, _ in ordered] == [0] * 203
+    # pools smaller than the epoch still keep every batch's lengths close
+    pooled = list(LengthBuckets(lengths, 8, rng=np.random.default_rng(0), pool=4))
+    assert sorted(r for batch in pooled for r, _, _ in batch) == list(range(203))
+    waste = sum(len(b) * max(s for _, _, s in b) for b in pooled) / lengths.sum()
+    random_waste = np.mean([sum(len(c) * lengths[c].max() for c in np.array_split(np.random.default_rng(k).permutation(203), 26))
+                            for k in range(20)]) / lengths.sum()
+    assert waste < 1.35 and random_waste > 1.5  # padded samples per real sample
+
+
+@pytest.mark.parametrize("kind", sorted(TINY))
+def test_batched_extraction_equals_one_clip_at_a_time(kind, uneven_clips, tmp_path):
+    """Hidden states extracted in padded batches equal those of each clip alone (real audio, 0.4–2 s).
+
+    In float64 the two agree to rounding (about 1e-14); in float32, the cache's precision on
+    a CPU, to 1e-5 (wav2vec2 below).
+    """
+    backbone = load_backbone(save_tiny_backbone(kind, tmp_path / "bb")).eval()
+
+    def check(dtype, tolerance):
+        backbone.to(dtype)
+        cache = FeatureCache(backbone, kind, None, torch.device("cpu"), batch_size=4, dtype=dtype)
+        slots = cache.fill(uneven_clips)
+        assert cache.computed == 10 and len(set(cache.length)) == 10  # ten lengths: batches are padded
+        with torch.no_grad():
+            for path, slot in zip(uneven_clips, slots, strict=True):
+                wave = torch.from_numpy(load_audio(path))[None].to(dtype)
+                alone = torch.stack(backbone(wave, output_hidden_states=True).hidden_states)[:, 0]
+                held = cache.frames[:, cache.offset[slot]:cache.offset[slot] + cache.length[slot]]
+                torch.testing.assert_close(held, alone, rtol=tolerance, atol=tolerance)
+
+    check(torch.float64, 1e-10)
+    if kind == "wav2vec2":
+        check(torch.float32, 1e-5)
+        # without the masking, padding shifts the first convolution's GroupNorm
+        waves = [torch.from_numpy(load_audio(p)) for p in uneven_clips[:2]]
+        batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+        mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(w, dtype=torch.bool) for w in waves], batch_first=True)
+        with torch.no_grad():
+            plain = torch.stack(backbone(batch, attention_mask=mask.long(), output_hidden_states=True).hidden_states)
+            alone = torch.stack(backbone(waves[0][None], output_hidden_states=True).hidden_states)[:, 0]
+        assert (plain[:, 0, :alone.shape[1]] - alone).abs().max() > 1e-2
+
+
+def test_cached_epochs_index_tensors_and_never_pad_on_the_host(uneven_clips, tmp_path, monkeypatch):
+    backbone = load_backbone(save_tiny_backbone("wav2vec2", tmp_path / "bb"))
+    model = SERModel(backbone, 7)
+    cache = FeatureCache(backbone, "tiny", None, torch.device("cpu"))
+    table = Table(uneven_clips, np.eye(7)[np.arange(10) % 7], [str(k) for k in range(7)], None)
+    feed = Feed(table, dev=torch.device("cpu"), batch_size=4, cache=cache, rng=np.random.default_rng(0), crop_s=0.5)
+    optimizer = torch.optim.AdamW(model.head.parameters())
+    train.run_epoch(model, feed, mode="probe", train=True, optimizer=optimizer, loss_fn=soft_cross_entropy)
+    assert isinstance(cache.frames, torch.Tensor) and cache.frames.dtype == torch.float16
+    assert cache.frames.shape[1] == cache.length.sum() and cache.computed == 10
+    held = cache.frames.clone()
+    converted = []
+    real_from_numpy = torch.from_numpy
+    monkeypatch.setattr(torch, "from_numpy", lambda a: converted.append(a.dtype) or real_from_numpy(a))
+    monkeypatch.setattr(cache, "_extract", lambda files: pytest.fail(f"extracted {files} again"))
+    for _ in range(2):  # epochs from the cache
+        probs = train.run_epoch(model, feed, mode="probe", train=True, optimizer=optimizer, loss_fn=soft_cross_entropy)
+        assert probs.shape == (10, 7) and np.allclose(probs.sum(axis=1), 1)
+    assert converted and not any(np.issubdtype(d, np.floating) for d in converted)  # only indices cross from numpy
+    assert torch.equal(cache.frames, held)
+    # a batch is the held frames of its clips: crops of at most 0.5 s, padding masked
+    fps = cache.frames_per_second
+    entries = [(0, 3, 3 + int(0.5 * fps)), (9, 0, int(cache.length[9]))]
+    states, mask = cache.batch(feed._slots, entries)
+    assert states.shape == (backbone.config.num_hidden_layers + 1, 2, cache.length[9], 32) and states.dtype == torch.float32
+    assert mask.sum(dim=1).tolist() == [int(0.5 * fps), cache.length[9]]
+    first = cache.frames[:, cache.offset[feed._slots[0]] + 3:][:, :int(0.5 * fps)]
+    assert torch.equal(states[:, 0, :int(0.5 * fps)], first.float())
+
+
+def test_loader_workers_give_the_batches_of_the_main_process(uneven_clips, small_table, emodb_dir, tmp_path):
+    lengths = audio_lengths(uneven_clips)
+    assert lengths.tolist() == [len(load_audio(p)) for p in uneven_clips]
+
+    def epochs(workers):
+        sampler = LengthBuckets(lengths, 3, rng=np.random.default_rng(5), crop=16_000)
+        loader = audio_loader(uneven_clips, sampler, workers=workers, persistent=True)
+        return [[(rows.tolist(), waves, mask) for rows, waves, mask in loader] for _ in range(2)]
+
+    alone, parallel = epochs(0), epochs(2)
+    assert [[r for r, _, _ in e] for e in alone] == [[r for r, _, _ in e] for e in parallel]
+    for a, b in zip(alone, parallel, strict=True):
+        for (_, wa, ma), (_, wb, mb) in zip(a, b, strict=True):
+            assert torch.equal(wa, wb) and (ma is mb is None or torch.equal(ma, mb))
+    # and fit gives the same model with loader workers as without
+    backbone = save_tiny_backbone("wav2vec2", tmp_path / "bb")
+    results = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}"
+        train.main(["--table", str(small_table), "--audio-dir", str(emodb_dir), "--label-column", "emotion",
+                    "--speaker-column", "speaker", "--backbone", str(backbone), "--mode", "finetune", "--epochs", "2",
+                    "--batch-size", "4", "--workers", workers, "--out", str(out), "-q"])
+        results.append(json.loads((out / "results.json").read_text()))
+    assert results[0]["test"] == results[1]["test"] and results[0]["val"] == results[1]["val"]
 
 
 def test_audio_is_resampled_and_normalised(emodb_dir):

@@ -1,4 +1,4 @@
-"""Tables of clips and (soft) labels, audio at 16 kHz, crops, padding and speaker splits."""
+"""Tables of clips and (soft) labels, audio at 16 kHz and speaker splits."""
 
 from __future__ import annotations
 
@@ -127,26 +127,6 @@ def load_audio(path: Path, normalise: bool = True) -> np.ndarray:
     if not normalise:
         return wave.astype(np.float32)
     return ((wave - wave.mean()) / (wave.std() + 1e-7)).astype(np.float32)
-
-
-def crop(length: int, size: int, rng: np.random.Generator) -> slice:
-    """A random window of ``size`` (the whole signal when it is shorter)."""
-    if length <= size:
-        return slice(0, length)
-    start = int(rng.integers(0, length - size + 1))
-    return slice(start, start + size)
-
-
-def pad(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Stack variable-length arrays (T or T x H) with zero padding, and the validity mask."""
-    longest = max(len(a) for a in arrays)
-    shape = (len(arrays), longest, *arrays[0].shape[1:])
-    out = np.zeros(shape, dtype=np.float32)
-    mask = np.zeros((len(arrays), longest), dtype=bool)
-    for i, a in enumerate(arrays):
-        out[i, :len(a)] = a
-        mask[i, :len(a)] = True
-    return out, mask
 
 
 def speaker_folds(speakers: list[str], *, n_val: int = 1, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -22,9 +22,10 @@ with ser_extra():
     import torch
 
 from .data import Table, add_table_arguments, table_from_arguments
+from .loader import default_workers
 from .metrics import scores
 from .model import SERModel, load_backbone
-from .train import FeatureCache, device, run_epoch
+from .train import Feed, device, run_epoch
 
 
 def load_checkpoint(path: str | Path) -> tuple[SERModel, dict[str, Any]]:
@@ -54,8 +55,8 @@ def evaluate(checkpoint: str | Path, table: Table, mapping: dict[str, str] | Non
     labels = list(state["labels"])
     table = remap(table, mapping or {}, labels)
     dev = device()
-    cache = FeatureCache(model.backbone, str(state["backbone"]), None, dev) if state["mode"] == "probe" else None
-    probs = run_epoch(model, table, mode=state["mode"], cache=cache, train=False, dev=dev)
+    feed = Feed(table, dev=dev, workers=default_workers(dev))  # a probe checkpoint runs its backbone here too
+    probs = run_epoch(model, feed, mode=state["mode"], train=False)
     present = sorted(set(table.targets.argmax(axis=1)))
     result = scores(table.targets, probs, labels)
     result["classes_present"] = [labels[k] for k in present]

@@ -4,19 +4,25 @@
         --backbone NAME_OR_PATH --mode probe|finetune --epochs N --out DIR
 
 ``probe``: the backbone is frozen; every layer's hidden states are extracted once per clip
-and cached on disk (float16), so each epoch costs the head only. ``finetune``: the
+(in length-sorted batches), kept on the device and cached on disk (float16), so each
+epoch costs the head only. ``finetune``: the
 backbone (not its CNN encoder) trains too, at a lower learning rate than the head, after
 a linear warm-up. Loss: soft cross-entropy against the soft label (``--loss soft``) or
 cross-entropy on its argmax (``--loss hard``, MELT's setting). The best epoch by
 validation UA is kept; ``results.json`` holds validation and test scores.
+
+Input pipeline: audio is read and resampled in ``--workers`` DataLoader processes into
+pinned memory (0 on a CPU, up to 8 with a GPU), clips of similar length share a batch
+(``loader.LengthBuckets``), and predictions stay on the device until the epoch ends, so
+the device never waits for the host between steps.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,104 +33,95 @@ from . import ser_extra
 with ser_extra():
     import torch
 
+from .cache import FeatureCache
 from .data import (
     SAMPLE_RATE,
     Table,
     add_table_arguments,
-    crop,
-    load_audio,
-    pad,
     random_split,
     speaker_folds,
     table_from_arguments,
 )
+from .loader import LengthBuckets, audio_lengths, audio_loader, default_workers
 from .metrics import class_weights, hard_cross_entropy, scores, soft_cross_entropy
-from .model import SERModel, hidden_states, load_backbone
+from .model import SERModel, load_backbone
 
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class FeatureCache:
-    """Hidden states of every layer per clip, computed once with the frozen backbone."""
+class Feed:
+    """One table's batches, epoch after epoch, on the device.
 
-    def __init__(self, backbone: Any, backbone_id: str, directory: Path | None, dev: torch.device):
-        self.backbone, self.dev = backbone, dev
-        self.directory = None if directory is None else directory / hashlib.sha256(backbone_id.encode()).hexdigest()[:16]
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        self.memory: dict[Path, np.ndarray] = {}
-        self.computed = 0
+    With a ``cache`` (probe mode): hidden states indexed out of the cache, which extracts
+    the table's clips on the first pass. Without: audio from a DataLoader whose workers
+    stay up between epochs. ``rng`` given (training): shuffled, bucketed batches and random
+    crops of ``crop_s`` seconds; else every clip whole, sorted by length.
+    """
 
-    @torch.no_grad()
-    def compute(self, path: Path) -> np.ndarray:
-        wave = torch.from_numpy(load_audio(path))[None].to(self.dev)
-        mask = torch.ones_like(wave, dtype=torch.bool)
-        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.dev.type == "cuda"):
-            states, _ = hidden_states(self.backbone, wave, mask)
-        self.computed += 1
-        return states[:, 0].float().cpu().numpy().astype(np.float16)  # L x T x H
+    def __init__(self, table: Table, *, dev: torch.device, batch_size: int = 8, cache: FeatureCache | None = None,
+                 rng: np.random.Generator | None = None, crop_s: float = 5.0, workers: int = 0):
+        self.table, self.dev, self.cache = table, dev, cache
+        self.batch_size, self.rng, self.crop_s, self.workers = batch_size, rng, crop_s, workers
+        self.targets = torch.tensor(table.targets, dtype=torch.float32, device=dev)
+        self._slots: np.ndarray | None = None
+        self._sampler: LengthBuckets | None = None
+        self._loader: Any = None
 
-    def get(self, path: Path) -> np.ndarray:
-        if self.directory is None:  # backbone in the loop: recompute every time
-            return self.compute(path)
-        if path not in self.memory:
-            file = self.directory / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".npy")
-            if file.exists():
-                self.memory[path] = np.load(file)
-            else:
-                self.memory[path] = self.compute(path)
-                np.save(file, self.memory[path])
-        return self.memory[path]
+    def __len__(self) -> int:
+        return len(self.table.files)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """(rows, inputs, mask): inputs are waves (B x T, mask None when unpadded) or hidden
+        states (L x B x T x H)."""
+        if self.cache is not None:
+            if self._slots is None:
+                self._slots = self.cache.fill(self.table.files)
+                self._sampler = LengthBuckets(self.cache.length[self._slots], self.batch_size, rng=self.rng,
+                                              crop=int(self.crop_s * self.cache.frames_per_second))
+            assert self._sampler is not None
+            for entries in self._sampler:
+                states, mask = self.cache.batch(self._slots, entries)
+                rows = torch.tensor([row for row, _, _ in entries]).to(self.dev, non_blocking=True)
+                yield rows, states, mask
+            return
+        if self._loader is None:
+            sampler = LengthBuckets(audio_lengths(self.table.files), self.batch_size, rng=self.rng,
+                                    crop=int(self.crop_s * SAMPLE_RATE))
+            self._loader = audio_loader(self.table.files, sampler, workers=self.workers,
+                                        pin=self.dev.type == "cuda", persistent=True)
+        for rows, waves, mask in self._loader:
+            yield (rows.to(self.dev, non_blocking=True), waves.to(self.dev, non_blocking=True),
+                   None if mask is None else mask.to(self.dev, non_blocking=True))
 
 
-def batches(n: int, size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    return [order[i:i + size] for i in range(0, n, size)]
+def run_epoch(model: SERModel, feed: Feed, *, mode: str, train: bool, optimizer: Any = None, scheduler: Any = None,
+              loss_fn: Any = None, weights: Any = None) -> np.ndarray:
+    """One pass; returns the predicted probabilities (N x K) in table order.
 
-
-def frames_per_second(backbone: Any) -> float:
-    return float(backbone._get_feat_extract_output_lengths(torch.tensor(SAMPLE_RATE)))
-
-
-def run_epoch(model: SERModel, table: Table, *, mode: str, cache: FeatureCache | None, train: bool,
-              optimizer: Any = None, scheduler: Any = None, loss_fn: Any = None, weights: Any = None,
-              crop_s: float = 5.0, batch_size: int = 8, rng: np.random.Generator | None = None,
-              dev: torch.device) -> np.ndarray:
-    """One pass; returns the predicted probabilities (N x K) in table order."""
+    Nothing is copied to the host until the pass ends, so steps queue on the device.
+    """
     model.train(train)
     if mode == "probe":
         model.backbone.eval()
-    probs = np.zeros_like(table.targets)
-    fps = frames_per_second(model.backbone)
-    for index in batches(len(table.files), batch_size, rng if train else None):
-        targets = torch.tensor(table.targets[index], dtype=torch.float32, device=dev)
-        with torch.set_grad_enabled(train), torch.autocast(dev.type, dtype=torch.bfloat16,
-                                                           enabled=dev.type == "cuda"):
-            if mode == "probe":
-                assert cache is not None
-                feats = [cache.get(table.files[i]) for i in index]
-                if train and rng is not None:
-                    feats = [f[:, crop(f.shape[1], int(crop_s * fps), rng)] for f in feats]
-                stacked, mask = pad([np.moveaxis(f, 0, 1) for f in feats])  # B x T x L x H
-                states = torch.from_numpy(stacked).to(dev).permute(2, 0, 1, 3).float()
-                logits = model.head(states, torch.from_numpy(mask).to(dev))
-            else:
-                waves = [load_audio(table.files[i]) for i in index]
-                if train and rng is not None:
-                    waves = [w[crop(len(w), int(crop_s * SAMPLE_RATE), rng)] for w in waves]
-                stacked, mask = pad(waves)
-                logits = model(torch.from_numpy(stacked).to(dev), torch.from_numpy(mask).to(dev))
+    rows_seen, outputs = [], []
+    for rows, inputs, mask in feed:
+        with torch.set_grad_enabled(train), torch.autocast(feed.dev.type, dtype=torch.bfloat16,
+                                                           enabled=feed.dev.type == "cuda"):
+            logits = model.head(inputs, mask) if feed.cache is not None else model(inputs, mask)
             if train:
-                loss = loss_fn(logits.float(), targets, weights)
+                loss = loss_fn(logits.float(), feed.targets[rows], weights)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
-        probs[index] = torch.softmax(logits.float(), dim=-1).detach().cpu().numpy()
-    return probs
+        rows_seen.append(rows)
+        outputs.append(torch.softmax(logits.detach().float(), dim=-1))
+    probs = torch.zeros(len(feed), feed.targets.shape[1], device=feed.dev)
+    probs[torch.cat(rows_seen)] = torch.cat(outputs)
+    return probs.cpu().numpy().astype(np.float64)
 
 
 def split(table: Table, args: argparse.Namespace) -> tuple[Table, Table, Table]:
@@ -143,19 +140,22 @@ def split(table: Table, args: argparse.Namespace) -> tuple[Table, Table, Table]:
 
 def fit(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # transformers draws SpecAugment's time masks from numpy's global generator
     rng = np.random.default_rng(args.seed)
     dev = device()
     table = table_from_arguments(args)
     train, val, test = split(table, args)
     backbone = load_backbone(args.backbone)
     model = SERModel(backbone, len(table.labels), width=args.head_width).to(dev)
+    workers = default_workers(dev) if args.workers is None else args.workers
     cache = None
     if args.mode == "probe":
         for parameter in model.backbone.parameters():
             parameter.requires_grad = False
-        cache_dir = None if args.no_feature_cache else Path(args.feature_cache)
-        cache = FeatureCache(model.backbone, f"{Path(args.backbone).resolve() if Path(args.backbone).exists() else args.backbone}",
-                             cache_dir, dev)
+        if not args.no_feature_cache:
+            backbone_id = str(Path(args.backbone).resolve() if Path(args.backbone).exists() else args.backbone)
+            cache = FeatureCache(model.backbone, backbone_id, Path(args.feature_cache), dev,
+                                 batch_size=args.batch_size, workers=workers)
         groups = [{"params": model.head.parameters(), "lr": args.lr}]
     else:
         groups = [{"params": model.head.parameters(), "lr": args.lr},
@@ -166,6 +166,8 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
     loss_fn = soft_cross_entropy if args.loss == "soft" else hard_cross_entropy
     weights = torch.tensor(class_weights(train.targets), dtype=torch.float32, device=dev) if args.class_weights else None
+    feeds = {name: Feed(part, dev=dev, batch_size=args.batch_size, cache=cache, rng=rng if name == "train" else None,
+                        crop_s=args.crop_s, workers=workers) for name, part in (("train", train), ("val", val), ("test", test))}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     best: dict[str, Any] = {"ua": -1.0}
@@ -176,12 +178,10 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
                disable=args.quiet)
     for epoch in bar:
         started = time.perf_counter()
-        run_epoch(model, train, mode=args.mode, cache=cache, train=True, optimizer=optimizer, scheduler=scheduler,
-                  loss_fn=loss_fn, weights=weights, batch_size=args.batch_size, rng=rng, dev=dev,
-                  crop_s=args.crop_s)
+        run_epoch(model, feeds["train"], mode=args.mode, train=True, optimizer=optimizer, scheduler=scheduler,
+                  loss_fn=loss_fn, weights=weights)
         seconds = time.perf_counter() - started
-        val_scores = scores(val.targets, run_epoch(model, val, mode=args.mode, cache=cache, train=False,
-                                                   batch_size=args.batch_size, dev=dev), table.labels)
+        val_scores = scores(val.targets, run_epoch(model, feeds["val"], mode=args.mode, train=False), table.labels)
         history.append({"epoch": epoch, "train_seconds": seconds, "val_ua": val_scores["ua"]})
         bar.set_postfix_str(f"val UA {val_scores['ua']:.3f}")
         if val_scores["ua"] > best["ua"]:
@@ -190,8 +190,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
                         "mode": args.mode, "head_width": args.head_width}, out / "best.pt")
     state = torch.load(out / "best.pt", map_location=dev, weights_only=False)
     model.load_state_dict(state["state"])
-    test_scores = scores(test.targets, run_epoch(model, test, mode=args.mode, cache=cache, train=False,
-                                                 batch_size=args.batch_size, dev=dev), table.labels)
+    test_scores = scores(test.targets, run_epoch(model, feeds["test"], mode=args.mode, train=False), table.labels)
     results = {"val": best, "test": test_scores, "history": history, "device": dev.type,
                "train_clips": len(train.files), "val_clips": len(val.files), "test_clips": len(test.files),
                "args": {k: str(v) for k, v in vars(args).items()}}
@@ -217,6 +216,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-s", type=float, default=5.0, help="random training crops, seconds")
     p.add_argument("--feature-cache", default="runs/ser_features", help="where probe mode caches hidden states")
     p.add_argument("--no-feature-cache", action="store_true", help="probe with the backbone in the loop")
+    p.add_argument("--workers", type=int, help="DataLoader processes that read audio (default: 0 on a CPU, "
+                   "up to 8 with a GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("-q", "--quiet", action="store_true")
