@@ -5,7 +5,7 @@
 Ratios are measured within one run against a loopback OpenAI-compatible server
 (llm_annotator.testing.FakeOpenAI) with a fixed latency, so the machine's noise cancels
 as far as it can. Benchmarks: overhead, concurrency, replay, startup, sampling, local,
-memory. The SER probe benchmark is benchmarks/ser_probe.py.
+memory. The SER benchmarks are benchmarks/ser_probe.py and benchmarks/ser_pipeline.py.
 """
 
 from __future__ import annotations
@@ -423,7 +423,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             lines += [f"| {r['items']:,} | {r['peak_rss_mb']:.0f} | {r['wall_s']:.1f} | {r['items_per_s']:,.0f} |"
                       for r in m["streamed"]]
             lines.append("")
-    lines += ["## 8. SER probe mode", "", "See `docs/ser.md` (`python benchmarks/ser_probe.py`).", ""]
+    lines += ["## 8. SER probe mode", "", "See `docs/ser.md` (`python benchmarks/ser_probe.py`; the input pipeline: `python benchmarks/ser_pipeline.py`).", ""]
     lines += findings(results)
     if "router" in results:
         r = results["router"]
