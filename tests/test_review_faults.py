@@ -104,7 +104,7 @@ def test_gold_columns_are_read_as_answers_and_a_useless_one_leaves_the_report_st
     figures = trust(result, "gold")  # upper case is the label; blanks are no label
     assert figures["reviewed"]["n"] == 22 and figures["reviewed"]["n_for_corpus"] == 22
     page = write_report(result, tmp_path / "report.html", gold="mixed").read_text()
-    assert "Trust from human labels" in page and "no item of this run has a human label" in page
+    assert "Trust from human labels" in page and "gold column &#x27;mixed&#x27; holds no label of the task" in page
 
 
 def test_a_new_label_set_turns_old_answers_outside_it_into_invalid_votes(fake_server, tmp_path):
@@ -153,5 +153,67 @@ def test_clear_errors_instead_of_tracebacks(fake_server, tmp_path):
     (run / "labels.jsonl").unlink()
     with pytest.raises(RunDirError, match=r"no labels\.jsonl: the run has not ended"):
         AnnotationResult.load(run)
-    with pytest.raises(ConfigError, match="names starting with 'human:' are kept for reviewers"):
+    with pytest.raises(ConfigError, match="names starting with 'human:' are kept for the consensus and reviewers"):
         make_run(fake_server, tmp_path / "named", rows(2), models=[{"model": "openai/fake", "name": "human:gpt"}])
+
+
+def truthful(request):
+    """A model that is always right: 'item i' is LABELS[i % 3]."""
+    import re
+
+    from llm_annotator.testing import user_text
+
+    i = int(re.search(r"item (\d+)", user_text(request)).group(1))
+    return [json.dumps({"sentiment": LABELS[i % 3]})] * int(request.get("n") or 1)
+
+
+def test_a_chosen_round_is_a_stratum_and_never_biases_later_random_rounds(fake_server, tmp_path):
+    run = make_run(fake_server, tmp_path / "run", rows(40))
+    export_review(AnnotationResult.load(run), run / "peek", n=10, strategy="confidence")
+    random_csv, _ = export_review(AnnotationResult.load(run), run / "review", n=40)  # unanswered peek items too
+    assert len(pd.read_csv(random_csv)) == 40
+    fresh = make_run(fake_server, tmp_path / "fresh", rows(40))
+    chosen, _ = export_review(AnnotationResult.load(fresh), fresh / "chosen", n=8, strategy="confidence")
+    fill(chosen, lambda item: LABELS[int(item[1:]) % 3])
+    import_reviews(fresh, chosen, reviewer="ana")
+    drawn, _ = export_review(AnnotationResult.load(fresh), fresh / "review", n=12)
+    assert not set(pd.read_csv(drawn)["item_id"]) & set(pd.read_csv(chosen)["item_id"])
+    fill(drawn, lambda item: LABELS[int(item[1:]) % 3])
+    import_reviews(fresh, drawn, reviewer="ana")
+    from llm_annotator.outputs.trust import reviewed
+
+    people = reviewed(AnnotationResult.load(fresh))
+    assert people.design == "random + chosen stratum" and people.usable.sum() == 20
+    order = AnnotationResult.load(fresh).items["item_id"].tolist()
+    chosen_ids = set(pd.read_csv(chosen)["item_id"])
+    assert all(people.inclusion[order.index(i)] == 1.0 for i in chosen_ids)
+    assert all(people.inclusion[order.index(i)] == pytest.approx(12 / 32) for i in pd.read_csv(drawn)["item_id"])
+
+
+def test_a_calibration_that_would_not_help_is_not_written(fake_server, tmp_path):
+    server = fake_server(truthful)
+    out = tmp_path / "run"
+    annotate(rows(40), "sentiment", [{"model": "openai/fake", "name": "model-a"}], samples=2, api_base=server.url,
+             id_column="id", out=out, progress=False)
+    sheet, _ = export_review(AnnotationResult.load(out), out / "review", n=30)
+    fill(sheet, lambda item: LABELS[int(item[1:]) % 3])
+    written = import_reviews(out, sheet, reviewer="ana")["labels"]
+    assert written["calibrated_on"] == 0 and "calibration would not help: cross-fitted Brier" in written["not_calibrated"]
+    assert "cal_label" not in pd.read_csv(out / "labels.csv").columns
+
+
+def test_review_csvs_that_would_merge_or_drop_answers_are_refused(fake_server, tmp_path):
+    run = make_run(fake_server, tmp_path / "run", rows(6))
+    two = tmp_path / "two.csv"
+    two.write_text("item_id,review_label,reviewer\nr0,positive,ana\nr1,negative,bo\n")
+    with pytest.raises(ConfigError, match="holds the answers of 2 people"):
+        import_reviews(run, two, reviewer="ana")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("item_id,review_label\nr0,positive\nr1,neutral\nr0,negative\n")
+    with pytest.raises(DataError, match=r"twice.csv, rows 2 and 4: two answers of one reviewer for item 'r0'"):
+        import_reviews(run, twice, reviewer="ana")
+    (run / "review.csv").write_bytes("item_id;review_label\nr0;caf\xe9\n".encode("cp1252"))  # a spreadsheet's save
+    with pytest.raises(ConfigError, match="exists and cannot be read to see whether it holds answers"):
+        export_review(AnnotationResult.load(run), run / "review", n=2)
+    with pytest.raises(ConfigError, match="are kept for the consensus and reviewers"):
+        make_run(fake_server, tmp_path / "named", rows(2), models=[{"model": "openai/fake", "name": "consensus"}])

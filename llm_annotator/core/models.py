@@ -146,10 +146,10 @@ def as_specs(models: Any, **defaults: Any) -> list[ModelSpec]:
                               fix="correct the model's parameters") from None
         specs.append(spec)
     names = [s.name for s in specs]
-    person = next((n for n in names if n.startswith("human:")), None)
+    person = next((n for n in names if n.startswith("human:") or n == "consensus"), None)
     if person:
-        raise ConfigError(f"annotator {person!r}: names starting with 'human:' are kept for reviewers",
-                          fix="give the model another name=")
+        raise ConfigError(f"annotator {person!r}: 'consensus' and names starting with 'human:' are kept for the "
+                          f"consensus and reviewers", fix="give the model another name=")
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
         raise ConfigError(f"annotator {duplicate!r} is named twice",

@@ -161,6 +161,8 @@ def trust_sections(result: Any, figures: dict[str, Any], image: Any) -> list[str
     """The report's part on human labels: agreement, calibration, corpus estimates, panel, next items."""
     seen = figures["reviewed"]
     design = {"random": "drawn at random", "interval": "drawn at random, weighted towards uncertain items",
+              "random + chosen stratum": "drawn at random, beside items chosen by confidence or disagreement",
+              "interval + chosen stratum": "drawn at random, beside items chosen by confidence or disagreement",
               "chosen": "chosen, not drawn at random", "column": "a gold column, taken as a random sample"}
     out = ["<h2>Trust from human labels</h2>",
            f"<p>{seen['n']} items labelled by {html.escape(seen['source'])}; "
@@ -169,7 +171,7 @@ def trust_sections(result: Any, figures: dict[str, Any], image: Any) -> list[str
     if seen["n_for_corpus"] == 0:
         out.append('<p class="note">No reviewed item was drawn at random, so calibration and corpus estimates '
                    "would be biased and are left out. Export the next items with "
-                   "<code>llm-annotator review RUN --strategy interval</code> (or random).</p>")
+                   "<code>llm-annotator review RUN --strategy random</code>.</p>")
     rows = [[n, v["n"], v["accuracy"], v["macro_f1"], v["uar"], v["cohen_kappa"]]
             for n, v in figures["agreement"]["vs_human"].items()]
     out += ["<h3>Agreement with people (reviewed items)</h3>",

@@ -34,9 +34,14 @@ STRATEGIES = {
 def next_items(result: Any, n: int, *, strategy: str = "random", seed: int | None = None) -> Any:
     """The :class:`~llm_annotator.analysis.selection.Selection` of the next ``n`` items.
 
-    No item is chosen twice: items already reviewed (a ``human:`` vote) and items of
-    earlier review rounds, answered or not, are left out, so the rounds of a run are one
-    sample drawn without replacement. ``seed`` defaults to the number of earlier rounds.
+    Items already reviewed (a ``human:`` vote) are never chosen again, nor are items
+    waiting in an earlier round of the same kind: a random round (``random``,
+    ``interval``) leaves out the items of earlier random rounds, so that those rounds
+    are one sample drawn without replacement; a chosen round (``confidence``,
+    ``disagreement``) leaves out every earlier round's items. A random round does not
+    leave out the unanswered items of a chosen round: what people answered of a chosen
+    round is a stratum of its own (inclusion probability 1), and the random rounds stand
+    for everything else. ``seed`` defaults to the number of earlier rounds.
     """
     from llm_annotator.analysis.selection import choose
     from llm_annotator.outputs.trust import disagreement
@@ -52,8 +57,10 @@ def next_items(result: Any, n: int, *, strategy: str = "random", seed: int | Non
     models = result.models_only()
     order = result.items["item_id"].tolist()
     done = set(result.votes.loc[result.votes["annotator"].map(is_human), "item_id"])
+    drawn_at_random = strategy in ("random", "interval")
     for record in rounds:
-        done.update(record["items"])
+        if not drawn_at_random or record.get("strategy") in ("random", "interval"):
+            done.update(record["items"])
     exclude = [i for i, item in enumerate(order) if item in done]
     if len(exclude) == len(order):
         raise ConfigError(f"every item of the run was reviewed or chosen in one of its {len(rounds)} review rounds",
@@ -95,7 +102,7 @@ def review_queue(result: Any, n: int = 100, *, strategy: str = "random", seed: i
     if inclusion is not None:
         import numpy as np
 
-        shuffled = np.random.default_rng(chosen.n_eligible * 1000 + len(rows)).permutation(len(rows))
+        shuffled = np.random.default_rng([seed if seed is not None else 0, 1]).permutation(len(rows))
         rows, inclusion = [rows[k] for k in shuffled], [inclusion[k] for k in shuffled]
     queue = frame.iloc[rows].reset_index(drop=True)
     queue["inclusion_probability"] = inclusion
@@ -168,6 +175,7 @@ def export_review(result: Any, prefix: str | Path, *, n: int = 100, text_column:
             probabilities = queue["inclusion_probability"].tolist()
             append_round(result.run_dir, {
                 "strategy": strategy, "seed": seed, "n": len(queue), "eligible": queue.attrs["eligible"],
+                "n_items": len(result.items),
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "items": {str(item): (None if p is None or p != p else float(p))
                           for item, p in zip(queue["item_id"], probabilities, strict=True)}})
@@ -182,20 +190,24 @@ def _refuse_unimported(result: Any, csv_path: Path) -> None:
 
     if not csv_path.is_file():
         return
+    elsewhere = "or write this round elsewhere with --out"
     try:
         sheet = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, ValueError):
-        return
+        raise ConfigError(f"{csv_path} exists and cannot be read to see whether it holds answers",
+                          fix=f"move it away (a spreadsheet may have saved it in another format), {elsewhere}") from None
     if not {"item_id", "review_label"} <= set(sheet.columns):
-        return
-    done = set(result.votes.loc[result.votes["annotator"].map(is_human), "item_id"])
+        raise ConfigError(f"{csv_path} exists and is not a review sheet (item_id and review_label)",
+                          fix=f"move it away, {elsewhere}")
+    people = result.votes[result.votes["annotator"].map(is_human)]
+    answered = {(item, str(raw).strip().lower()) for item, raw in zip(people["item_id"], people["raw"], strict=True)}
     known = set(result.items["item_id"].astype(str))
     waiting = [item for item, answer in zip(sheet["item_id"], sheet["review_label"], strict=True)
-               if answer.strip() and _item(item, known) not in done]
+               if answer.strip() and (_item(item, known), answer.strip().lower()) not in answered]
     if waiting:
         raise ConfigError(f"{csv_path} holds {len(waiting)} answers that are not imported yet",
                           fix=f"import them first (llm-annotator review RUN --import {csv_path} --reviewer NAME), "
-                              "or write this round elsewhere with --out")
+                              f"{elsewhere}")
 
 
 def _item(text: str, known: set[str]) -> str:
@@ -270,6 +282,8 @@ def read_label_studio(path: Path) -> list[tuple[str, str, str, str]]:
                 raise DataError(f"{where}: which field holds the answer is unclear ({', '.join(controls)})",
                                 fix="name the Choices control 'label' in the labelling interface, or export JSON")
             text = task.get(control) if control else None
+            if isinstance(text, dict):  # a multi-choice control: {"choices": [...]}
+                text = text.get("choices")
             if text not in (None, "", []):
                 text = ",".join(map(str, text)) if isinstance(text, list) else str(text)
                 order = (str(task.get("updated_at") or task.get("created_at") or ""), task.get("annotation_id") or 0)
@@ -303,13 +317,15 @@ def read_review_csv(path: Path, *, reviewer: str | None,
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the CSV ({exc})", fix="save the reviewed table as UTF-8 CSV") from None
-    if {"annotator", "annotation_id", "label"} <= set(table.columns) and label_column not in table.columns:
-        people = table.loc[table["annotator"].str.strip() != "", "annotator"].nunique()
-        if reviewer is not None and people > 1:
+    if {"annotator", "annotation_id"} <= set(table.columns) and label_column not in table.columns:
+        controls = sorted(set(table.columns) - _JSON_MIN_FIELDS)  # Label Studio's CSV export
+        label_column = "label" if "label" in table.columns else controls[0] if len(controls) == 1 else label_column
+        table["reviewer"] = table["annotator"].map(_label_studio_user)
+    if reviewer is not None and "reviewer" in table.columns:
+        people = table.loc[table["reviewer"].str.strip() != "", "reviewer"].nunique()
+        if people > 1:
             raise ConfigError(f"{path} holds the answers of {people} people; --reviewer would merge them into one",
                               fix="leave --reviewer out")
-        label_column = "label"
-        table["reviewer"] = table["annotator"].map(_label_studio_user)
     for needed in ("item_id", label_column):
         if needed not in table.columns:
             raise DataError(f"{path}: no column {needed!r}",
@@ -319,11 +335,16 @@ def read_review_csv(path: Path, *, reviewer: str | None,
         raise DataError(f"{path}: who reviewed is not said", fix="pass --reviewer NAME (reviewer=), "
                                                                   "or add a reviewer column")
     rows = []
+    seen: dict[tuple[str, str], int] = {}
     for number, row in enumerate(table.to_dict(orient="records"), 2):
         text = row[label_column].strip()
         if text:
-            where = f"{path}, row {number}"
-            rows.append((row["item_id"], reviewer if reviewer is not None else row["reviewer"], text, where))
+            who = reviewer if reviewer is not None else row["reviewer"]
+            if (row["item_id"], who) in seen:
+                raise DataError(f"{path}, rows {seen[(row['item_id'], who)]} and {number}: two answers of one "
+                                f"reviewer for item {row['item_id']!r}", fix="keep one of the two rows")
+            seen[(row["item_id"], who)] = number
+            rows.append((row["item_id"], who, text, f"{path}, row {number}"))
     return rows
 
 

@@ -77,26 +77,35 @@ def reviewed(result: Any, gold: str | None = None) -> Reviewed:
         distributions = np.where((total >= 2)[:, None], counts / total[:, None], np.nan)
     reviewers = sorted(set(votes["annotator"]))
     source = f"reviewers {', '.join(reviewers)}" if reviewers else "no reviewer"
-    # the design: each reviewed item by the round that chose it (a round never chooses an
-    # item of an earlier one; with files of older versions, the first round counts)
+    # The design, by the round that chose each reviewed item (the first, with files of older
+    # versions). Answered items of chosen rounds are a stratum taken whole (inclusion 1);
+    # items of random rounds stand for the rest with the probability their round gave them.
+    # A round drawn from another corpus (a new job with more items) stands for nothing.
     drawn: dict[str, tuple[str, float | None]] = {}
     for record in read_rounds(result.run_dir) if result.run_dir is not None else []:
+        same_corpus = record.get("n_items", n_items) == n_items
         for item, probability in record["items"].items():
-            drawn.setdefault(item, (record.get("strategy", "chosen"), probability))
+            strategy = record.get("strategy", "chosen")
+            drawn.setdefault(item, (strategy if same_corpus else "chosen", probability))
     pi = np.ones(n_items)
-    usable = np.zeros(n_items, dtype=bool)
-    strategies = set()
+    random_items = np.zeros(n_items, dtype=bool)
+    chosen_items = np.zeros(n_items, dtype=bool)
     for item, i in index.items():
         if values[i] is None:
             continue
-        strategy, probability = drawn.get(item, ("chosen", None))
-        strategies.add(strategy if strategy in RANDOM_DESIGNS else "chosen")
+        strategy, probability = drawn.get(item, ("outside", None))
         if strategy in RANDOM_DESIGNS and probability:
-            usable[i] = True
-            pi[i] = float(probability)
-    design = "interval" if "interval" in strategies else "random" if "random" in strategies else "chosen"
-    inclusion = pi if design == "interval" else None
-    return Reviewed(values, source, design, usable, inclusion, distributions)
+            random_items[i], pi[i] = True, float(probability)
+        elif strategy in ("confidence", "disagreement"):
+            chosen_items[i] = True
+    if not random_items.any():  # no random sample: nothing stands for the corpus
+        return Reviewed(values, source, "chosen", np.zeros(n_items, dtype=bool), None, distributions)
+    usable = random_items | chosen_items
+    strata = chosen_items.any() or len({pi[i] for i in np.flatnonzero(random_items)}) > 1
+    design = "interval" if any(drawn.get(item, ("",))[0] == "interval" for item in index) else "random"
+    if chosen_items.any():
+        design = f"{design} + chosen stratum"
+    return Reviewed(values, source, design, usable, pi if strata else None, distributions)
 
 
 def disagreement(result: Any) -> np.ndarray:
@@ -126,10 +135,21 @@ def trust(result: Any, gold: str | None = None, *, level: float = 0.9, method: s
     from llm_annotator.analysis.estimates import accuracy, label_shares
     from llm_annotator.analysis.panel import distribution_distance, error_correlation
     from llm_annotator.analysis.recalibrate import cross_fitted, fit_calibrator
+    from llm_annotator.store.reviews import is_human
+
     if not trust_available():
         raise ConfigError("the trust figures need the trust extra", fix="pip install 'llm-annotator-kit[trust]'")
     people = reviewed(result, gold)
     if people.n == 0:
+        if gold is not None and any(g is not None for g in result.gold_labels(gold)):
+            raise ConfigError(f"gold column {gold!r} holds no label of the task "
+                              f"(e.g. {next(g for g in result.gold_labels(gold) if g is not None)!r})",
+                              fix=f"name a column whose values are among {', '.join(result.labels_order)}")
+        answers = result.votes[result.votes["annotator"].map(is_human)]
+        if gold is None and len(answers):
+            raise ConfigError(f"the reviewers' {len(answers)} answers are all outside the label set "
+                              f"(e.g. {answers['raw'].iloc[0]!r})",
+                              fix=f"answer with one of {', '.join(result.labels_order)}, then import again")
         raise ConfigError("no item of this run has a human label",
                           fix="export items with 'llm-annotator review RUN', then import the reviewers' answers "
                               "with 'llm-annotator review RUN --import FILE' (or name a gold column)")
@@ -205,7 +225,7 @@ def format_trust(figures: dict[str, Any]) -> str:
              f"{seen['n_for_corpus']} stand for the corpus)"]
     if seen["n_for_corpus"] == 0:
         lines.append("  no reviewed item was drawn at random: calibration and corpus estimates are left out "
-                     "(review --strategy interval or random)")
+                     "(review --strategy random)")
     lines.append("agreement with people:")
     for name, v in figures["agreement"]["vs_human"].items():
         lines.append(f"  {name:<24} n={v['n']:<5} accuracy {v['accuracy']:.3f}  macro-F1 {v['macro_f1']:.3f}")
@@ -232,8 +252,11 @@ def format_trust(figures: dict[str, Any]) -> str:
             lines.append(f"  {name:<24} {interval(a['human_only'])} | {interval(a['ppi_power'])}")
     if figures.get("panel"):
         panel = figures["panel"]
-        lines.append(f"error correlation: mean phi {panel['mean_phi']:.3f}; {len(panel['annotators'])} annotators "
-                     f"count as {panel['effective_number']:.2f} independent ones")
+        if panel["mean_phi"] == panel["mean_phi"]:
+            lines.append(f"error correlation: mean phi {panel['mean_phi']:.3f}; {len(panel['annotators'])} "
+                         f"annotators count as {panel['effective_number']:.2f} independent ones")
+        else:
+            lines.append("error correlation: undefined (on the reviewed items a model was never wrong, or always)")
     if figures.get("distance"):
         d = figures["distance"]
         lines.append(f"distance to the people's distribution ({d['n']} items): Jensen-Shannon "
@@ -254,7 +277,8 @@ def trust_json(figures: dict[str, Any]) -> str:
 def write_labels(run_dir: Any, *, method: str = "temperature") -> dict[str, Any]:
     """Rewrite a run's ``labels.csv`` and ``labels.jsonl`` with what people said: the
     models' consensus as before, ``review_label`` (the reviewers' label), and — with at
-    least :data:`MIN_CALIBRATION` reviewed items drawn at random — the consensus
+    least :data:`MIN_CALIBRATION` reviewed items that stand for the corpus, and only when
+    the calibration lowers the cross-fitted Brier score on them — the consensus
     calibrated on them (``cal_p_<label>``, ``cal_label``, ``cal_confidence``).
     Returns ``{"reviewed": n, "calibrated_on": n or 0, "method": ..., "not_calibrated": why or ""}``;
     a calibration that cannot be fitted leaves the calibrated columns out, never the file."""
@@ -278,11 +302,15 @@ def write_labels(run_dir: Any, *, method: str = "temperature") -> dict[str, Any]
     elif not trust_available():
         reason = NO_TRUST
     else:
-        from llm_annotator.analysis.recalibrate import fit_calibrator
+        from llm_annotator.analysis.recalibrate import cross_fitted, fit_calibrator
 
         kept = [g for g, u in zip(people.gold, fitted, strict=True) if u]
         weights = None if people.inclusion is None else 1.0 / people.inclusion[fitted]
-        try:
+        try:  # written only where it helps on held-out items: a calibration can make labels worse
+            gain = cross_fitted(probs[fitted], kept, labels, method=method, weights=weights)
+            if not gain["after"]["brier"] < gain["before"]["brier"]:
+                raise ConfigError(f"{method} calibration would not help: cross-fitted Brier "
+                                  f"{gain['before']['brier']:.3f} -> {gain['after']['brier']:.3f}")
             calibrated = fit_calibrator(probs[fitted], kept, labels, method=method, weights=weights).apply(probs)
         except ConfigError as exc:
             reason = exc.message

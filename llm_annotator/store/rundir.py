@@ -86,7 +86,7 @@ class RunDir:
         except OSError:
             self._lock.close()
             self._lock = None
-            raise RunDirError(f"another process is annotating into {self.path}",
+            raise RunDirError(f"another process is annotating into {self.path} (or exporting or importing reviews)",
                               fix="wait for it to finish, or choose another --out directory") from None
         try:
             if job is not None:
