@@ -44,6 +44,7 @@ from llm_annotator.store.batch_state import STATE, BatchState
 from llm_annotator.store.cache import AnswerCache
 from llm_annotator.store.ledger import Ledger
 from llm_annotator.store.manifest import RunManifest
+from llm_annotator.store.reviews import HUMAN_VOTES
 from llm_annotator.store.rundir import RunDir
 
 T = TypeVar("T")
@@ -191,6 +192,10 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         manifest = finish(manifest, tally, stats, budget, state)
         if run_dir is not None:
             run_dir.write_manifest(manifest)
+            if run_dir.file(HUMAN_VOTES).exists():  # the reviewers' labels stay beside the new labels
+                from llm_annotator.outputs.trust import write_labels as with_reviews
+
+                with_reviews(run_dir.path)
         if result is not None:
             result.manifest = manifest.to_dict()
         warn_if_failed(manifest)

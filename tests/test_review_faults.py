@@ -217,3 +217,15 @@ def test_review_csvs_that_would_merge_or_drop_answers_are_refused(fake_server, t
         export_review(AnnotationResult.load(run), run / "review", n=2)
     with pytest.raises(ConfigError, match="are kept for the consensus and reviewers"):
         make_run(fake_server, tmp_path / "named", rows(2), models=[{"model": "openai/fake", "name": "consensus"}])
+
+
+def test_running_the_job_again_keeps_the_reviewers_columns_in_labels(fake_server, tmp_path):
+    run = make_run(fake_server, tmp_path / "run", rows(30))
+    sheet, _ = export_review(AnnotationResult.load(run), run / "review", n=25)
+    fill(sheet, lambda item: LABELS[int(item[1:]) % 3])
+    import_reviews(run, sheet, reviewer="ana")
+    before = pd.read_csv(run / "labels.csv")
+    make_run(fake_server, run, rows(30))  # the same job again: it resumes, and writes labels.* anew
+    after = pd.read_csv(run / "labels.csv")
+    assert after["review_label"].notna().sum() == 25
+    assert [c for c in before.columns if c.startswith("cal_")] == [c for c in after.columns if c.startswith("cal_")]
