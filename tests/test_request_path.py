@@ -1,6 +1,6 @@
 """The request path kept light: LiteLLM imported in the background once a call is known to
 be needed (and never for a replay), its failure told in one line, credentials found once a
-run and again the next, the garbage collector tuned for the calls and given back."""
+run and again the next, the garbage collector tuned for a run and given back."""
 
 import ast
 import gc
@@ -14,7 +14,7 @@ import pytest
 
 from llm_annotator import annotate
 from llm_annotator.core.errors import ModelError
-from llm_annotator.engine import live
+from llm_annotator.engine import pipeline
 from llm_annotator.providers import client
 
 ROWS = [{"id": f"r{i}", "text": f"sentence number {i} here"} for i in range(4)]
@@ -142,10 +142,10 @@ def test_credentials_are_found_once_a_run_and_again_for_the_next(fake_server, mo
 def test_the_collector_is_tuned_for_the_calls_and_given_back():
     thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     assert frozen == 0
-    with live._quiet_collector():
-        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] == max(thresholds[0], live.YOUNG_THRESHOLD)
-        with live._quiet_collector():  # a second run meanwhile (another thread): left as it is
-            assert gc.get_threshold()[0] == max(thresholds[0], live.YOUNG_THRESHOLD)
+    with pipeline.quiet_collector():
+        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] == max(thresholds[0], pipeline.YOUNG_THRESHOLD)
+        with pipeline.quiet_collector():  # a second run meanwhile (another thread): left as it is
+            assert gc.get_threshold()[0] == max(thresholds[0], pipeline.YOUNG_THRESHOLD)
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
 
@@ -154,21 +154,21 @@ def test_a_process_that_manages_the_collector_itself_is_left_as_it_is():
     thresholds = gc.get_threshold()
     gc.disable()
     try:
-        with live._quiet_collector():
+        with pipeline.quiet_collector():
             assert gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds
     finally:
         gc.enable()
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
-        with live._quiet_collector():
+        with pipeline.quiet_collector():
             assert gc.get_threshold() == thresholds
         assert gc.get_freeze_count() == frozen  # its frozen objects stay frozen
     finally:
         gc.unfreeze()
 
 
-def test_an_answer_after_the_calls_leaves_the_collector_as_it_was(fake_server):
+def test_a_run_leaves_the_collector_as_it_was(fake_server):
     server = fake_server(lambda request: OK)
     thresholds = gc.get_threshold()
     result = annotate(ROWS, "sentiment", ["openai/fake"], api_base=server.url, id_column="id", cache=False,

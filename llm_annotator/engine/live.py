@@ -9,10 +9,6 @@ the budget first (:mod:`llm_annotator.engine.budget`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 from llm_annotator.core.prompts import compile_prompt
@@ -66,8 +62,7 @@ class LiveBackend:
                 self._secrets[spec.name] = secrets_of(spec)
                 self._checked.add(spec.name)
             workers += [self._worker(queue, report) for _ in range(min(spec.concurrency, len(queue)))]
-        with _quiet_collector():
-            await asyncio.gather(*workers)
+        await asyncio.gather(*workers)
 
     async def _worker(self, queue: list[Request], report: Reporter) -> None:
         while queue:
@@ -148,39 +143,6 @@ class LiveBackend:
             blank = {field: "N/A" for field in prompt.fields}
             params["calibration_messages"] = prompt.render(blank, item_id="content-free", where="calibration")
         return params
-
-
-#: The young generation's threshold while calls run (CPython's default is 700 allocations).
-YOUNG_THRESHOLD = 50_000
-_COLLECTOR = threading.Lock()
-
-
-@contextlib.contextmanager
-def _quiet_collector() -> Iterator[None]:
-    """The cyclic garbage collector, tuned for the calls of a run and given back after.
-
-    At the ceiling the collector took a quarter of a request's CPU: each call allocates
-    thousands of short-lived containers, so collections ran every few requests, and each
-    full one walked the whole heap (LiteLLM's modules and price map, the job) again. While
-    the calls run, the objects alive when they start sit out collections (``gc.freeze``),
-    and the young generation is collected every 50,000 allocations instead of 700 (cycles
-    wait a little longer: a few MB at most). Reference counting frees everything else as
-    before. A process that froze objects itself, turned the collector off, or is already
-    in such a run in another thread, is left as it is.
-    """
-    with _COLLECTOR:
-        ours = gc.isenabled() and gc.get_freeze_count() == 0
-        thresholds = gc.get_threshold()
-        if ours:
-            gc.freeze()
-            gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
-    try:
-        yield
-    finally:
-        if ours:
-            with _COLLECTOR:
-                gc.set_threshold(*thresholds)
-                gc.unfreeze()
 
 
 __all__ = ["LiveBackend", "answers_of"]
