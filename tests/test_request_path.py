@@ -14,7 +14,6 @@ import pytest
 
 from llm_annotator import annotate
 from llm_annotator.core.errors import ModelError
-from llm_annotator.engine import pipeline
 from llm_annotator.providers import client
 
 ROWS = [{"id": f"r{i}", "text": f"sentence number {i} here"} for i in range(4)]
@@ -139,14 +138,14 @@ def test_credentials_are_found_once_a_run_and_again_for_the_next(fake_server, mo
         assert result.votes["label"].tolist() == ["positive", "positive"]
 
 
-def test_the_collector_is_tuned_for_the_calls_and_given_back():
+def test_the_collector_is_tuned_while_in_use_and_given_back_by_its_last_user():
     thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     assert frozen == 0
-    with pipeline.quiet_collector():
-        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] == max(thresholds[0], pipeline.YOUNG_THRESHOLD)
-        with pipeline.quiet_collector():  # a second run meanwhile (another thread): left as it is
-            assert gc.get_threshold()[0] == max(thresholds[0], pipeline.YOUNG_THRESHOLD)
-        assert gc.get_freeze_count() > 0
+    with client.quiet_collector():
+        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] == max(thresholds[0], client.YOUNG_THRESHOLD)
+        with client.quiet_collector():  # a second user meanwhile (a run in another thread, an import)
+            pass
+        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] == max(thresholds[0], client.YOUNG_THRESHOLD)
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
 
 
@@ -154,18 +153,28 @@ def test_a_process_that_manages_the_collector_itself_is_left_as_it_is():
     thresholds = gc.get_threshold()
     gc.disable()
     try:
-        with pipeline.quiet_collector():
+        with client.quiet_collector():
             assert gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds
     finally:
         gc.enable()
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
-        with pipeline.quiet_collector():
+        with client.quiet_collector():
             assert gc.get_threshold() == thresholds
         assert gc.get_freeze_count() == frozen  # its frozen objects stay frozen
     finally:
         gc.unfreeze()
+
+
+def test_importing_litellm_tunes_the_collector_and_gives_it_back(monkeypatch):
+    monkeypatch.setattr(client, "_LOADED", {})
+    seen = []
+    monkeypatch.setattr(gc, "set_threshold", lambda *values, _set=gc.set_threshold: (seen.append(values), _set(*values)))
+    thresholds = gc.get_threshold()
+    client.litellm()
+    assert seen == [(max(thresholds[0], client.YOUNG_THRESHOLD), *thresholds[1:]), thresholds]
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_run_leaves_the_collector_as_it_was(fake_server):

@@ -10,13 +10,10 @@ no paid answer. A backend sees requests and reports outcomes through
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import sys
-import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,6 +24,7 @@ from llm_annotator.core.task import Task
 from llm_annotator.core.votes import Vote, VoteKey
 from llm_annotator.engine.jobs import Annotator, JobBuilder, Request
 from llm_annotator.engine.stats import RunStats
+from llm_annotator.providers.client import quiet_collector
 from llm_annotator.store.cache import AnswerCache
 from llm_annotator.store.votelog import VoteLog
 
@@ -318,38 +316,4 @@ def judge_again(task: Task) -> Callable[[Vote], Vote]:
     return judge
 
 
-#: The young generation's threshold while a run goes through the pipeline (CPython's default is 700 allocations).
-YOUNG_THRESHOLD = 50_000
-_COLLECTOR = threading.Lock()
-
-
-@contextlib.contextmanager
-def quiet_collector() -> Iterator[None]:
-    """The cyclic garbage collector, tuned while a run goes through the pipeline (replay,
-    calls, votes) and given back after.
-
-    At the ceiling the collector took a quarter of a request's CPU: each LiteLLM call
-    allocates thousands of short-lived containers, so collections ran every few requests,
-    and each full one walked the whole heap (LiteLLM's modules and price map, the job)
-    again. Meanwhile the objects alive when the run enters the pipeline sit out collections
-    (``gc.freeze``), and the young generation is collected every 50,000 allocations instead
-    of 700 (cycles wait a little longer: a few MB at most). Reference counting frees
-    everything else as before. A process that froze objects itself, turned the collector
-    off, or is in such a run in another thread, is left as it is.
-    """
-    with _COLLECTOR:
-        ours = gc.isenabled() and gc.get_freeze_count() == 0
-        thresholds = gc.get_threshold()
-        if ours:
-            gc.freeze()
-            gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
-    try:
-        yield
-    finally:
-        if ours:
-            with _COLLECTOR:
-                gc.set_threshold(*thresholds)
-                gc.unfreeze()
-
-
-__all__ = ["Answer", "Backend", "Pipeline", "Reporter", "judge_again", "quiet_collector"]
+__all__ = ["Answer", "Backend", "Pipeline", "Reporter", "judge_again"]
