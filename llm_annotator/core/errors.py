@@ -74,6 +74,7 @@ class ErrorKind(StrEnum):
     UNPARSEABLE = "unparseable"
     MISSING_FIELD = "missing_field"
     OUT_OF_LABEL_SET = "out_of_label_set"
+    OUT_OF_RANGE = "out_of_range"
     REFUSED = "refused"
     # failed requests, produced by the providers layer (providers.llm) and batch collection
     RATE_LIMITED = "rate_limited"
@@ -127,7 +128,7 @@ class ErrorKind(StrEnum):
 
 
 _INVALID = frozenset({ErrorKind.EMPTY, ErrorKind.UNPARSEABLE, ErrorKind.MISSING_FIELD,
-                      ErrorKind.OUT_OF_LABEL_SET, ErrorKind.REFUSED})
+                      ErrorKind.OUT_OF_LABEL_SET, ErrorKind.OUT_OF_RANGE, ErrorKind.REFUSED})
 # a fatal kind is asked again too: a re-run after the fix (a new key, the server's model
 # loaded) must not keep the votes the old set-up failed
 _TRANSIENT = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.TIMEOUT, ErrorKind.SERVER_ERROR,
@@ -144,6 +145,8 @@ _FIXES = {
                              "instructions and its 'output' setting",
     ErrorKind.OUT_OF_LABEL_SET: "check the label set (--labels, the template's 'labels' and 'aliases') against "
                                 "the raw answers in votes.jsonl",
+    ErrorKind.OUT_OF_RANGE: "the answers' numbers lie outside the output's range (or are not whole on an integer "
+                            "scale): check the template's instructions and the output's 'range'",
     ErrorKind.REFUSED: "the provider's content filter refused these items: review them or use another model",
     ErrorKind.RATE_LIMITED: f"lower --concurrency, then {_RERUN}",
     ErrorKind.TIMEOUT: f"raise --timeout or lower --concurrency, then {_RERUN}",

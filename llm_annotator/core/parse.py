@@ -9,6 +9,13 @@ but punctuation fits none. Anything else is invalid and keeps its reason: ``empt
 ``unparseable``, ``missing_field:<path>``, ``out_of_label_set:<value>``. Nothing is
 ever mapped to the nearest label, and no answer text raises: JSON too deep or with
 numbers too long to read is simply not JSON.
+
+A task with several outputs (:mod:`llm_annotator.core.outputs`) reads each from its own
+field of the JSON answer, with its own validity: a missing or invalid field makes that
+output invalid, never the others. A numeric output takes a JSON number (or a text that is
+one) inside its range, whole on an integer scale, else ``out_of_range:<value>``; a
+multi-label output takes a JSON array of labels (or one text of labels separated by
+commas), every one of which must be a label, and may be empty.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_annotator.core.errors import ErrorKind
+from llm_annotator.core.outputs import OutputSpec
 from llm_annotator.core.task import Task
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
@@ -34,13 +42,14 @@ class Parsed:
     label: str | None
     error: str | None
     value: str | None = None  # the text the label was read from, as written by the model
+    data: Any = None          # a numeric output's number, a multi-label output's labels (tuple)
 
 
 def normalise(text: str) -> str:
     return " ".join(text.strip(_STRIP).casefold().split())
 
 
-def _match(text: str, task: Task) -> str | None:
+def _match(text: str, task: Task | OutputSpec) -> str | None:
     """The label ``text`` names, or None: labels before aliases, exact before tolerant;
     a stage where two labels fit is ambiguous and matches nothing."""
     stripped = text.strip()
@@ -113,12 +122,112 @@ def _field(obj: Any, path: str) -> Any:
     return node
 
 
+def parse_outputs(content: str | None, task: Task) -> dict[str, Parsed]:
+    """Every output of ``task`` read from one answer, each with its own validity."""
+    specs = task.output_specs
+    out = {specs[0].name: parse_answer(content, task)}
+    if len(specs) == 1:
+        return out
+    if content is None or not isinstance(content, str) or not content.strip():
+        return {spec.name: out[specs[0].name] for spec in specs}  # empty or not text: the same for all
+    obj = _json_object(content) if "{" in content else None
+    for spec in specs[1:]:
+        if not isinstance(obj, Mapping):
+            out[spec.name] = Parsed(None, ErrorKind.UNPARSEABLE.value)
+            continue
+        value = _field(obj, spec.field)
+        out[spec.name] = (Parsed(None, f"{ErrorKind.MISSING_FIELD.value}:{spec.field}") if value is _MISSING
+                          else read_value(value, spec))
+    return out
+
+
+def structure(content: str | None, task: Task) -> tuple[dict[str, dict[str, Any]] | None, dict[str, str] | None]:
+    """What a vote of a structured task keeps beside its primary label: each output's
+    ``{"label", "value", "error"}`` (None keys left out) and the explanations."""
+    if not task.structured:
+        return None, None
+    outputs = {}
+    for name, parsed in parse_outputs(content, task).items():
+        cell = {"label": parsed.label, "value": list(parsed.data) if isinstance(parsed.data, tuple) else parsed.data,
+                "error": parsed.error}
+        outputs[name] = {k: v for k, v in cell.items() if v is not None}
+    return outputs, explanations(content, task)
+
+
+def explanations(content: str | None, task: Task) -> dict[str, str] | None:
+    """The free-text fields a task keeps (``explanations``) from a JSON answer; None when
+    there are none. Missing fields are left out: they are never required."""
+    if not task.explanations or not content or "{" not in content:
+        return None
+    obj = _json_object(content)
+    if not isinstance(obj, Mapping):
+        return None
+    found = {}
+    for path in task.explanations:
+        value = _field(obj, path)
+        if value is not _MISSING and value is not None:
+            found[path] = value if isinstance(value, str) else _short(value)
+    return found or None
+
+
+def read_value(value: Any, spec: OutputSpec) -> Parsed:
+    """One output's value from its JSON field, by the output's kind."""
+    if spec.kind == "numeric":
+        return _number(value, spec)
+    if spec.kind == "multi_label":
+        return _members(value, spec)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # an ordinal scale of numbers: 3 for "3"
+    if not isinstance(value, str):
+        return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{_short(value)}")
+    label = _match(value, spec)
+    if label is None:
+        return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{value.strip()[:60]}", value)
+    return Parsed(label, None, value)
+
+
+def _number(value: Any, spec: OutputSpec) -> Parsed:
+    text = value.strip() if isinstance(value, str) else None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return Parsed(None, f"{ErrorKind.OUT_OF_RANGE.value}:{_short(value)}")
+    try:
+        number = float(text.strip(_STRIP) if text is not None else value)
+    except (ValueError, OverflowError):
+        return Parsed(None, f"{ErrorKind.OUT_OF_RANGE.value}:{(text or '')[:60]}", text)
+    assert spec.range is not None
+    low, high = spec.range
+    shown = text if text is not None else _short(value)
+    if not math.isfinite(number) or not low <= number <= high or (spec.integer and number != int(number)):
+        return Parsed(None, f"{ErrorKind.OUT_OF_RANGE.value}:{shown[:60]}", shown)
+    data = int(number) if spec.integer else number
+    return Parsed(spec.bin_of(number), None, shown, data)
+
+
+def _members(value: Any, spec: OutputSpec) -> Parsed:
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[,;|]", value) if part.strip()]
+    if not isinstance(value, list):
+        return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{_short(value)}")
+    chosen = set()
+    for member in value:
+        label = _match(member, spec) if isinstance(member, str) else None
+        if label is None:
+            shown = member.strip()[:60] if isinstance(member, str) else _short(member)
+            return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{shown}", _short(value))
+        chosen.add(label)
+    members = tuple(label for label in spec.labels if label in chosen)
+    return Parsed("|".join(members), None, _short(value), members)
+
+
 def parse_answer(content: str | None, task: Task) -> Parsed:
-    """Read the label from a model's answer, or say why there is none."""
+    """Read the primary output's label from a model's answer, or say why there is none."""
     if content is None or (isinstance(content, str) and not content.strip()):
         return Parsed(None, ErrorKind.EMPTY.value)
     if not isinstance(content, str):
         return Parsed(None, ErrorKind.UNPARSEABLE.value)
+    primary = task.primary
+    if primary.kind in ("numeric", "multi_label"):
+        return _structured_primary(content, primary)
     obj = _json_object(content) if "{" in content else None
     if isinstance(obj, Mapping):
         paths = [task.output] if task.output else []
@@ -143,6 +252,20 @@ def parse_answer(content: str | None, task: Task) -> Parsed:
     if task.output is None and len(normalise(text).split()) <= 3:
         return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{normalise(text)[:60]}", text.strip(_STRIP))
     return Parsed(None, ErrorKind.UNPARSEABLE.value)
+
+
+def _structured_primary(content: str, spec: OutputSpec) -> Parsed:
+    """A numeric or multi-label primary output: from its JSON field, else the bare first line."""
+    obj = _json_object(content) if "{" in content else None
+    if isinstance(obj, Mapping):
+        value = _field(obj, spec.field)
+        if value is _MISSING:
+            return Parsed(None, f"{ErrorKind.MISSING_FIELD.value}:{spec.field}")
+        return read_value(value, spec)
+    line = _PREFIX.sub("", content.strip().splitlines()[0]).strip()
+    if spec.kind == "numeric" and not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", line.strip(_STRIP)):
+        return Parsed(None, ErrorKind.UNPARSEABLE.value)
+    return read_value(line, spec)
 
 
 def distribution_from_logprobs(content: str, tokens: Sequence[Mapping[str, Any]] | None,
@@ -199,4 +322,5 @@ def _value_position(content: str, value: str, output: str | None) -> int:
 
 _MISSING = object()
 
-__all__ = ["Parsed", "distribution_from_logprobs", "normalise", "parse_answer"]
+__all__ = ["Parsed", "distribution_from_logprobs", "explanations", "normalise", "parse_answer", "parse_outputs",
+           "read_value", "structure"]

@@ -11,13 +11,18 @@ A task is one file in ``prompt_templates/`` (or any path): YAML front matter bet
     ---
     Sentence: {{ text }}
     Answer with a JSON object {"sentiment": one of {{ labels | join(", ") }}}.
+
+A task may declare several named ``outputs`` of other kinds (ordinal, numeric,
+multi-label; :mod:`llm_annotator.core.outputs`) and ``explanations``, free-text fields
+kept with each vote and never read as labels. The first output is the primary one: the
+task's ``labels``, ``aliases``, ``output`` and ``scale`` are its.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -27,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llm_annotator.core.errors import TaskError, TemplateError
+from llm_annotator.core.outputs import OutputSpec
 
 #: Variables a template may use that do not come from the data row.
 RESERVED_VARIABLES = frozenset({"labels", "label_descriptions", "context", "item_id"})
@@ -50,7 +56,38 @@ class Task(BaseModel):
     context_window: int = 0
     expected_output_tokens: int | None = None
     scale: str = "nominal"
+    outputs: tuple[OutputSpec, ...] = ()
+    explanations: tuple[str, ...] = ()
     source: str = "<string>"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary_output(cls, data: Any) -> Any:
+        """Declared outputs as a list; the task's label set and output field are the first's."""
+        if not isinstance(data, Mapping) or not data.get("outputs"):
+            return data
+        raw = data["outputs"]
+        if isinstance(raw, Mapping):
+            specs = []
+            for name, spec in raw.items():
+                if spec is not None and not isinstance(spec, Mapping):
+                    raise ValueError(f"output {name!r} must be a mapping (kind, path, labels, range ...)")
+                specs.append({"name": str(name), **(spec or {})})
+        elif isinstance(raw, list | tuple):
+            specs = [s.model_dump() if isinstance(s, OutputSpec) else dict(s) for s in raw]
+        else:
+            raise ValueError("outputs must map each output's name to its kind, path and values")
+        first = specs[0]
+        if first.get("kind", "categorical") != "numeric":
+            for key in ("labels", "aliases"):
+                if not first.get(key) and data.get(key):
+                    first[key] = data[key]
+        primary = OutputSpec.model_validate(first)
+        if data.get("output") not in (None, primary.field):
+            raise ValueError(f"'output' ({data['output']}) is not the first output's path ({primary.field}): "
+                             "declare the fields under 'outputs' only")
+        return {**data, "outputs": specs, "labels": primary.categories, "aliases": primary.aliases,
+                "output": primary.field, "scale": primary.scale}
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -76,7 +113,54 @@ class Task(BaseModel):
                 raise ValueError(f"alias {alias!r} points to {target!r}, which is not a label")
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
+        names = [spec.name for spec in self.outputs]
+        if len(set(names)) != len(names):
+            raise ValueError("two outputs have the same name")
+        fields = [spec.field for spec in self.outputs] + list(self.explanations)
+        if len(set(fields)) != len(fields):
+            raise ValueError("two outputs or explanations read the same JSON field")
+        if len(self.outputs) > 1 or self.explanations:
+            for spec in self.outputs:
+                if spec.kind != "numeric" and not spec.labels:
+                    raise ValueError(f"output {spec.name!r} has no labels")
         return self
+
+    @cached_property
+    def output_specs(self) -> tuple[OutputSpec, ...]:
+        """Every output of the task, the primary first (one, for a task without ``outputs``)."""
+        if self.outputs:
+            return self.outputs
+        name = self.output.split(".")[-1] if self.output else "label"
+        kind = "ordinal" if self.scale == "ordinal" else "categorical"
+        name = "".join(c if c.isalnum() or c in "_-" else "_" for c in name) or "label"
+        return (OutputSpec(name=name, kind=kind, path=self.output, labels=self.labels, aliases=self.aliases),)
+
+    @property
+    def primary(self) -> OutputSpec:
+        return self.output_specs[0]
+
+    @property
+    def structured(self) -> bool:
+        """Whether votes carry per-output values (several outputs, a numeric or multi-label
+        primary, or explanations): a plain one-label task keeps its votes as they were."""
+        return len(self.output_specs) > 1 or self.primary.kind in ("numeric", "multi_label") \
+            or bool(self.explanations)
+
+    def output_spec(self, name: str) -> OutputSpec:
+        for spec in self.output_specs:
+            if spec.name == name:
+                return spec
+        raise TaskError(f"task {self.name!r} has no output {name!r}",
+                        fix=f"use one of {', '.join(s.name for s in self.output_specs)}")
+
+    def for_output(self, name: str) -> Task:
+        """The task as seen by one of its outputs: its categories as the label set, its
+        field as the output (the views of :meth:`AnnotationResult.output`)."""
+        spec = self.output_spec(name)
+        if spec is self.primary and len(self.output_specs) == 1:
+            return self
+        return Task.model_validate({**self.model_dump(exclude={"labels", "aliases", "output", "scale"}),
+                                    "outputs": [spec.model_dump()]})
 
     @cached_property
     def template_hash(self) -> str:
@@ -87,8 +171,12 @@ class Task(BaseModel):
 
     def with_labels(self, labels: Sequence[str]) -> Task:
         """The same task with the caller's label set (for ``classification``)."""
+        data = self.model_dump()
+        if self.outputs:
+            data["outputs"] = [{**data["outputs"][0], "labels": tuple(labels)}, *data["outputs"][1:]]
+            data["labels"] = tuple(labels)
         try:
-            return Task.model_validate({**self.model_dump(), "labels": tuple(labels)})
+            return Task.model_validate({**data, "labels": tuple(labels)})
         except ValueError as exc:
             raise TaskError(f"label set for task {self.name!r}: {_first_error(exc)}",
                             fix="pass distinct, non-empty labels") from None
@@ -100,14 +188,14 @@ class Task(BaseModel):
         return self
 
     def response_schema(self) -> dict[str, Any] | None:
-        """A strict JSON schema whose output field is an enum of the labels."""
+        """A strict JSON schema: each output's field (an enum of its labels, a number, or
+        an array of labels), the explanations and ``json_fields`` as strings."""
         if self.output is None or not self.labels:
             return None
         root: dict[str, Any] = {"type": "object", "properties": {}, "required": [],
                                 "additionalProperties": False}
-        for path, spec in [(f, {"type": "string"}) for f in self.json_fields] + [
-            (self.output, {"type": "string", "enum": list(self.labels)})
-        ]:
+        strings = [(f, {"type": "string"}) for f in (*self.json_fields, *self.explanations)]
+        for path, spec in strings + [(s.field, _schema_of(s)) for s in self.output_specs]:
             node = root
             *parents, leaf = path.split(".")
             for part in parents:
@@ -121,6 +209,14 @@ class Task(BaseModel):
             node["properties"][leaf] = spec
         return {"type": "json_schema",
                 "json_schema": {"name": _schema_name(self.name), "schema": root, "strict": True}}
+
+
+def _schema_of(spec: OutputSpec) -> dict[str, Any]:
+    if spec.kind == "numeric":
+        return {"type": "integer" if spec.integer else "number"}
+    if spec.kind == "multi_label":
+        return {"type": "array", "items": {"type": "string", "enum": list(spec.labels)}}
+    return {"type": "string", "enum": list(spec.labels)}
 
 
 def _schema_name(name: str) -> str:

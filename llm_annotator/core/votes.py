@@ -40,6 +40,10 @@ class Vote:
     cached: bool = False
     deployment: str | None = None
     fingerprint: str = ""
+    # a structured task's outputs, each {"label", "value", "error"} (None keys left out),
+    # the primary's as in label/error; and the answer's free-text fields (never labels)
+    outputs: dict[str, dict[str, Any]] | None = None
+    explanation: dict[str, str] | None = None
 
     @property
     def key(self) -> VoteKey:
@@ -50,7 +54,10 @@ class Vote:
         return ErrorKind.of(self.error)
 
     def to_json(self) -> str:
-        return _ENCODER.encode({f: getattr(self, f) for f in VOTE_COLUMNS})
+        """One line of votes.jsonl (a plain one-label task's votes leave out the empty
+        ``outputs`` and ``explanation``)."""
+        return _ENCODER.encode({f: getattr(self, f) for f in VOTE_COLUMNS
+                                if f not in _OPTIONAL or getattr(self, f) is not None})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Vote:
@@ -58,6 +65,7 @@ class Vote:
 
 
 VOTE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Vote))
+_OPTIONAL = frozenset({"outputs", "explanation"})
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder: dumps(**kw) builds one per call
 
 
@@ -69,6 +77,40 @@ def votes_frame(votes: Iterable[Vote]) -> Any:
     frame = pd.DataFrame(rows, columns=list(VOTE_COLUMNS))
     return frame.astype({"sample_index": "int64", "tokens_in": "int64", "tokens_out": "int64",
                          "cost_usd": "float64", "latency_s": "float64", "cached": "bool"})
+
+
+def output_frame(frame: Any, primary: str, name: str) -> Any:
+    """The votes of one output (``name``) of a structured task: the votes table with that
+    output's ``label``, ``value`` and ``error`` (and an ``output`` column). A vote whose
+    request failed, or that a content filter refused, is the same for every output; the
+    log-probability ``distribution`` belongs to the primary output alone."""
+    out = frame.copy()
+    rows = len(out)
+    cells = out["outputs"].tolist() if "outputs" in out else [None] * rows
+    labels, values, errors, keep = [], [], [], []
+    for cell, label, error in zip(cells, out["label"].tolist(), out["error"].tolist(), strict=True):
+        kind = ErrorKind.of(error)
+        # a vote with a label and no outputs (a reviewer's, an input column's) labels the primary only
+        keep.append(name == primary or isinstance(cell, dict) or kind is not None)
+        own = isinstance(cell, dict) and (kind is None or (kind.invalid_answer and kind is not ErrorKind.REFUSED))
+        if own:
+            mine = cell.get(name)
+            if mine is None:
+                labels.append(None), values.append(None), errors.append(f"{ErrorKind.MISSING_FIELD.value}:{name}")
+            else:
+                labels.append(mine.get("label")), values.append(mine.get("value")), errors.append(mine.get("error"))
+        else:
+            labels.append(label if name == primary else None)
+            values.append(None)
+            errors.append(error if (error is not None and error == error) or name == primary
+                          else f"{ErrorKind.MISSING_FIELD.value}:{name}")
+    out["label"] = labels
+    out["value"] = values
+    out["error"] = errors
+    if name != primary and "distribution" in out:
+        out["distribution"] = None
+    out.insert(2, "output", name)
+    return out[keep].reset_index(drop=True) if not all(keep) else out
 
 
 def error_counts(errors: Iterable[Any]) -> dict[str, int]:
@@ -87,4 +129,5 @@ def invalid_and_failed(counts: dict[str, int]) -> tuple[int, int]:
     return invalid, sum(counts.values()) - invalid
 
 
-__all__ = ["FORMAT_VERSION", "VOTE_COLUMNS", "Vote", "VoteKey", "error_counts", "invalid_and_failed", "votes_frame"]
+__all__ = ["FORMAT_VERSION", "VOTE_COLUMNS", "Vote", "VoteKey", "error_counts", "invalid_and_failed", "output_frame",
+           "votes_frame"]

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from llm_annotator.core.data import Dataset
 from llm_annotator.core.errors import AnnotatorError, ErrorKind, RunWarning
-from llm_annotator.core.parse import Parsed, distribution_from_logprobs, parse_answer
+from llm_annotator.core.parse import Parsed, distribution_from_logprobs, parse_answer, structure
 from llm_annotator.core.task import Task
 from llm_annotator.core.votes import Vote, VoteKey
 from llm_annotator.engine.jobs import Annotator, JobBuilder, Request
@@ -84,6 +84,7 @@ class Pipeline:
         self.votes: dict[VoteKey, Vote] = {}
         self.collected: set[str] = set()   # fingerprints of batch answers collected by this run
         self._parsed: dict[str | None, Parsed] = {}
+        self._structured: dict[str | None, tuple[Any, Any]] = {}
         self._flushed = time.monotonic()
         self._bar: Any = None
         self._chunk: tuple[Dataset, list[str]] | None = None
@@ -247,6 +248,7 @@ class Pipeline:
             error = ErrorKind.REFUSED.value
         if error is not None:
             self.stats.example(error.split(":", 1)[0], f"answer {str(entry.get('content'))[:120]!r}")
+        outputs, explanation = self.structure(entry.get("content"))
         return Vote(
             item_id=dataset.item_ids[item], annotator=annotator.name, sample_index=sample,
             label=parsed.label if error is None else None, error=error, raw=entry.get("content"),
@@ -254,8 +256,19 @@ class Pipeline:
             template_hash=self.task.template_hash, tokens_in=int(entry.get("tokens_in", 0)),
             tokens_out=int(entry.get("tokens_out", 0)), cost_usd=float(entry.get("cost_usd", 0.0)),
             latency_s=float(entry.get("latency_s", 0.0)), cached=cached, deployment=entry.get("deployment"),
-            fingerprint=annotator.fingerprint(hashes[item], sample),
+            fingerprint=annotator.fingerprint(hashes[item], sample), outputs=outputs, explanation=explanation,
         )
+
+    def structure(self, content: str | None) -> tuple[Any, Any]:
+        """A structured task's outputs and explanations of an answer, remembered per text."""
+        if not self.task.structured:
+            return None, None
+        found = self._structured.get(content)
+        if found is None:
+            found = structure(content, self.task)
+            if len(self._structured) < 100_000:
+                self._structured[content] = found
+        return found
 
     def _failed_vote(self, item: int, annotator: Annotator, sample: int, kind: ErrorKind, detail: str) -> Vote:
         assert self._chunk is not None
@@ -298,19 +311,21 @@ def judge_again(task: Task) -> Callable[[Vote], Vote]:
     """A recorded vote judged by ``task``'s current parsing rules (labels, aliases, output
     field): the same vote when nothing changes, else a copy with the new label or error.
     Failed requests (no answer) and refusals by a content filter are kept as they are."""
-    memo: dict[str, Parsed] = {}
+    memo: dict[str, tuple[Parsed, Any, Any]] = {}
 
     def judge(vote: Vote) -> Vote:
         kind = vote.error_kind
         if vote.raw is None or kind is ErrorKind.REFUSED or (kind is not None and not kind.invalid_answer):
             return vote
-        parsed = memo.get(vote.raw)
-        if parsed is None:
-            parsed = memo[vote.raw] = parse_answer(vote.raw, task)
+        found = memo.get(vote.raw)
+        if found is None:
+            found = memo[vote.raw] = (parse_answer(vote.raw, task), *structure(vote.raw, task))
+        parsed, outputs, explanation = found
         label = parsed.label if parsed.error is None else None
-        if label == vote.label and parsed.error == vote.error:
+        if label == vote.label and parsed.error == vote.error and outputs == vote.outputs \
+                and explanation == vote.explanation:
             return vote
-        return dataclasses.replace(vote, label=label, error=parsed.error,
+        return dataclasses.replace(vote, label=label, error=parsed.error, outputs=outputs, explanation=explanation,
                                    distribution=vote.distribution if label is not None else None)
 
     return judge

@@ -16,7 +16,7 @@ from llm_annotator.analysis import aggregate
 from llm_annotator.analysis.agreement import vs_gold as vs_gold_table
 from llm_annotator.core.errors import ConfigError, RunDirError
 from llm_annotator.core.task import Task
-from llm_annotator.core.votes import votes_frame
+from llm_annotator.core.votes import output_frame, votes_frame
 from llm_annotator.outputs.tables import (
     LABEL_COLUMNS,
     item_table,
@@ -41,6 +41,14 @@ class AnnotationResult:
     figure is computed from it on demand.
     """
 
+    def __new__(cls, votes: Any, task: Task, *args: Any, **kwargs: Any) -> AnnotationResult:
+        """A numeric or multi-label task's result is of its kind's class (outputs.kinds)."""
+        if cls is AnnotationResult and task.primary.kind in ("numeric", "multi_label"):
+            from llm_annotator.outputs.kinds import RESULT_KINDS
+
+            return super().__new__(RESULT_KINDS[task.primary.kind])
+        return super().__new__(cls)
+
     def __init__(self, votes: Any, task: Task, items: Any, *, samples: int,
                  annotators: Sequence[str], manifest: dict[str, Any] | None = None) -> None:
         self.votes = votes
@@ -59,6 +67,25 @@ class AnnotationResult:
     @property
     def labels_order(self) -> list[str]:
         return list(self.task.labels)
+
+    # -- outputs -----------------------------------------------------------------------
+    @property
+    def output_names(self) -> list[str]:
+        """The task's outputs, the primary first (this result is the primary's)."""
+        return [spec.name for spec in self.task.output_specs]
+
+    def output(self, name: str) -> AnnotationResult:
+        """The result of one output of the task: its votes (label, value and error of that
+        output), its categories as the label set, and the figures of its kind."""
+        task = self.task.for_output(name)
+        if name == self.task.primary.name and task is self.task:
+            return self
+        votes = output_frame(self.votes, self.task.primary.name, name)
+        return self.derive(votes, self.annotators, task=task)
+
+    def outputs(self) -> dict[str, AnnotationResult]:
+        """Every output's result (:meth:`output`), in the task's order."""
+        return {name: self.output(name) for name in self.output_names}
 
     # -- soft labels and consensus -------------------------------------------------
     def soft_labels(self, *, by_annotator: bool = False, smoothing: float = 0.0) -> Any:
@@ -185,10 +212,11 @@ class AnnotationResult:
         votes = self.votes[~self.votes["annotator"].isin(drop)].reset_index(drop=True)
         return self.derive(votes, [a for a in self.annotators if a not in drop])
 
-    def derive(self, votes: Any, annotators: Sequence[str], items: Any = None) -> AnnotationResult:
-        """A result of the same task and run with other votes, annotators or input columns."""
-        out = AnnotationResult(votes, self.task, self.items if items is None else items, samples=self.samples,
-                               annotators=annotators, manifest=self.manifest)
+    def derive(self, votes: Any, annotators: Sequence[str], items: Any = None, *,
+               task: Task | None = None) -> AnnotationResult:
+        """A result of the same task (or one output's) and run with other votes, annotators or input columns."""
+        out = AnnotationResult(votes, self.task if task is None else task, self.items if items is None else items,
+                               samples=self.samples, annotators=annotators, manifest=self.manifest)
         out.run_dir = self.run_dir
         return out
 

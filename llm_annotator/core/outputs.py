@@ -1,0 +1,143 @@
+"""The outputs of a task: what one answer holds, each with its kind and its values.
+
+A task declares named outputs in its front matter; each says where in the JSON answer
+it lives (``path``, the name by default) and what it may hold::
+
+    outputs:
+      emotion:  {kind: categorical, path: elements.emotion, labels: [neutral, joy, ...]}
+      loudness: {kind: ordinal, path: elements.loudness, labels: [low, medium, high]}
+      arousal:  {kind: numeric, range: [1, 5], integer: true}
+      emotions: {kind: multi_label, labels: [joy, sadness, anger]}
+
+The first output is the task's primary one (its ``labels`` and ``output`` are the
+primary output's). Every output has **categories**, the classes its soft labels are
+over: the labels of a categorical, ordinal or multi-label output, and the bins of a
+numeric one (each integer of an integer scale of at most :data:`MAX_INTEGER_BINS`
+values, else ``bins`` equal-width bins named ``lo..hi``). A task without ``outputs``
+has one output, named after the last part of its ``output`` field (``label`` for a
+bare answer), of the kind its ``scale`` says.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Kind = Literal["categorical", "ordinal", "numeric", "multi_label"]
+KINDS: tuple[str, ...] = ("categorical", "ordinal", "numeric", "multi_label")
+
+#: An integer scale with at most this many values has one bin per value.
+MAX_INTEGER_BINS = 21
+
+
+class OutputSpec(BaseModel):
+    """One named output of a task (see the module's docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    kind: Kind = "categorical"
+    path: str | None = None
+    labels: tuple[str, ...] = ()
+    aliases: dict[str, str] = Field(default_factory=dict)
+    range: tuple[float, float] | None = None
+    integer: bool = False
+    bins: int | None = None
+    description: str = ""
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            raise ValueError("labels must be a list, not one string")
+        return tuple(str(v).strip() if v is not None else "" for v in value)
+
+    @model_validator(mode="after")
+    def _check(self) -> OutputSpec:
+        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
+            raise ValueError(f"output name {self.name!r} must be letters, digits, '_' or '-'")
+        if self.kind == "numeric":
+            if self.range is None:
+                raise ValueError(f"numeric output {self.name!r} needs a range: [low, high]")
+            low, high = self.range
+            if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+                raise ValueError(f"output {self.name!r}: range must be two finite numbers, low < high")
+            if self.integer and (low != int(low) or high != int(high)):
+                raise ValueError(f"output {self.name!r}: an integer scale needs integer ends")
+            if self.labels or self.aliases:
+                raise ValueError(f"numeric output {self.name!r} takes a range, not labels")
+            if self.bins is not None and self.bins < 1:
+                raise ValueError(f"output {self.name!r}: bins must be at least 1")
+        else:
+            if self.range is not None or self.integer or self.bins is not None:
+                raise ValueError(f"output {self.name!r}: range, integer and bins are for numeric outputs")
+            seen: set[str] = set()
+            for label in self.labels:
+                if not label:
+                    raise ValueError(f"output {self.name!r}: the label set contains an empty label")
+                if label.casefold() in seen:
+                    raise ValueError(f"output {self.name!r}: the label set lists {label!r} twice")
+                seen.add(label.casefold())
+            for alias, target in self.aliases.items():
+                if self.labels and target not in self.labels:
+                    raise ValueError(f"output {self.name!r}: alias {alias!r} points to {target!r}, "
+                                     "which is not a label")
+        return self
+
+    @property
+    def field(self) -> str:
+        """Where the output lives in the JSON answer."""
+        return self.path or self.name
+
+    @property
+    def scale(self) -> str:
+        """Krippendorff's level of measurement of the output."""
+        return {"ordinal": "ordinal", "numeric": "interval"}.get(self.kind, "nominal")
+
+    @property
+    def edges(self) -> tuple[float, ...]:
+        """The bin edges of a numeric output (empty for the other kinds)."""
+        if self.kind != "numeric" or self.range is None:
+            return ()
+        low, high = self.range
+        if self.integer and high - low + 1 <= MAX_INTEGER_BINS and self.bins is None:
+            return tuple(low - 0.5 + i for i in range(int(high - low) + 2))
+        n = self.bins or 10
+        return tuple(low + (high - low) * i / n for i in range(n + 1))
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The classes soft labels are over: the labels, or a numeric output's bins."""
+        if self.kind != "numeric":
+            return self.labels
+        low, high = self.range or (0.0, 1.0)
+        edges = self.edges
+        if self.integer and high - low + 1 <= MAX_INTEGER_BINS and self.bins is None:
+            return tuple(str(int(low) + i) for i in range(len(edges) - 1))
+        return tuple(f"{_num(a)}..{_num(b)}" for a, b in zip(edges, edges[1:], strict=False))
+
+    @property
+    def midpoints(self) -> tuple[float, ...]:
+        """Each bin's value for a numeric output: the integer, or the bin's middle."""
+        edges = self.edges
+        return tuple((a + b) / 2 for a, b in zip(edges, edges[1:], strict=False))
+
+    def bin_of(self, value: float) -> str:
+        """The category (bin) of a number on this output's scale (the top edge is in the last bin)."""
+        edges = self.edges
+        names = self.categories
+        for k in range(len(names)):
+            if value < edges[k + 1]:
+                return names[k]
+        return names[-1]
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+__all__ = ["KINDS", "MAX_INTEGER_BINS", "Kind", "OutputSpec"]
