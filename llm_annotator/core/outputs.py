@@ -21,6 +21,7 @@ bare answer), of the kind its ``scale`` says.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -118,13 +119,13 @@ class OutputSpec(BaseModel):
         edges = self.edges
         if self.integer and high - low + 1 <= MAX_INTEGER_BINS and self.bins is None:
             return tuple(str(int(low) + i) for i in range(len(edges) - 1))
-        return tuple(f"{_num(a)}..{_num(b)}" for a, b in zip(edges, edges[1:], strict=False))
+        return tuple(f"{_num(a)}..{_num(b)}" for a, b in pairwise(edges))
 
     @property
     def midpoints(self) -> tuple[float, ...]:
         """Each bin's value for a numeric output: the integer, or the bin's middle."""
         edges = self.edges
-        return tuple((a + b) / 2 for a, b in zip(edges, edges[1:], strict=False))
+        return tuple((a + b) / 2 for a, b in pairwise(edges))
 
     def bin_of(self, value: float) -> str:
         """The category (bin) of a number on this output's scale (the top edge is in the last bin)."""

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -131,7 +131,7 @@ class Task(BaseModel):
         if self.outputs:
             return self.outputs
         name = self.output.split(".")[-1] if self.output else "label"
-        kind = "ordinal" if self.scale == "ordinal" else "categorical"
+        kind: Literal["ordinal", "categorical"] = "ordinal" if self.scale == "ordinal" else "categorical"
         name = "".join(c if c.isalnum() or c in "_-" else "_" for c in name) or "label"
         return (OutputSpec(name=name, kind=kind, path=self.output, labels=self.labels, aliases=self.aliases),)
 

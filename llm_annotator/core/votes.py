@@ -87,7 +87,10 @@ def output_frame(frame: Any, primary: str, name: str) -> Any:
     out = frame.copy()
     rows = len(out)
     cells = out["outputs"].tolist() if "outputs" in out else [None] * rows
-    labels, values, errors, keep = [], [], [], []
+    labels: list[Any] = []
+    values: list[Any] = []
+    errors: list[Any] = []
+    keep: list[bool] = []
     for cell, label, error in zip(cells, out["label"].tolist(), out["error"].tolist(), strict=True):
         kind = ErrorKind.of(error)
         # a vote with a label and no outputs (a reviewer's, an input column's) labels the primary only
@@ -95,10 +98,10 @@ def output_frame(frame: Any, primary: str, name: str) -> Any:
         own = isinstance(cell, dict) and (kind is None or (kind.invalid_answer and kind is not ErrorKind.REFUSED))
         if own:
             mine = cell.get(name)
-            if mine is None:
-                labels.append(None), values.append(None), errors.append(f"{ErrorKind.MISSING_FIELD.value}:{name}")
-            else:
-                labels.append(mine.get("label")), values.append(mine.get("value")), errors.append(mine.get("error"))
+            mine = mine if mine is not None else {"error": f"{ErrorKind.MISSING_FIELD.value}:{name}"}
+            labels.append(mine.get("label"))
+            values.append(mine.get("value"))
+            errors.append(mine.get("error"))
         else:
             labels.append(label if name == primary else None)
             values.append(None)
