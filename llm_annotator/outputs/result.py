@@ -42,11 +42,12 @@ class AnnotationResult:
     """
 
     def __new__(cls, votes: Any, task: Task, *args: Any, **kwargs: Any) -> AnnotationResult:
-        """A numeric or multi-label task's result is of its kind's class (outputs.kinds)."""
-        if cls is AnnotationResult and task.primary.kind in ("numeric", "multi_label"):
+        """The result of a task whose primary output is ordinal, numeric or multi-label is of
+        its kind's class (:data:`llm_annotator.outputs.kinds.RESULT_KINDS`)."""
+        if cls is AnnotationResult and task.primary.kind != "categorical":
             from llm_annotator.outputs.kinds import RESULT_KINDS
 
-            return super().__new__(RESULT_KINDS[task.primary.kind])
+            return super().__new__(RESULT_KINDS.get(task.primary.kind, cls))
         return super().__new__(cls)
 
     def __init__(self, votes: Any, task: Task, items: Any, *, samples: int,
