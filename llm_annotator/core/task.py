@@ -82,7 +82,8 @@ class Task(BaseModel):
             for key in ("labels", "aliases"):
                 if not first.get(key) and data.get(key):
                     first[key] = data[key]
-        primary = OutputSpec.model_validate(first)
+        checked = [_output_spec(spec) for spec in specs]
+        primary = checked[0]
         if data.get("output") not in (None, primary.field):
             raise ValueError(f"'output' ({data['output']}) is not the first output's path ({primary.field}): "
                              "declare the fields under 'outputs' only")
@@ -209,6 +210,18 @@ class Task(BaseModel):
             node["properties"][leaf] = spec
         return {"type": "json_schema",
                 "json_schema": {"name": _schema_name(self.name), "schema": root, "strict": True}}
+
+
+def _output_spec(data: dict[str, Any]) -> OutputSpec:
+    """One output's declaration, its errors naming the output."""
+    try:
+        return OutputSpec.model_validate(data)
+    except ValueError as exc:
+        message = _first_error(exc)
+        name = data.get("name")
+        if name is not None and not message.startswith("output ") and f"output {name!r}" not in message:
+            message = f"output {name!r}: {message}"
+        raise ValueError(message) from None
 
 
 def _schema_of(spec: OutputSpec) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def answers_of(completion: llm.Completion, count: int, *, spec: Any, batch: bool
         cost = (pricing.price_of(spec, tokens_in, tokens_out, batch=batch) if len(choices) > 1
                 else completion.cost_usd)
         out.append(Answer(content=choice.content, logprobs=choice.logprobs, distribution=choice.distribution,
-                          finish_reason=choice.finish_reason, tokens_in=tokens_in, tokens_out=tokens_out,
+                          finish_reason=choice.finish_reason, reasoning=choice.reasoning, tokens_in=tokens_in, tokens_out=tokens_out,
                           cost_usd=cost, latency_s=completion.latency_s, deployment=completion.deployment))
     return out
 
@@ -137,7 +137,8 @@ class LiveBackend:
     def _local_params(self, spec: Any) -> dict[str, Any]:
         """What the embedded provider needs beyond the messages (label scoring)."""
         params: dict[str, Any] = {"labels": list(self.task.labels), "output": self.task.output,
-                                  "mode": spec.mode, "calibrate": spec.calibrate}
+                                  "mode": spec.mode or ("generate" if self.task.primary.kind == "multi_label" else None),
+                                  "calibrate": spec.calibrate}
         if spec.calibrate:
             prompt = compile_prompt(self.task)
             blank = {field: "N/A" for field in prompt.fields}

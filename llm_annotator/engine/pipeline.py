@@ -37,6 +37,7 @@ class Answer:
     logprobs: list[dict[str, Any]] | None = None
     distribution: dict[str, float] | None = None
     finish_reason: str | None = None
+    reasoning: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
@@ -232,9 +233,12 @@ class Pipeline:
         if distribution is None and answer.logprobs:
             parsed = self.parse(answer.content)
             distribution = distribution_from_logprobs(answer.content or "", answer.logprobs, parsed, self.task)
-        return {"content": answer.content, "distribution": distribution, "finish_reason": answer.finish_reason,
-                "tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out, "cost_usd": answer.cost_usd,
-                "latency_s": round(answer.latency_s, 4), "deployment": answer.deployment}
+        entry = {"content": answer.content, "distribution": distribution, "finish_reason": answer.finish_reason,
+                 "tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out, "cost_usd": answer.cost_usd,
+                 "latency_s": round(answer.latency_s, 4), "deployment": answer.deployment}
+        if answer.reasoning:
+            entry["reasoning"] = answer.reasoning
+        return entry
 
     def _vote(self, item: int, annotator: Annotator, sample: int, entry: dict[str, Any], *, cached: bool) -> Vote:
         assert self._chunk is not None
@@ -249,6 +253,8 @@ class Pipeline:
         if error is not None:
             self.stats.example(error.split(":", 1)[0], f"answer {str(entry.get('content'))[:120]!r}")
         outputs, explanation = self.structure(entry.get("content"))
+        if entry.get("reasoning"):
+            explanation = {**(explanation or {}), "reasoning": str(entry["reasoning"])}
         return Vote(
             item_id=dataset.item_ids[item], annotator=annotator.name, sample_index=sample,
             label=parsed.label if error is None else None, error=error, raw=entry.get("content"),
@@ -321,6 +327,8 @@ def judge_again(task: Task) -> Callable[[Vote], Vote]:
         if found is None:
             found = memo[vote.raw] = (parse_answer(vote.raw, task), *structure(vote.raw, task))
         parsed, outputs, explanation = found
+        if vote.explanation and "reasoning" in vote.explanation:  # the provider's, not in the answer text
+            explanation = {**(explanation or {}), "reasoning": vote.explanation["reasoning"]}
         label = parsed.label if parsed.error is None else None
         if label == vote.label and parsed.error == vote.error and outputs == vote.outputs \
                 and explanation == vote.explanation:

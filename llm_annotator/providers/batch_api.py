@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 from llm_annotator.core.errors import ConfigError, ModelError
@@ -81,8 +80,7 @@ def completion_of(spec: ModelSpec, body: dict[str, Any]) -> llm.Completion | Non
     if not choices:
         return None
     secrets = llm.secrets_of(spec)  # an answer that repeats a credential is stored without it
-    choices = [dataclasses.replace(c, content=llm.scrub(c.content, spec, secrets)) if c.content else c
-               for c in choices]
+    choices = llm.scrub_choices(choices, spec, secrets)
     reported = pricing.usage_tokens(body.get("usage"))
     estimated = reported is None
     if reported is None:

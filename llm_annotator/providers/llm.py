@@ -47,6 +47,7 @@ class Choice:
     logprobs: list[dict[str, Any]] | None
     distribution: dict[str, float] | None
     finish_reason: str | None
+    reasoning: str | None = None  # a reasoning model's reasoning content (kept, never a label)
 
 
 @dataclass(frozen=True)
@@ -199,8 +200,10 @@ def choices_of(response: Any) -> list[Choice]:
         distribution = getattr(choice, "label_distribution", None) or (
             distributions[position] if position < len(distributions) else None)
         finish = getattr(choice, "finish_reason", None)
+        reasoning = getattr(message, "reasoning_content", None)
         out.append(Choice(content=_text(getattr(message, "content", None)), logprobs=_token_logprobs(choice),
-                          distribution=distribution, finish_reason=finish if isinstance(finish, str) else None))
+                          distribution=distribution, finish_reason=finish if isinstance(finish, str) else None,
+                          reasoning=reasoning if isinstance(reasoning, str) and reasoning.strip() else None))
     return out
 
 
@@ -326,6 +329,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds:,.0f} s" if seconds < 1e12 else f"{seconds:.2e} s"
 
 
+def scrub_choices(choices: list[Choice], spec: ModelSpec, secrets: list[str]) -> list[Choice]:
+    """The choices with any credential their text or reasoning repeats replaced."""
+    def leaks(text: str | None) -> bool:
+        return bool(text) and any(s in text for s in secrets)  # type: ignore[operator]
+
+    if not any(leaks(c.content) or leaks(c.reasoning) for c in choices):
+        return choices
+    return [dataclasses.replace(c, content=scrub(c.content, spec, secrets) if c.content else c.content,
+                                reasoning=scrub(c.reasoning, spec, secrets) if c.reasoning else c.reasoning)
+            for c in choices]
+
+
 def _completion(spec: ModelSpec, response: Any, messages: list[dict[str, str]], latency: float,
                 secrets: list[str]) -> Completion | None:
     """A response as a :class:`Completion` (None: no choices). Credentials the answer repeats
@@ -333,9 +348,7 @@ def _completion(spec: ModelSpec, response: Any, messages: list[dict[str, str]], 
     choices = choices_of(response)
     if not choices:
         return None
-    if any(c.content and any(s in c.content for s in secrets) for c in choices):
-        choices = [dataclasses.replace(c, content=scrub(c.content, spec, secrets)) if c.content else c
-                   for c in choices]
+    choices = scrub_choices(choices, spec, secrets)
     hidden = getattr(response, "_hidden_params", None) or {}
     model_for_price = None
     if spec.router is not None:
