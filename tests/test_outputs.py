@@ -280,3 +280,35 @@ def test_melt_s_five_elements_come_out_with_their_own_soft_labels(fake_server, s
             assert result.labels()["label"].tolist() == table["llm_label"].tolist()
         else:
             assert out.task.labels == tuple(scales[name]) and figures["krippendorff_alpha"] < 1.0
+
+
+def test_agree_measures_every_output_with_a_gold_column_each(fake_server, task_file, tmp_path):
+    import subprocess
+    import sys
+
+    server = fake_server(respond)
+    data = rows(16)
+    for row in data:
+        want = scripted(f"Text: {row['text']}")
+        row["gold"], row["gold_arousal"] = want["sentiment"], want.get("arousal", 1) + 1
+    annotate(data, task_file, ["openai/a", "openai/b"], samples=2, temperature=1.0, api_base=server.url,
+             id_column="id", out=tmp_path / "run", progress=False)
+
+    def agree(*args):
+        return subprocess.run([sys.executable, "-m", "llm_annotator", "agree", str(tmp_path / "run"), *args,
+                               "--bootstrap", "20"], capture_output=True, text=True)
+
+    done = agree("--gold", "gold", "--gold", "arousal=gold_arousal")
+    assert done.returncode == 0, done.stderr
+    for name, kind in [("sentiment", "categorical"), ("intensity", "ordinal"), ("arousal", "numeric"),
+                       ("emotions", "multi_label")]:
+        assert f"== output {name} ({kind}) ==" in done.stdout
+    figures = json.loads((tmp_path / "run" / "agreement.json").read_text())
+    assert figures["output"] == "sentiment" and figures["vs_gold"]["openai/a"]["accuracy"] == 1.0
+    arousal = figures["outputs"]["arousal"]
+    assert arousal["vs_gold"]["openai/a"]["mae"] == 1.0  # every gold value is the answer + 1
+    assert set(figures["outputs"]) == {"intensity", "arousal", "emotions"}
+    only = agree("--output", "emotions", "--out", str(tmp_path / "e.json"))
+    assert only.returncode == 0 and "== output emotions" in only.stdout and "sentiment" not in only.stdout
+    wrong = agree("--gold", "pitch=gold")
+    assert wrong.returncode != 0 and "no output 'pitch'" in wrong.stderr and "OUTPUT=COLUMN" in wrong.stderr

@@ -67,11 +67,17 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("source", help="a run directory, or a table (.csv, .jsonl, .parquet)")
     p.add_argument("--columns", nargs="+", metavar="COLUMN",
                    help="label columns as annotators (needed for a table; added to a run's models)")
-    p.add_argument("--gold", help="column holding reference labels (accuracy, macro-F1, UAR, kappa, calibration)")
+    p.add_argument("--gold", action="append", metavar="[OUTPUT=]COLUMN",
+                   help="column holding reference labels (accuracy, macro-F1, UAR, kappa, calibration; MAE, "
+                        "Pearson, CCC for ordinal and numeric outputs; F1 and Jaccard for multi-label ones); "
+                        "COLUMN alone is the first output's, OUTPUT=COLUMN another's; repeatable")
+    p.add_argument("--output", action="append", metavar="NAME",
+                   help="the task's output to measure (repeatable; default: every output)")
     p.add_argument("--labels", help="comma-separated label set (default: the run's task, or every value seen)")
     p.add_argument("--id-column", help="column holding unique item ids")
-    p.add_argument("--level", default="nominal", choices=["nominal", "ordinal", "interval"],
-                   help="Krippendorff's alpha level of measurement (default nominal)")
+    p.add_argument("--level", choices=["nominal", "ordinal", "interval"],
+                   help="Krippendorff's alpha level of measurement (default: the output's kind: nominal for "
+                        "categorical and multi-label, ordinal, interval for numeric)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds for intervals (0: none)")
     p.add_argument("--out", help="where to write agreement.json (default: RUN/agreement.json or ./agreement.json)")
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from llm_annotator.core.errors import ConfigError
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
     from llm_annotator.analysis.agreement import format_report, to_json
+    from llm_annotator.analysis.kinds import format_output_report
     from llm_annotator.outputs.result import AnnotationResult
 
     source = Path(args.source)
@@ -32,14 +34,47 @@ def cmd_agree(args: argparse.Namespace) -> int:
                               fix="add --columns COLUMN [COLUMN ...]")
         result = result_from_columns(source, args.columns, labels=labels, id_column=args.id_column)
         default_out = Path("agreement.json")
-    figures = result.agreement(gold=args.gold, level=args.level, bootstrap=args.bootstrap)
-    print(format_report(figures, gold=args.gold))
+    names = result.output_names
+    chosen = args.output or names
+    for name in chosen:
+        if name not in names:
+            raise ConfigError(f"the run's task has no output {name!r}", fix=f"use one of {', '.join(names)}")
+    golds = gold_columns(args.gold or [], names)
+    figures: dict[str, dict[str, Any]] = {}
+    for name in chosen:
+        view = result if name == names[0] else result.output(name)
+        options = {"level": args.level} if args.level else {}
+        found = view.agreement(gold=golds.get(name), bootstrap=args.bootstrap, **options)
+        if len(names) > 1:
+            print(f"== output {name} ({result.task.output_spec(name).kind}) ==")
+        print(format_report(found, gold=golds.get(name)) if "kind" not in found else format_output_report(found))
+        figures[name] = found
+    # one output: its figures as before; several: the first chosen one's, the others under "outputs"
+    first, *rest = chosen
+    document = dict(figures[first])
+    if len(names) > 1:
+        document["output"] = first
+        document["outputs"] = {name: figures[name] for name in rest}
     out = Path(args.out) if args.out else default_out
     from llm_annotator.store.files import write_atomic
 
-    write_atomic(out, to_json(figures))
+    write_atomic(out, to_json(document))
     print(f"wrote {out}")
     return 0
+
+
+def gold_columns(given: list[str], outputs: list[str]) -> dict[str, str]:
+    """``--gold COLUMN`` (the primary output's) or ``--gold OUTPUT=COLUMN``, repeatable."""
+    golds: dict[str, str] = {}
+    for text in given:
+        name, _, column = text.rpartition("=") if "=" in text else (outputs[0], "", text)
+        if name not in outputs:
+            raise ConfigError(f"--gold {text}: the run's task has no output {name!r}",
+                              fix=f"write --gold OUTPUT=COLUMN with OUTPUT one of {', '.join(outputs)}")
+        if name in golds:
+            raise ConfigError(f"--gold names two columns for output {name!r}", fix="give one gold column per output")
+        golds[name] = column
+    return golds
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -137,6 +172,8 @@ def cmd_templates(args: argparse.Namespace) -> int:
         for name in builtin_names():
             task = load_task(name, labels=["x"]) if name == "classification" else load_task(name)
             labels = "caller's labels" if name == "classification" else ", ".join(task.labels)
+            if len(task.output_specs) > 1 or task.primary.kind != "categorical":
+                labels = "; ".join(f"{s.name} ({s.kind})" for s in task.output_specs)
             print(f"{name:18} {labels}")
         return 0
     if not args.name:
