@@ -195,23 +195,30 @@ def output_table(spec: OutputSpec, item_ids: Sequence[str], probs: np.ndarray, n
     if spec.kind == "multi_label":
         return _multi_label(spec, item_ids, probs, n_valid, n_requested)
     out = _categorical(spec, item_ids, probs, n_valid, n_requested)
+    for name, values in kind_columns(spec, probs, moments).items():
+        out[name] = values
+    out["soft_label"] = [list(row) for row in probs]
+    return out
+
+
+def kind_columns(spec: OutputSpec, probs: np.ndarray, moments: np.ndarray | None = None) -> dict[str, Any]:
+    """The columns an ordinal (median, spread) or numeric (mean, sd, median) output's table
+    adds to the categorical ones, from its item x category ``probs`` (and ``moments``)."""
     categories = list(spec.categories)
     position = median_index(probs)
     if spec.kind == "ordinal":
-        out["median"] = [categories[m] if m >= 0 else None for m in position]
-        out["spread"] = ordinal_spread(probs)
-    elif spec.kind == "numeric":
-        mids = np.asarray(spec.midpoints, dtype=float)
-        if moments is None:
-            with np.errstate(invalid="ignore"):
-                moments = np.stack([probs @ mids, probs @ (mids * mids)], axis=1)
-        moments = np.asarray(moments, dtype=float).reshape(len(item_ids), 2)
-        out["mean"] = moments[:, 0]
+        return {"median": [categories[m] if m >= 0 else None for m in position], "spread": ordinal_spread(probs)}
+    if spec.kind != "numeric":
+        return {}
+    mids = np.asarray(spec.midpoints, dtype=float)
+    if moments is None:
         with np.errstate(invalid="ignore"):
-            out["sd"] = np.sqrt(np.maximum(moments[:, 1] - moments[:, 0] ** 2, 0.0))
-        out["median"] = np.where(position >= 0, mids[np.maximum(position, 0)], np.nan)
-    out["soft_label"] = [list(row) for row in probs]
-    return out
+            moments = np.stack([probs @ mids, probs @ (mids * mids)], axis=1)
+    moments = np.asarray(moments, dtype=float).reshape(len(probs), 2)
+    with np.errstate(invalid="ignore"):
+        sd = np.sqrt(np.maximum(moments[:, 1] - moments[:, 0] ** 2, 0.0))
+    return {"mean": moments[:, 0], "sd": np.where(np.isnan(moments[:, 0]), np.nan, sd),
+            "median": np.where(position >= 0, mids[np.maximum(position, 0)], np.nan)}
 
 
 def _multi_label(spec: OutputSpec, item_ids: Sequence[str], probs: np.ndarray, n_valid: np.ndarray,
@@ -235,5 +242,62 @@ def _multi_label(spec: OutputSpec, item_ids: Sequence[str], probs: np.ndarray, n
     return out
 
 
-__all__ = ["KIND_COLUMNS", "annotator_moments", "median_index", "members", "number", "ordinal_spread",
+# -- the report -------------------------------------------------------------------------------
+def format_output_report(figures: dict[str, Any]) -> str:
+    """A figures dict of any kind (``figures["kind"]``) as plain text: the categorical
+    report (:func:`llm_annotator.analysis.agreement.format_report`), with an ordinal
+    output's MAE, r and CCC against gold; a numeric output's interval alpha and errors
+    against gold; a multi-label output's per-label alpha, Jaccard and set scores."""
+    from llm_annotator.analysis.agreement import format_report
+
+    kind = figures.get("kind", "categorical")
+    gold = figures.get("gold")
+    head = f"output: {figures['output']} ({kind})\n" if "output" in figures else ""
+    if kind in ("categorical", "ordinal"):
+        text = head + format_report(figures, gold)
+        if kind == "ordinal" and "vs_gold" in figures:
+            text += "\n\n" + _gold_table(figures, ("mae", "pearson", "ccc"), f"over category codes, against gold ({gold})")
+        return text
+    ci = figures.get("ci", {})
+    names = figures["annotators"]
+    lines = [head + f"items: {figures['n_items']}   annotators: {', '.join(names)}"]
+    if len(names) < 2:
+        lines.append("agreement needs two annotators or more: annotate with a second model (-m), or compare with "
+                     "reference values (--gold)")
+    elif kind == "numeric":
+        lines.append(f"Krippendorff's alpha (interval): {_num(figures['krippendorff_alpha'], ci.get('krippendorff_alpha'))}")
+    else:
+        lines.append(f"mean pairwise Jaccard: {_num(figures['jaccard'], ci.get('jaccard'))}")
+        lines.append(f"Krippendorff's alpha per label (nominal), mean {_num(figures['mean_alpha'], ci.get('mean_alpha'))}:")
+        bounds = ci.get("krippendorff_alpha", {})
+        lines += [f"  {label}: {_num(value, bounds.get(label))}" for label, value in figures["krippendorff_alpha"].items()]
+    figure = "mean_sd" if kind == "numeric" else "jaccard"
+    consistency = {k: v for k, v in figures.get("self_consistency", {}).items() if v.get("samples", 1) > 1}
+    if consistency:
+        what = "alpha, mean sd" if kind == "numeric" else "mean Jaccard between samples"
+        lines += ["", f"self-consistency over samples ({what}):"]
+        lines += [f"  {name}: " + ", ".join(_num(v[key]) for key in ("alpha", figure) if key in v)
+                  for name, v in consistency.items()]
+    if "vs_gold" in figures:
+        keys = ("mae", "rmse", "pearson", "ccc") if kind == "numeric" else \
+            ("example_f1", "jaccard", "micro_f1", "macro_f1", "hamming_loss")
+        lines += ["", _gold_table(figures, keys, f"against gold ({gold})")]
+    return "\n".join(lines)
+
+
+def _num(value: Any, bounds: Any = None) -> str:
+    text = "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.4f}"
+    if isinstance(bounds, dict) and bounds.get("low") is not None and not np.isnan(bounds["low"]):
+        text += f" [{bounds['low']:.4f}, {bounds['high']:.4f}]"
+    return text
+
+
+def _gold_table(figures: dict[str, Any], keys: Sequence[str], title: str) -> str:
+    lines = [f"{title}:", f"  {'annotator':28} {'n':>6} " + " ".join(f"{k:>12}" for k in keys)]
+    for name, scores in figures["vs_gold"].items():
+        lines.append(f"  {name[:28]:28} {scores.get('n', 0):>6} " + " ".join(f"{_num(scores.get(k)):>12}" for k in keys))
+    return "\n".join(lines)
+
+
+__all__ = ["KIND_COLUMNS", "annotator_moments", "format_output_report", "kind_columns", "median_index", "members", "number", "ordinal_spread",
            "output_moments", "output_soft_labels", "output_table", "valid_votes"]
