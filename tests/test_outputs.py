@@ -312,3 +312,17 @@ def test_agree_measures_every_output_with_a_gold_column_each(fake_server, task_f
     assert only.returncode == 0 and "== output emotions" in only.stdout and "sentiment" not in only.stdout
     wrong = agree("--gold", "pitch=gold")
     assert wrong.returncode != 0 and "no output 'pitch'" in wrong.stderr and "OUTPUT=COLUMN" in wrong.stderr
+
+
+def test_review_and_trust_refuse_a_multi_label_primary_with_the_way_out(fake_server, tmp_path):
+    from llm_annotator.core.errors import ConfigError
+    from llm_annotator.outputs.review import next_items
+    from llm_annotator.outputs.trust import trust
+
+    server = fake_server(lambda request: '{"reason": "r", "emotions": ["joy"]}')
+    row = {"Speaker": "Joey", "Season": 3, "Episode": 5, "Utterance": "How you doin'?"}
+    result = annotate([row], "emotions_multi", ["openai/fake"], api_base=server.url, progress=False)
+    for call, what in ((lambda: next_items(result, 1), "review"), (lambda: trust(result), "trust")):
+        with pytest.raises(ConfigError, match=rf"^{what} works on one label per item, .* 'emotions' .* "
+                                              r"multi-label; fix: .*--gold emotions=COLUMN"):
+            call()

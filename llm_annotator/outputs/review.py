@@ -44,9 +44,10 @@ def next_items(result: Any, n: int, *, strategy: str = "random", seed: int | Non
     for everything else. ``seed`` defaults to the number of earlier rounds.
     """
     from llm_annotator.analysis.selection import choose
-    from llm_annotator.outputs.trust import disagreement
+    from llm_annotator.outputs.trust import disagreement, one_label_per_item
     from llm_annotator.store.reviews import is_human, read_rounds
 
+    one_label_per_item(result, "review")
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown review strategy {strategy!r}", fix=f"use one of {', '.join(STRATEGIES)}")
     rounds = read_rounds(result.run_dir) if result.run_dir is not None else []
@@ -363,7 +364,7 @@ def import_reviews(run_dir: str | Path, path: str | Path, *, reviewer: str | Non
     """
     from llm_annotator.outputs.columns import label_votes
     from llm_annotator.outputs.result import AnnotationResult
-    from llm_annotator.outputs.trust import write_labels
+    from llm_annotator.outputs.trust import one_label_per_item, write_labels
     from llm_annotator.store.reviews import HUMAN_PREFIX, merge_human_votes
     from llm_annotator.store.rundir import RunDir
 
@@ -371,6 +372,7 @@ def import_reviews(run_dir: str | Path, path: str | Path, *, reviewer: str | Non
     if not path.is_file():
         raise DataError(f"{path} does not exist", fix="name the file of the reviewers' answers")
     result = AnnotationResult.load(run_dir)
+    one_label_per_item(result, "review")
     if path.suffix.lower() == ".json":
         answers = read_label_studio(path)
         people = sorted({user for _, user, _, _ in answers if user})

@@ -56,6 +56,7 @@ def reviewed(result: Any, gold: str | None = None) -> Reviewed:
     (the label most reviewers gave an item; a tie goes to the label listed first)."""
     from llm_annotator.store.reviews import is_human, read_rounds
 
+    one_label_per_item(result, "trust")
     labels = result.labels_order
     n_items = len(result.items)
     if gold is not None:  # read as reviewers' answers are: "Positive" is positive, "mixed" no label
@@ -106,6 +107,17 @@ def reviewed(result: Any, gold: str | None = None) -> Reviewed:
     if chosen_items.any():
         design = f"{design} + chosen stratum"
     return Reviewed(values, source, design, usable, pi if strata else None, distributions)
+
+
+def one_label_per_item(result: Any, what: str) -> None:
+    """Reviews and trust figures hold one label per item against the consensus: refuse a
+    task whose primary output is a set of labels."""
+    primary = result.task.primary
+    if primary.kind == "multi_label":
+        raise ConfigError(f"{what} works on one label per item, and the primary output {primary.name!r} of task "
+                          f"{result.task.name!r} is multi-label",
+                          fix="measure a multi-label output against a gold column: llm-annotator agree RUN --gold "
+                              f"{primary.name}=COLUMN")
 
 
 def disagreement(result: Any) -> np.ndarray:
