@@ -27,6 +27,7 @@ from llm_annotator.core.votes import Vote, votes_frame
 from llm_annotator.outputs.kinds import MultiLabelResult, NumericResult, OrdinalResult
 from llm_annotator.outputs.result import AnnotationResult
 from llm_annotator.outputs.tables import label_table
+from llm_annotator.testing.responders import user_text
 
 PROBS = np.array([[0.2, 0.3, 0.5], [0.6, 0.1, 0.3], [0.0, 0.0, 1.0], [np.nan, np.nan, np.nan]])
 ITEMS = ["a", "b", "c", "d"]
@@ -304,3 +305,84 @@ def test_ordinal_vs_gold_over_category_codes() -> None:
     assert table["median"].tolist() == [names[c] for c in both]
     assert table["spread"].to_numpy() == pytest.approx(np.abs(codes[0] - codes[1]) / 2 / 2)
     assert "over category codes, against gold (gold):" in format_output_report(figures)
+
+
+# -- end to end, against the loopback server ------------------------------------------------------
+RATE = """---
+name: rate
+labels: [neg, neu, pos]
+outputs:
+  sentiment: {kind: categorical}
+  intensity: {kind: ordinal, labels: [low, medium, high]}
+  arousal: {kind: numeric, range: [1, 5], integer: true}
+  emotions: {kind: multi_label, labels: [joy, anger, sadness]}
+explanations: [reason]
+---
+{{ text }}
+"""
+
+
+def _answer(model: str, item: int, sample: int) -> dict[str, Any]:
+    """The scripted answer: model b differs from a on odd items; b leaves arousal out of item 2's second sample."""
+    shift = 1 if model == "b" and item % 2 else 0
+    answer: dict[str, Any] = {"sentiment": ["neg", "neu", "pos"][(item + shift) % 3],
+                              "intensity": ["low", "medium", "high"][(item + sample) % 3],
+                              "arousal": 1 + (item + sample + shift) % 5,
+                              "emotions": [x for k, x in enumerate(LABELS) if (item + k + shift + (sample == 2)) % 3 != 0],
+                              "reason": "scripted"}
+    if model == "b" and item == 2 and sample == 1:
+        del answer["arousal"]
+    return answer
+
+
+def test_structured_answers_end_to_end(tmp_path: Any) -> None:
+    from llm_annotator import annotate
+    from llm_annotator.testing.server import FakeOpenAI
+
+    def respond(request: dict[str, Any]) -> list[str]:
+        item = int(user_text(request).split()[-1])
+        model = request["model"].split("/")[-1]
+        return [json.dumps(_answer(model, item, k)) for k in range(request.get("n") or 1)]
+
+    path = tmp_path / "rate.jinja"
+    path.write_text(RATE, encoding="utf-8")
+    rows = [{"text": f"item {j}"} for j in range(6)]
+    with FakeOpenAI(respond) as server:
+        result = annotate(rows, task=path, models=["openai/a", "openai/b"], api_base=server.url, samples=3,
+                          temperature=1.0, cache=False, progress=False)
+    order = result.items["item_id"].tolist()
+    texts = dict(zip(order, result.items["text"], strict=True))
+    index = [int(texts[i].split()[-1]) for i in order]
+
+    arousal = result.output("arousal")
+    assert isinstance(arousal, NumericResult) and isinstance(result.output("intensity"), OrdinalResult)
+    table = arousal.labels()
+    for row, item in enumerate(index):
+        per_model = [[_answer(m, item, k).get("arousal") for k in range(3)] for m in ("a", "b")]
+        per_model = [[x for x in xs if x is not None] for xs in per_model]
+        mean = np.mean([np.mean(xs) for xs in per_model])
+        mean_sq = np.mean([np.mean(np.square(xs)) for xs in per_model])
+        assert table["mean"].iloc[row] == pytest.approx(mean)
+        assert table["sd"].iloc[row] == pytest.approx(np.sqrt(mean_sq - mean ** 2))
+        assert table["n_valid"].iloc[row] == (5 if item == 2 else 6)
+
+    # the answer without arousal leaves its other outputs valid
+    votes = arousal.votes
+    missing = votes[votes["error"].notna()]
+    assert len(missing) == 1 and missing["error"].iloc[0] == "missing_field:arousal"
+    assert missing["annotator"].iloc[0] == "openai/b" and missing["sample_index"].iloc[0] == 1
+    for name in ("sentiment", "intensity", "emotions"):
+        assert result.output(name).votes["error"].isna().all()
+
+    emotions = result.output("emotions")
+    probs = emotions.soft_labels()
+    for row, item in enumerate(index):
+        shares = [[np.mean([x in _answer(m, item, k)["emotions"] for k in range(3)]) for x in LABELS]
+                  for m in ("a", "b")]
+        assert probs.iloc[row].to_numpy() == pytest.approx(np.mean(shares, axis=0))
+        assert sorted(set(probs.iloc[row].round(4))) != [0.3333]  # the script is not uniform
+    frame = emotions.to_frame()
+    assert {"set", "expected_size", "soft_label", "text"} <= set(frame.columns)
+    figures = emotions.agreement(bootstrap=0)
+    assert figures["output"] == "emotions" and set(figures["krippendorff_alpha"]) == set(LABELS)
+    assert json.loads(to_json(figures))["kind"] == "multi_label"
