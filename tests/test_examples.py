@@ -15,6 +15,8 @@ def test_melt_example_runs_offline_end_to_end(shared_data, tmp_path):
     rows = [json.loads(line) for line in (out / "soft_labels.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and rows[0]["file"] == "dia0_utt0.wav"
     assert len(rows[0]["soft_label"]) == 7 and abs(sum(rows[0]["soft_label"]) - 1) < 1e-9
+    for element in ("loudness", "pitch", "rhythm_speed", "emotional_impact"):  # MELT's other four elements
+        assert all(len(row[f"{element}_soft_label"]) == 3 for row in rows)
     figures = json.loads((out / "agreement.json").read_text())
     assert figures["annotators"] == ["local/smollm2-135m", "Emotion", "llm_label"]
     changes = pd.read_csv(out / "label_changes_published.csv", index_col=0)
@@ -45,4 +47,7 @@ def test_melt_example_through_batch_jobs(shared_data, tmp_path, fake_server, cap
     assert main(argv) == 0
     assert (out / "report.html").is_file() and (out / "soft_labels.jsonl").is_file()
     assert json.loads((out / "run.json").read_text())["counts"]["valid"] == 12
+    rows = [json.loads(line) for line in (out / "soft_labels.jsonl").read_text().splitlines()]
+    # the scripted answers hold the emotion only: the other elements are invalid, each NaN soft label
+    assert rows[0]["label"] is not None and rows[0]["loudness_label"] is None
     assert len(server.batches) == 1 and server.calls == 6

@@ -51,7 +51,10 @@ def label_changes(human: list[str], llm: list[str | None]) -> pd.DataFrame:
 
 
 def soft_label_dataset(result, frame: pd.DataFrame) -> pd.DataFrame:
-    """Per clip: file name, soft label vector (task's label order), consensus, confidence, human label."""
+    """Per clip: file name, soft label vector (task's label order), consensus, confidence, human label;
+    and for each other output of the task (MELT's loudness, pitch, rhythm/speed and emotional
+    impact) its soft label, consensus and confidence as ``NAME_soft_label``, ``NAME_label``,
+    ``NAME_confidence``."""
     labels = result.labels().set_index("item_id")
     order = list(result.task.labels)
     out = pd.DataFrame({
@@ -65,6 +68,13 @@ def soft_label_dataset(result, frame: pd.DataFrame) -> pd.DataFrame:
     out["confidence"] = labels.loc[frame["clip"], "confidence"].to_numpy()
     for k, name in enumerate(order):
         out[f"p_{name}"] = probs[:, k]
+    for name in result.output_names[1:]:  # MELT's other elements (loudness, pitch, ...): their own soft labels
+        element = result.output(name)
+        table = element.labels().set_index("item_id").loc[frame["clip"]]
+        columns = [f"p_{x}" for x in element.task.labels]
+        out[f"{name}_soft_label"] = [list(map(float, row)) for row in table[columns].to_numpy()]
+        out[f"{name}_label"] = table["label"].to_numpy()
+        out[f"{name}_confidence"] = table["confidence"].to_numpy()
     return out
 
 
