@@ -56,8 +56,12 @@ class Vote:
     def to_json(self) -> str:
         """One line of votes.jsonl (a plain one-label task's votes leave out the empty
         ``outputs`` and ``explanation``)."""
-        return _ENCODER.encode({f: getattr(self, f) for f in VOTE_COLUMNS
-                                if f not in _OPTIONAL or getattr(self, f) is not None})
+        record = {f: getattr(self, f) for f in _ALWAYS}
+        if self.outputs is not None:
+            record["outputs"] = self.outputs
+        if self.explanation is not None:
+            record["explanation"] = self.explanation
+        return _ENCODER.encode(record)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Vote:
@@ -65,7 +69,7 @@ class Vote:
 
 
 VOTE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Vote))
-_OPTIONAL = frozenset({"outputs", "explanation"})
+_ALWAYS = tuple(f for f in VOTE_COLUMNS if f not in ("outputs", "explanation"))
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder: dumps(**kw) builds one per call
 
 
