@@ -52,6 +52,7 @@ def test_report_renders_its_plots_and_tables_in_chromium(run_dir, tmp_path):
     assert dom.stdout.count("<table") >= 5
     for section in ("Run", "Labels", "Agreement between annotators", "Against gold (gold)", "Most uncertain items"):
         assert f">{section}</h2>" in dom.stdout
+    assert ">Outputs</h2>" not in dom.stdout and 'id="output-' not in dom.stdout  # one output: no sections per output
     console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and "error" in line.lower()]
     assert not console_errors, console_errors
     shot = tmp_path / "report.png"

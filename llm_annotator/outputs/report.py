@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import html
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -217,44 +218,13 @@ def trust_sections(result: Any, figures: dict[str, Any], image: Any) -> list[str
     return out
 
 
-def write_report(result: Any, path: str | Path, *, gold: str | None = None, uncertain: int = 25) -> Path:
-    """Write the HTML report of ``result`` to ``path``; ``gold`` names a reference column."""
+def _label_sections(result: Any, gold: str | None, image: Any, consensus: Any) -> list[str]:
+    """The part of a categorical or ordinal primary output: labels, agreement, gold, trust."""
     from llm_annotator.analysis.calibration import accuracy_coverage
-    from llm_annotator.store.files import write_atomic
 
-    plt = _pyplot()
-
-    def image(alt: str, draw: Any, *args: Any) -> str:
-        return "" if plt is None else f'<img alt="{html.escape(alt)}" src="{draw(plt, *args)}">'
-
-    m = result.manifest
     gold_values = result.gold_labels(gold) if gold else None
     figures = result.agreement(gold=gold, bootstrap=200)
-    voters = result.without([gold]) if gold and gold in result.annotators else result
-    consensus = voters.labels()  # the gold column never votes on the consensus it is scored against
-    counts = m.get("counts", {})
-    summary = [
-        ["task", m.get("task", {}).get("name", result.task.name)],
-        ["template hash", result.task.template_hash],
-        ["annotators", ", ".join(result.annotators)],
-        ["items", len(result.items)], ["samples per annotator", result.samples],
-        ["votes", len(result.votes)], ["valid votes", int(result.votes["label"].notna().sum())],
-        ["tokens in / out", f"{m.get('tokens_in', 0)} / {m.get('tokens_out', 0)}"],
-        ["cost (this run)", f"${m.get('cost_usd', 0.0):.4f}"], ["wall time", f"{m.get('wall_s', 0.0):.1f} s"],
-        ["cache hits", counts.get("cache_hits", "–")], ["status", m.get("status", "–")],
-    ]
-    models = [[s.get("name"), s.get("model"), s.get("temperature"), s.get("max_tokens") or result.task.max_tokens]
-              for s in m.get("models", [])]
-    errors = sorted(error_counts(result.votes["error"]).items(), key=lambda kv: -kv[1])
-    by_reason = [[kind, n] for kind, n in errors]
-    sections = [
-        f'<p class="note">{html.escape(NO_PLOTS)}.</p>' if plt is None else "",
-        "<h2>Run</h2>", _table(["", ""], summary, "summary"),
-        _table(["annotator", "model", "temperature", "max tokens"], models) if models else "",
-        "<h3>Invalid answers and failed requests</h3>",
-        _table(["reason", "votes"], by_reason) if by_reason else "<p>None: every vote is valid.</p>",
-        "<h2>Labels</h2>", image("label distribution", _distribution_plot, result, gold_values),
-    ]
+    sections = ["<h2>Labels</h2>", image("label distribution", _distribution_plot, result, gold_values)]
     agree_rows = [["Krippendorff's alpha", figures["krippendorff_alpha"]], ["Fleiss' kappa", figures["fleiss_kappa"]],
                   ["percent agreement", figures["percent_agreement"]]]
     sections += ["<h2>Agreement between annotators</h2>", _table(["figure", "value"], agree_rows)]
@@ -288,7 +258,77 @@ def write_report(result: Any, path: str | Path, *, gold: str | None = None, unce
                              f'<p class="note">{html.escape(exc.message)}: {html.escape(exc.fix or "")}</p>']
         else:
             sections.append(f'<p class="note">{html.escape(NO_TRUST)}.</p>')
-    review = consensus.sort_values(["confidence", "margin"], na_position="first").head(uncertain)
+    return sections
+
+
+def _gold_columns(task: Any, gold: str | Mapping[str, str] | None) -> dict[str, str]:
+    """Each output's gold column: a plain name is the primary output's."""
+    if gold is None:
+        return {}
+    if isinstance(gold, str):
+        return {task.primary.name: gold}
+    for name in gold:
+        task.output_spec(name)  # an unknown output is an error that lists the task's outputs
+    return dict(gold)
+
+
+def write_report(result: Any, path: str | Path, *, gold: str | Mapping[str, str] | None = None,
+                 uncertain: int = 25) -> Path:
+    """Write the HTML report of ``result`` to ``path``.
+
+    ``gold`` names a reference column of the primary output, or maps outputs to their
+    reference columns (``{"sentiment": "gold", "arousal": "gold_arousal"}``). A task with
+    several outputs gets one section per output after the primary's
+    (:mod:`llm_annotator.outputs.report_outputs`).
+    """
+    from llm_annotator.outputs.report_outputs import output_section, outputs_index
+    from llm_annotator.store.files import write_atomic
+
+    plt = _pyplot()
+
+    def image(alt: str, draw: Any, *args: Any) -> str:
+        return "" if plt is None else f'<img alt="{html.escape(alt)}" src="{draw(plt, *args)}">'
+
+    m = result.manifest
+    golds = _gold_columns(result.task, gold)
+    primary = result.task.primary
+    gold = golds.get(primary.name)
+    structured = len(result.task.output_specs) > 1 or primary.kind not in ("categorical", "ordinal")
+    voters = result.without([gold]) if gold and gold in result.annotators else result
+    consensus = voters.labels()  # the gold column never votes on the consensus it is scored against
+    counts = m.get("counts", {})
+    summary = [
+        ["task", m.get("task", {}).get("name", result.task.name)],
+        ["template hash", result.task.template_hash],
+        ["annotators", ", ".join(result.annotators)],
+        ["items", len(result.items)], ["samples per annotator", result.samples],
+        ["votes", len(result.votes)], ["valid votes", int(result.votes["label"].notna().sum())],
+        ["tokens in / out", f"{m.get('tokens_in', 0)} / {m.get('tokens_out', 0)}"],
+        ["cost (this run)", f"${m.get('cost_usd', 0.0):.4f}"], ["wall time", f"{m.get('wall_s', 0.0):.1f} s"],
+        ["cache hits", counts.get("cache_hits", "–")], ["status", m.get("status", "–")],
+    ]
+    models = [[s.get("name"), s.get("model"), s.get("temperature"), s.get("max_tokens") or result.task.max_tokens]
+              for s in m.get("models", [])]
+    errors = sorted(error_counts(result.votes["error"]).items(), key=lambda kv: -kv[1])
+    by_reason = [[kind, n] for kind, n in errors]
+    sections = [
+        f'<p class="note">{html.escape(NO_PLOTS)}.</p>' if plt is None else "",
+        "<h2>Run</h2>", _table(["", ""], summary, "summary"),
+        _table(["annotator", "model", "temperature", "max tokens"], models) if models else "",
+        "<h3>Invalid answers and failed requests</h3>",
+        _table(["reason", "votes"], by_reason) if by_reason else "<p>None: every vote is valid.</p>",
+    ]
+    if structured:
+        sections.append(outputs_index(result.task))
+    if primary.kind in ("categorical", "ordinal"):
+        if structured:
+            sections.append(f'<h2 id="output-{html.escape(primary.name)}">Output {html.escape(primary.name)} '
+                            f"({primary.kind}, primary)</h2>")
+        sections += _label_sections(result, gold, image, consensus)
+    else:
+        sections += output_section(result, primary.name, gold, image, primary=True)
+    order = [c for c in ("confidence", "margin") if c in consensus]
+    review = consensus.sort_values(order, na_position="first").head(uncertain)
     votes = result.votes.groupby("item_id")
     rows = []
     for _, row in review.iterrows():
@@ -298,8 +338,11 @@ def write_report(result: Any, path: str | Path, *, gold: str | None = None, unce
         text = " | ".join(str(result.items.set_index("item_id").loc[row["item_id"]].get(c, ""))
                           for c in result.items.columns[1:4])
         rows.append([row["item_id"], text[:160], row["label"], row["confidence"], cast[:300]])
-    sections += ["<h2>Most uncertain items</h2>",
+    title = f" ({html.escape(primary.name)})" if structured else ""
+    sections += [f"<h2>Most uncertain items{title}</h2>",
                  _table(["item", "input", "consensus", "confidence", "votes"], rows, "uncertain")]
+    for spec in result.task.output_specs[1:]:
+        sections += output_section(result, spec.name, golds.get(spec.name), image)
     document = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>llm_annotator report: {html.escape(result.task.name)}</title>
