@@ -386,3 +386,15 @@ def test_structured_answers_end_to_end(tmp_path: Any) -> None:
     figures = emotions.agreement(bootstrap=0)
     assert figures["output"] == "emotions" and set(figures["krippendorff_alpha"]) == set(LABELS)
     assert json.loads(to_json(figures))["kind"] == "multi_label"
+
+
+def test_reviewers_stay_out_of_the_numeric_consensus() -> None:
+    task = _task("    arousal: {kind: numeric, range: [1, 5], integer: true}\n")
+    votes = [_vote("i0", "m1", 0, "arousal", "2", 2), _vote("i0", "m1", 1, "arousal", "4", 4),
+             _vote("i1", "m1", 0, "arousal", "5", 5), _vote("i0", "human:ann", 0, "arousal", "1", 1)]
+    result = _result(task, votes, ["i0", "i1"], 2, ["m1", "human:ann"])
+    table = result.labels()
+    assert table["mean"].tolist() == [3.0, 5.0] and table["sd"].tolist() == [1.0, 0.0]
+    assert result.values().loc["i0"].tolist() == [3.0, 1.0]
+    empty = result.derive(result.votes.iloc[:0], ["m1"])
+    assert empty.labels()[["mean", "sd", "median"]].isna().all().all()

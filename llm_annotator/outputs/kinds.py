@@ -55,7 +55,8 @@ class _KindResult(AnnotationResult):
 
     def model_votes(self) -> Any:
         votes = self.output_votes()
-        return votes[~votes["annotator"].map(is_human)]
+        people = np.array([is_human(a) for a in votes["annotator"].tolist()], dtype=bool)
+        return votes[~people] if people.any() else votes
 
     def _models(self) -> list[str]:
         return [a for a in self.annotators if not is_human(a)]
