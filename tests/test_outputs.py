@@ -310,6 +310,11 @@ def test_agree_measures_every_output_with_a_gold_column_each(fake_server, task_f
     assert set(figures["outputs"]) == {"intensity", "arousal", "emotions"}
     only = agree("--output", "emotions", "--out", str(tmp_path / "e.json"))
     assert only.returncode == 0 and "== output emotions" in only.stdout and "sentiment" not in only.stdout
+    report = subprocess.run([sys.executable, "-m", "llm_annotator", "report", str(tmp_path / "run"), "--gold",
+                             "gold", "--gold", "arousal=gold_arousal"], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "gold_arousal" in page and "Output arousal" in page
     wrong = agree("--gold", "pitch=gold")
     assert wrong.returncode != 0 and "no output 'pitch'" in wrong.stderr and "OUTPUT=COLUMN" in wrong.stderr
 

@@ -83,7 +83,9 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="self-contained HTML report of a run (plots need the 'report' extra)")
     p.add_argument("run", help="a run directory written by 'annotate'")
-    p.add_argument("--gold", help="input column holding reference labels")
+    p.add_argument("--gold", action="append", metavar="[OUTPUT=]COLUMN",
+                   help="input column holding reference labels: COLUMN alone is the first output's, "
+                        "OUTPUT=COLUMN another output's; repeatable")
     p.add_argument("--columns", nargs="+", metavar="COLUMN", help="input label columns to include as annotators")
     p.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
 

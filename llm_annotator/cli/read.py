@@ -84,7 +84,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     result = AnnotationResult.load(args.run)
     if args.columns:
         result = result.with_columns(args.columns)
-    out = write_report(result, args.out or Path(args.run) / "report.html", gold=args.gold)
+    golds = gold_columns(args.gold or [], result.output_names)
+    gold: str | dict[str, str] | None = golds or None
+    if golds and list(golds) == result.output_names[:1]:
+        gold = golds[result.output_names[0]]  # the first output's column alone: the report as it always was
+    out = write_report(result, args.out or Path(args.run) / "report.html", gold=gold)
     print(f"wrote {out}")
     return 0
 
