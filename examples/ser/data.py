@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +17,33 @@ SAMPLE_RATE = 16_000
 
 @dataclass
 class Table:
-    """Clips with soft targets (rows sum to 1) in the order of ``labels``."""
+    """Clips with their targets.
+
+    ``kind`` ``categorical`` or ``ordinal``: soft targets (N x K, rows sum to 1) in the
+    order of ``labels`` (low to high for ordinal). ``numeric``: one number per clip (N x 1)
+    on the scale ``range``, ``labels`` the output's name. ``parts`` holds train/val/test per
+    clip when the table names its split; ``output``, the run's output the targets are of.
+    """
 
     files: list[Path]
-    targets: np.ndarray          # N x K soft labels
+    targets: np.ndarray          # N x K soft labels, or N x 1 numbers
     labels: list[str]
     speakers: list[str] | None
+    parts: list[str] | None = None
+    kind: str = "categorical"
+    range: tuple[float, float] | None = None
+    output: str | None = None    # the run's output the targets come from
 
     @property
     def hard(self) -> np.ndarray:
         return self.targets.argmax(axis=1)
 
     def subset(self, index: np.ndarray) -> Table:
-        return Table([self.files[i] for i in index], self.targets[index], self.labels,
-                     None if self.speakers is None else [self.speakers[i] for i in index])
+        def pick(values: list[Any] | None) -> list[Any] | None:
+            return None if values is None else [values[i] for i in index]
+
+        return replace(self, files=[self.files[i] for i in index], targets=self.targets[index],
+                       speakers=pick(self.speakers), parts=pick(self.parts))
 
 
 def _read(path: Path) -> Any:
@@ -45,15 +58,17 @@ def _read(path: Path) -> Any:
 
 def read_table(path: str | Path, audio_dir: str | Path, *, file_column: str = "file",
                label_column: str | None = None, soft_label_column: str | None = None,
-               labels: list[str] | None = None, speaker_column: str | None = None) -> Table:
+               labels: list[str] | None = None, speaker_column: str | None = None,
+               split_column: str | None = None) -> Table:
     """Read a table with a file column and a label column or a soft-label column.
 
     ``soft_label_column`` holds a list per row (JSON text in a CSV) in the order of
     ``labels``, or is ``p_*`` to take the ``p_LABEL`` columns that llm_annotator writes.
-    A hard ``label_column`` becomes one-hot targets.
+    A hard ``label_column`` becomes one-hot targets. ``split_column`` holds train, val or
+    test per row.
     """
     frame = _read(Path(path))
-    for column in [file_column, label_column, speaker_column]:
+    for column in [file_column, label_column, speaker_column, split_column]:
         if column and column not in frame.columns:
             raise SystemExit(f"{path}: no column {column!r}; columns are {', '.join(map(str, frame.columns))}")
     if (label_column is None) == (soft_label_column is None):
@@ -89,12 +104,27 @@ def read_table(path: str | Path, audio_dir: str | Path, *, file_column: str = "f
         raise SystemExit(f"{path}: no rows with a usable label")
     files = [Path(audio_dir) / str(f) for f in frame[file_column]]
     speakers = frame[speaker_column].astype(str).tolist() if speaker_column else None
-    return Table(files, targets, list(labels or []), speakers)
+    parts = frame[split_column].astype(str).tolist() if split_column else None
+    return Table(files, targets, list(labels or []), speakers, parts)
 
 
-def add_table_arguments(parser: Any, *, speaker_required: bool = False) -> None:
-    """The options that name a table of clips and labels (shared by every SER command)."""
-    parser.add_argument("--table", required=True, help="CSV/JSONL/Parquet with a file column and labels")
+def add_table_arguments(parser: Any, *, speaker_required: bool = False, run: bool = False) -> None:
+    """The options that name a table of clips and labels (shared by every SER command).
+
+    ``run=True`` (train): ``--run`` (an llm_annotator run directory) and ``--output`` may
+    take the table's place.
+    """
+    if run:
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--table", help="CSV/JSONL/Parquet with a file column and labels")
+        source.add_argument("--run", help="an llm_annotator run directory (annotate --out): its items name the "
+                            "clips, one of its outputs gives the targets")
+        parser.add_argument("--file-template", help="with --run: each clip's file built from its item's columns, "
+                            "e.g. 'dia{Dialogue_ID}_utt{Utterance_ID}.wav' (instead of --file-column)")
+        parser.add_argument("--output", help="with --run: the output to train on (default: the run's primary "
+                            "output); categorical and ordinal outputs train a classifier, numeric ones a regressor")
+    else:
+        parser.add_argument("--table", required=True, help="CSV/JSONL/Parquet with a file column and labels")
     parser.add_argument("--audio-dir", required=True, help="folder the file column is relative to")
     parser.add_argument("--file-column", default="file")
     parser.add_argument("--label-column", help="hard labels")
@@ -104,10 +134,26 @@ def add_table_arguments(parser: Any, *, speaker_required: bool = False) -> None:
 
 
 def table_from_arguments(args: Any) -> Table:
+    speaker_column, split_column = getattr(args, "speaker_column", None), getattr(args, "split_column", None)
+    if getattr(args, "run", None):
+        from .runs import read_run
+
+        given = [flag for flag, value in (("--label-column", args.label_column),
+                                          ("--soft-label-column", args.soft_label_column),
+                                          ("--labels", args.labels)) if value]
+        if given:
+            raise SystemExit(f"{', '.join(given)}: for --table only; with --run the targets come from the run's "
+                             "output (choose it with --output)")
+        return read_run(args.run, args.audio_dir, output=args.output, file_column=args.file_column,
+                        file_template=args.file_template, speaker_column=speaker_column, split_column=split_column)
+    for flag in ("output", "file_template"):
+        if getattr(args, flag, None):
+            raise SystemExit(f"--{flag.replace('_', '-')} is for a run: give the run directory with --run "
+                             "(a --table takes --file-column and --label-column or --soft-label-column)")
     return read_table(args.table, args.audio_dir, file_column=args.file_column, label_column=args.label_column,
                       soft_label_column=args.soft_label_column,
                       labels=args.labels.split(",") if args.labels else None,
-                      speaker_column=getattr(args, "speaker_column", None))
+                      speaker_column=speaker_column, split_column=split_column)
 
 
 def load_audio(path: Path, normalise: bool = True) -> np.ndarray:

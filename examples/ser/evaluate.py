@@ -31,7 +31,8 @@ from .train import Feed, device, run_epoch
 def load_checkpoint(path: str | Path) -> tuple[SERModel, dict[str, Any]]:
     dev = device()
     state = torch.load(path, map_location=dev, weights_only=False)
-    model = SERModel(load_backbone(state["backbone"]), len(state["labels"]), width=state["head_width"]).to(dev)
+    outputs = state.get("n_outputs", len(state["labels"]))
+    model = SERModel(load_backbone(state["backbone"]), outputs, width=state["head_width"]).to(dev)
     model.load_state_dict(state["state"])
     model.eval()
     return model, state
@@ -52,6 +53,9 @@ def remap(table: Table, mapping: dict[str, str], labels: list[str]) -> Table:
 
 def evaluate(checkpoint: str | Path, table: Table, mapping: dict[str, str] | None = None) -> dict[str, Any]:
     model, state = load_checkpoint(checkpoint)
+    if state.get("kind") == "numeric":
+        raise SystemExit(f"{checkpoint}: a regressor of output {state['labels'][0]!r}; evaluate scores classifiers "
+                         "(its validation and test scores are in results.json beside it)")
     labels = list(state["labels"])
     table = remap(table, mapping or {}, labels)
     dev = device()

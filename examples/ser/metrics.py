@@ -58,3 +58,45 @@ def scores(targets: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict[st
         "labels": labels,
         "confusion": m.tolist(),
     }
+
+
+def ordinal_mae(targets: np.ndarray, probs: np.ndarray) -> float:
+    """Mean absolute error over category codes: ``mean |argmax t − argmax p|``, the codes
+    0 … K−1 in the output's order (low to high)."""
+    return float(np.mean(np.abs(targets.argmax(axis=1) - probs.argmax(axis=1))))
+
+
+def ccc(x: np.ndarray, y: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient of two series.
+
+    ``ρ_c = 2 s_xy / (s_x² + s_y² + (x̄ − ȳ)²)`` with population (1/n) variances and
+    covariance (Lin 1989, "A concordance correlation coefficient to evaluate
+    reproducibility", Biometrics 45(1)). It is Pearson's r shrunk by how far the two lie
+    from the line y = x, in location and in scale; two equal constant series give 1.
+    """
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    denominator = x.var() + y.var() + (x.mean() - y.mean()) ** 2
+    if denominator == 0:
+        return 1.0
+    return float(2 * np.mean((x - x.mean()) * (y - y.mean())) / denominator)
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r, ``s_xy / (s_x s_y)``; 0 when either series is constant (r is undefined there)."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    spread = x.std() * y.std()
+    return float(np.mean((x - x.mean()) * (y - y.mean())) / spread) if spread > 0 else 0.0
+
+
+def regression_scores(targets: np.ndarray, predictions: np.ndarray) -> dict[str, Any]:
+    """CCC (the selection metric), MAE, RMSE and Pearson's r of predictions against targets."""
+    t, p = np.asarray(targets, dtype=float).ravel(), np.asarray(predictions, dtype=float).ravel()
+    return {
+        "n": len(t),
+        "ccc": ccc(t, p),
+        "mae": float(np.mean(np.abs(t - p))),
+        "rmse": float(np.sqrt(np.mean((t - p) ** 2))),
+        "pearson": pearson(t, p),
+        "target_mean": float(t.mean()),
+        "prediction_mean": float(p.mean()),
+    }

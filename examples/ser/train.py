@@ -1,15 +1,22 @@
-"""Train a speech emotion model on (soft) labels.
+"""Train a speech emotion model on (soft) labels, or on one output of an annotation run.
 
     python -m examples.ser.train --table T --audio-dir D (--label-column C | --soft-label-column S)
         --backbone NAME_OR_PATH --mode probe|finetune --epochs N --out DIR
+    python -m examples.ser.train --run RUN_DIR [--output NAME] --audio-dir D ...
+
+With ``--run`` the targets are one output of the run (``runs.read_run``; the primary one
+unless ``--output`` names another): a categorical or ordinal output trains a classifier
+over its categories, a numeric one a regressor (``objectives``).
 
 ``probe``: the backbone is frozen; every layer's hidden states are extracted once per clip
 (in length-sorted batches), kept on the device and cached on disk (float16), so each
 epoch costs the head only. ``finetune``: the
 backbone (not its CNN encoder) trains too, at a lower learning rate than the head, after
 a linear warm-up. Loss: soft cross-entropy against the soft label (``--loss soft``) or
-cross-entropy on its argmax (``--loss hard``, MELT's setting). The best epoch by
-validation UA is kept; ``results.json`` holds validation and test scores.
+cross-entropy on its argmax (``--loss hard``, MELT's setting); a numeric output: mean
+squared error on the target scaled to [0, 1] by the output's range (``--loss mse``). The
+best epoch by validation UA (numeric: CCC) is kept; ``results.json`` holds validation and
+test scores, ``targets.csv`` the target of every clip and its part of the split.
 
 Input pipeline: audio is read and resampled in ``--workers`` DataLoader processes into
 pinned memory (0 on a CPU, up to 8 with a GPU), clips of similar length share a batch
@@ -43,8 +50,8 @@ from .data import (
     table_from_arguments,
 )
 from .loader import LengthBuckets, audio_lengths, audio_loader, default_workers
-from .metrics import class_weights, hard_cross_entropy, scores, soft_cross_entropy
 from .model import SERModel, load_backbone
+from .objectives import objective_for
 
 
 def device() -> torch.device:
@@ -97,11 +104,13 @@ class Feed:
 
 
 def run_epoch(model: SERModel, feed: Feed, *, mode: str, train: bool, optimizer: Any = None, scheduler: Any = None,
-              loss_fn: Any = None, weights: Any = None) -> np.ndarray:
-    """One pass; returns the predicted probabilities (N x K) in table order.
+              loss_fn: Any = None, weights: Any = None, predict: Any = None) -> np.ndarray:
+    """One pass; returns the predictions in table order: ``predict`` of the head's outputs
+    (default: softmax, the probabilities N x K; a regression's values are N x 1).
 
     Nothing is copied to the host until the pass ends, so steps queue on the device.
     """
+    predict = predict or (lambda outputs: torch.softmax(outputs, dim=-1))
     model.train(train)
     if mode == "probe":
         model.backbone.eval()
@@ -118,18 +127,15 @@ def run_epoch(model: SERModel, feed: Feed, *, mode: str, train: bool, optimizer:
                 if scheduler is not None:
                     scheduler.step()
         rows_seen.append(rows)
-        outputs.append(torch.softmax(logits.detach().float(), dim=-1))
+        outputs.append(predict(logits.detach().float()))
     probs = torch.zeros(len(feed), feed.targets.shape[1], device=feed.dev)
     probs[torch.cat(rows_seen)] = torch.cat(outputs)
     return probs.cpu().numpy().astype(np.float64)
 
 
 def split(table: Table, args: argparse.Namespace) -> tuple[Table, Table, Table]:
-    if args.split_column:
-        import pandas as pd
-
-        part = pd.read_csv(args.table)[args.split_column].astype(str).to_numpy() if str(args.table).endswith(".csv") \
-            else pd.read_json(args.table, lines=True)[args.split_column].astype(str).to_numpy()
+    if table.parts is not None:
+        part = np.array(table.parts)
         return tuple(table.subset(np.flatnonzero(part == name)) for name in ("train", "val", "test"))  # type: ignore[return-value]
     if table.speakers is not None:
         train, val, test = speaker_folds(table.speakers, seed=args.seed)[args.fold % len(set(table.speakers))]
@@ -145,8 +151,9 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     dev = device()
     table = table_from_arguments(args)
     train, val, test = split(table, args)
+    objective = objective_for(table, args.loss)
     backbone = load_backbone(args.backbone)
-    model = SERModel(backbone, len(table.labels), width=args.head_width).to(dev)
+    model = SERModel(backbone, objective.n_outputs, width=args.head_width).to(dev)
     workers = default_workers(dev) if args.workers is None else args.workers
     cache = None
     if args.mode == "probe":
@@ -164,13 +171,15 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     steps = args.epochs * max(1, int(np.ceil(len(train.files) / args.batch_size)))
     warmup = max(1, int(steps * args.warmup)) if args.mode == "finetune" else 1
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
-    loss_fn = soft_cross_entropy if args.loss == "soft" else hard_cross_entropy
-    weights = torch.tensor(class_weights(train.targets), dtype=torch.float32, device=dev) if args.class_weights else None
+    weights = torch.tensor(objective.weights(train.targets), dtype=torch.float32, device=dev) \
+        if args.class_weights else None
     feeds = {name: Feed(part, dev=dev, batch_size=args.batch_size, cache=cache, rng=rng if name == "train" else None,
                         crop_s=args.crop_s, workers=workers) for name, part in (("train", train), ("val", val), ("test", test))}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    best: dict[str, Any] = {"ua": -1.0}
+    write_targets(out / "targets.csv", {"train": train, "val": val, "test": test})
+    key = objective.key
+    best: dict[str, Any] = {key: -np.inf}
     history = []
     from tqdm import tqdm
 
@@ -179,19 +188,24 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     for epoch in bar:
         started = time.perf_counter()
         run_epoch(model, feeds["train"], mode=args.mode, train=True, optimizer=optimizer, scheduler=scheduler,
-                  loss_fn=loss_fn, weights=weights)
+                  loss_fn=objective.loss, weights=weights, predict=objective.predict)
         seconds = time.perf_counter() - started
-        val_scores = scores(val.targets, run_epoch(model, feeds["val"], mode=args.mode, train=False), table.labels)
-        history.append({"epoch": epoch, "train_seconds": seconds, "val_ua": val_scores["ua"]})
-        bar.set_postfix_str(f"val UA {val_scores['ua']:.3f}")
-        if val_scores["ua"] > best["ua"]:
+        val_scores = objective.scores(val.targets, run_epoch(model, feeds["val"], mode=args.mode, train=False,
+                                                             predict=objective.predict))
+        history.append({"epoch": epoch, "train_seconds": seconds, f"val_{key}": val_scores[key]})
+        bar.set_postfix_str(f"val {key.upper()} {val_scores[key]:.3f}")
+        if val_scores[key] > best[key] or epoch == 1:
             best = {**val_scores, "epoch": epoch}
             torch.save({"state": model.state_dict(), "labels": table.labels, "backbone": str(args.backbone),
-                        "mode": args.mode, "head_width": args.head_width}, out / "best.pt")
+                        "mode": args.mode, "head_width": args.head_width, "kind": table.kind,
+                        "range": table.range, "n_outputs": objective.n_outputs}, out / "best.pt")
     state = torch.load(out / "best.pt", map_location=dev, weights_only=False)
     model.load_state_dict(state["state"])
-    test_scores = scores(test.targets, run_epoch(model, feeds["test"], mode=args.mode, train=False), table.labels)
-    results = {"val": best, "test": test_scores, "history": history, "device": dev.type,
+    test_scores = objective.scores(test.targets, run_epoch(model, feeds["test"], mode=args.mode, train=False,
+                                                           predict=objective.predict))
+    results = {"output": table.output, "kind": table.kind, "loss": objective.loss_name,
+               "selected_by": f"val_{key}", "reported": list(objective.reported),
+               "val": best, "test": test_scores, "history": history, "device": dev.type,
                "train_clips": len(train.files), "val_clips": len(val.files), "test_clips": len(test.files),
                "args": {k: str(v) for k, v in vars(args).items()}}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -200,12 +214,13 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a speech emotion model on (soft) labels")
-    add_table_arguments(p)
+    add_table_arguments(p, run=True)
     p.add_argument("--fold", type=int, default=0, help="which speaker is held out for testing")
     p.add_argument("--split-column", help="column with train/val/test per row (overrides speaker folds)")
     p.add_argument("--backbone", required=True, help="hub name (facebook/wav2vec2-base, ...) or local path")
     p.add_argument("--mode", choices=["probe", "finetune"], default="probe")
-    p.add_argument("--loss", choices=["soft", "hard"], default="soft")
+    p.add_argument("--loss", choices=["soft", "hard", "mse"], help="soft (default) or hard cross-entropy for "
+                   "categories; mse for a numeric output (its default)")
     p.add_argument("--class-weights", action="store_true")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=8)
@@ -224,9 +239,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def write_targets(path: Path, parts: dict[str, Table]) -> None:
+    """``targets.csv``: each clip's file, part of the split and target, as the trainer uses it
+    (``target`` for a numeric output, else ``p_LABEL`` per category)."""
+    import pandas as pd
+
+    frames = []
+    for name, part in parts.items():
+        columns = ["target"] if part.kind == "numeric" else [f"p_{label}" for label in part.labels]
+        frame = pd.DataFrame(part.targets, columns=columns)
+        frame.insert(0, "split", name)
+        frame.insert(0, "file", [str(f) for f in part.files])
+        frames.append(frame)
+    pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The line ``main`` prints: the selection score on validation and the test scores reported."""
+    key = results["selected_by"].removeprefix("val_")
+    return {f"val_{key}": results["val"][key], "test": {k: results["test"][k] for k in results["reported"]}}
+
+
 def main(argv: list[str] | None = None) -> int:
-    results = fit(parser().parse_args(argv))
-    print(json.dumps({"val_ua": results["val"]["ua"], "test": {k: results["test"][k] for k in ("ua", "wa", "macro_f1")}}))
+    print(json.dumps(summary(fit(parser().parse_args(argv)))))
     return 0
 
 
