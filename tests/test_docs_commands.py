@@ -51,6 +51,18 @@ EXAMPLE_ROWS = 4  # rows of examples/data/walnut_street.csv the commands get
 
 SHARED = "reads ../shared/data, which is outside the repository (docs/data.md); the tests over it run it"
 NOT_RUN: dict[str, str] = {
+    "python -m examples.ser.train --run runs/melt_train_emotion_melt --output loudness --file-template {clip}.wav "
+    "--audio-dir MELD_WAV --backbone microsoft/wavlm-base-plus --mode probe --epochs 100 --out runs/ser_loudness":
+        "needs a MELT run, MELD's audio and a backbone from the Hugging Face hub; tests/test_ser_outputs.py trains "
+        "on a run's outputs",
+    "llm-annotator annotate ../shared/data/meld/train_sent_emo.csv -t dimensions -m gpt-4o -k 5 "
+    "--out runs/meld_dimensions":
+        f"about 10,000 paid calls, and it {SHARED}",
+    "python -m examples.ser.train --run runs/meld_dimensions --output arousal --file-template "
+    "dia{Dialogue_ID}_utt{Utterance_ID}.wav --audio-dir MELD_WAV --backbone microsoft/wavlm-base-plus --mode probe "
+    "--epochs 100 --out runs/ser_arousal":
+        "needs the run above, MELD's audio and a backbone from the Hugging Face hub; tests/test_ser_outputs.py "
+        "trains on a numeric output",
     # README.md
     "sudo apt-get install -y python3-venv build-essential cmake make git chromium":
         "installs system packages as root; .ci/run installs Chromium the same way",
@@ -218,10 +230,11 @@ def _router(url: str) -> str:
             "num_retries: 1\n")
 
 
-def template_block(page: Path = ROOT / "docs" / "templates.md") -> str:
-    """The template the templates page shows (its ```jinja block), as a reader copies it."""
-    blocks = re.findall(r"```jinja\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
-    assert len(blocks) == 1, f"{page.name}: expected one ```jinja block, found {len(blocks)}"
+def template_block(name: str = "toxicity", page: Path = ROOT / "docs" / "templates.md") -> str:
+    """The template called ``name`` the templates page shows (a ```jinja block), as a reader copies it."""
+    blocks = [b for b in re.findall(r"```jinja\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+              if f"\nname: {name}\n" in b]
+    assert len(blocks) == 1, f"{page.name}: expected one ```jinja block of template {name}, found {len(blocks)}"
     return str(blocks[0])
 
 
@@ -391,6 +404,17 @@ def test_the_template_on_the_templates_page_is_valid_as_copied():
     assert task.labels == ("toxic", "fine") and task.output == "verdict"
     assert task.label_descriptions == {"toxic": "insults, threats or slurs", "fine": "anything else"}
     assert task.aliases == {"toxicity": "toxic", "ok": "fine"}
+
+
+def test_the_template_with_outputs_on_the_templates_page_is_valid_as_copied():
+    from llm_annotator.core.task import parse_task_text
+
+    task = parse_task_text(template_block("delivery"), "delivery.jinja")
+    assert [(s.name, s.kind) for s in task.output_specs] == [
+        ("emotion", "categorical"), ("loudness", "ordinal"), ("arousal", "numeric"), ("valence", "numeric"),
+        ("emotions", "multi_label")]
+    assert task.output_spec("valence").categories == ("-1..-0.5", "-0.5..0", "0..0.5", "0.5..1")
+    assert task.explanations == ("character", "reason") and task.output == "elements.emotion"
 
 
 def test_melt_example_without_meld_names_the_option_and_where_the_csvs_come_from(tmp_path, capsys):
