@@ -39,6 +39,7 @@ from llm_annotator.engine.outcome import finish, warn_if_failed
 from llm_annotator.engine.pipeline import Backend, Pipeline, judge_again
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.outputs.result import AnnotationResult, items_frame
+from llm_annotator.outputs.tables import EXPLANATIONS
 from llm_annotator.providers.client import start_import
 from llm_annotator.store.batch_state import STATE, BatchState
 from llm_annotator.store.cache import AnswerCache
@@ -181,6 +182,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                 frame = result.to_frame()  # labels computed once for both files
                 result.to_csv(run_dir.file("labels.csv"), frame=frame)
                 result.to_jsonl(run_dir.file("labels.jsonl"), frame=frame)
+                if the_task.explanations or result.votes["explanation"].notna().any():
+                    result.to_explanations_csv(run_dir.file(EXPLANATIONS))
         else:
             from llm_annotator.outputs.labels import sum_votes, write_labels
 

@@ -18,13 +18,19 @@ from llm_annotator.core.errors import ConfigError, RunDirError
 from llm_annotator.core.task import Task
 from llm_annotator.core.votes import output_frame, votes_frame
 from llm_annotator.outputs.tables import (
+    EXPLANATION_KEYS,
     LABEL_COLUMNS,
+    explanation_fields,
+    explanation_rows,
+    explanation_table,
+    group_columns,
     item_table,
     items_frame,
     json_cell,
     label_table,
     output_names,
     safe_cell,
+    soft_label_columns,
     text_cell,
     write_csv_rows,
     write_jsonl_rows,
@@ -234,8 +240,13 @@ class AnnotationResult:
 
     # -- exports -----------------------------------------------------------------------
     def to_frame(self, method: str = "mean") -> Any:
-        """One row per item: input columns, per-label probabilities, label, confidence, counts."""
-        return item_table(self.items, self.labels(method), self.labels_order)
+        """One row per item: input columns, per-label probabilities, label, confidence,
+        counts; then for a task of several outputs each other output's labels table
+        (:meth:`output`) as its column group, ``<output>_<column>`` (a multi-label output's
+        consensus is always the mean)."""
+        groups = {spec.name: self.output(spec.name).labels(*(() if spec.kind == "multi_label" else (method,)))
+                  for spec in self.task.output_specs[1:]}
+        return item_table(self.items, self.labels(method), self.labels_order, groups)
 
     def to_jsonl(self, path: str | Path, method: str = "mean", *, frame: Any = None) -> Path:
         """``labels.jsonl``; ``frame``: a :meth:`to_frame` already made (not computed again)."""
@@ -244,9 +255,30 @@ class AnnotationResult:
         return Path(path)
 
     def to_csv(self, path: str | Path, method: str = "mean", *, frame: Any = None) -> Path:
-        """``labels.csv``; ``frame``: a :meth:`to_frame` already made (not computed again)."""
+        """``labels.csv`` (the soft-label lists left out: the ``p_`` columns hold them);
+        ``frame``: a :meth:`to_frame` already made (not computed again)."""
         rows = self.to_frame(method) if frame is None else frame
-        write_atomic(Path(path), lambda out: write_csv_rows(rows, out, header=True))
+        drop = soft_label_columns(self.task)
+        write_atomic(Path(path), lambda out: write_csv_rows(rows, out, header=True, drop=drop))
+        return Path(path)
+
+    def explanations(self) -> Any:
+        """One row per vote with an explanation: ``item_id``, ``annotator``,
+        ``sample_index``, then each explanation field of the task, and ``reasoning`` (the
+        provider's reasoning content) when a vote has it. Explanations are never labels."""
+        votes = self.votes
+        if "explanation" not in votes:
+            votes = votes.assign(explanation=None)
+        cells = votes["explanation"].tolist()
+        fields = explanation_fields(self.task, {k for c in cells if isinstance(c, dict) for k in c})
+        records = votes[[*EXPLANATION_KEYS, "explanation"]].to_dict(orient="records")
+        return explanation_table(explanation_rows(records, fields), fields)
+
+    def to_explanations_csv(self, path: str | Path, *, table: Any = None) -> Path:
+        """``explanations.csv`` (:meth:`explanations`; ``table``: one already made), cells
+        as ``labels.csv`` writes them: text never starts a spreadsheet formula."""
+        rows = self.explanations() if table is None else table
+        write_atomic(Path(path), lambda out: write_csv_rows(rows, out, header=True, drop=()))
         return Path(path)
 
     def to_parquet(self, path: str | Path, method: str = "mean") -> Path:
@@ -285,7 +317,7 @@ class AnnotationResult:
         task = Task.model_validate(manifest["task"])
         human = read_human_votes(run)
         columns = list(manifest["data"]["columns"])
-        written = output_names(columns, task.labels)  # input column -> name in labels.jsonl
+        written = output_names(columns, task.labels, group_columns(task))  # input column -> name in labels.jsonl
         named = {c: n for c, n in zip(columns, items_frame([], [], columns).columns[1:], strict=True)}
         try:
             with (run / "labels.jsonl").open(encoding="utf-8") as handle:

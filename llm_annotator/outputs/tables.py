@@ -1,10 +1,14 @@
 """The labels files' cells and tables: how an item's row is named, built and written.
 
 The labels files (``labels.csv``, ``labels.jsonl``) hold each item's input columns
-beside the columns of the labels table (:data:`LABEL_COLUMNS` and ``p_<label>``). An
-input column whose name the labels table uses is written as ``input_<name>`` (with one
-more ``input_`` while that name is taken too): nothing is overwritten, nothing is
-suffixed at random. Cells JSON cannot hold are written by one rule (:func:`json_cell`).
+beside the columns of the labels table (:data:`LABEL_COLUMNS` and ``p_<label>``), and
+for a task of several outputs one column group per other output: that output's table
+(:func:`output_columns`) with every column prefixed ``<output>_`` (``loudness_label``,
+``arousal_mean``). An input column whose name the labels table uses is written as
+``input_<name>`` (with one more ``input_`` while that name is taken too): nothing is
+overwritten, nothing is suffixed at random. Cells JSON cannot hold are written by one
+rule (:func:`json_cell`). ``explanations.csv`` holds the free-text fields of each vote
+(:func:`explanation_table`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ import datetime as dt
 import decimal
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llm_annotator.analysis import aggregate
+
+if TYPE_CHECKING:
+    from llm_annotator.core.outputs import OutputSpec
+    from llm_annotator.core.task import Task
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -30,11 +38,41 @@ LABEL_COLUMNS = ("item_id", "label", "confidence", "margin", "entropy_confidence
                  "review_label", "cal_label", "cal_confidence")
 
 
-def output_names(columns: Iterable[str], labels: Sequence[str] = ()) -> dict[str, str]:
+#: The columns of an output's table after its ``p_<category>`` columns, by the output's
+#: kind (:func:`llm_annotator.analysis.kinds.output_table`; a categorical output's is
+#: :func:`label_table`'s), ``soft_label`` last.
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "categorical": ("label", "confidence", "margin", "entropy_confidence", "n_valid", "n_requested", "valid_share",
+                    "soft_label"),
+    "ordinal": ("label", "confidence", "margin", "entropy_confidence", "n_valid", "n_requested", "valid_share",
+                "median", "spread", "soft_label"),
+    "numeric": ("label", "confidence", "margin", "entropy_confidence", "n_valid", "n_requested", "valid_share",
+                "mean", "sd", "median", "soft_label"),
+    "multi_label": ("set", "label", "expected_size", "confidence", "n_valid", "n_requested", "valid_share",
+                    "soft_label"),
+}
+
+
+def output_columns(spec: OutputSpec) -> tuple[str, ...]:
+    """The columns of one output's table but ``item_id``: ``p_<category>`` per category
+    (a numeric output's bins), then :data:`TABLE_COLUMNS` of its kind."""
+    return (*(f"p_{x}" for x in spec.categories), *TABLE_COLUMNS[spec.kind])
+
+
+def group_columns(task: Task) -> tuple[str, ...]:
+    """Every column the labels table of ``task`` holds besides :data:`LABEL_COLUMNS` and the
+    primary's ``p_<label>``: the primary output's own (:func:`output_columns`), then each
+    other output's as ``<output>_<column>``."""
+    primary, *others = task.output_specs
+    return (*output_columns(primary), *(f"{spec.name}_{c}" for spec in others for c in output_columns(spec)))
+
+
+def output_names(columns: Iterable[str], labels: Sequence[str] = (), taken: Iterable[str] = ()) -> dict[str, str]:
     """Input column -> its name in the labels files: itself, or ``input_<name>`` (more
-    ``input_`` while the name is taken by the labels table or by another input column)."""
+    ``input_`` while the name is taken by the labels table, by the names in ``taken``
+    (:func:`group_columns`) or by another input column)."""
     columns = list(columns)
-    taken = {*LABEL_COLUMNS, *(f"p_{x}" for x in labels), *(f"cal_p_{x}" for x in labels)}
+    taken = {*LABEL_COLUMNS, *(f"p_{x}" for x in labels), *(f"cal_p_{x}" for x in labels), *taken}
     names: dict[str, str] = {}
     for column in columns:
         name = column
@@ -146,26 +184,49 @@ def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n
     return out
 
 
-def item_table(items: Any, labels: Any, order: Sequence[str]) -> Any:
-    """Input columns joined to the labels table, plus ``soft_label`` (a list per item);
-    input columns whose names the labels table uses are renamed (:func:`output_names`)."""
-    names = output_names([str(c) for c in items.columns[1:]], order)
+def item_table(items: Any, labels: Any, order: Sequence[str], groups: Mapping[str, Any] | None = None) -> Any:
+    """Input columns joined to the labels table, plus ``soft_label`` (a list per item), then
+    one column group per other output: ``groups`` maps each output's name to its table
+    (``item_id`` and its columns), written ``<output>_<column>`` with its own
+    ``<output>_soft_label``. Input columns whose names the labels table uses are renamed
+    (:func:`output_names`)."""
+    grouped = [_group(name, table) for name, table in (groups or {}).items()]
+    taken = [str(c) for frame in (labels, *grouped) for c in frame.columns]
+    names = output_names([str(c) for c in items.columns[1:]], order, taken)
     items = items.set_axis(["item_id", *names.values()], axis=1)
     table = items.merge(labels, on="item_id", how="left")
     table["soft_label"] = [list(row) for row in labels[[f"p_{x}" for x in order]].to_numpy()]
+    for group in grouped:
+        table = table.merge(group, on="item_id", how="left")
     return table
 
 
-def write_csv_rows(frame: Any, out: Any, *, header: bool) -> None:
-    """``labels.csv`` rows (no ``soft_label``): cells by :func:`text_cell`, so text never
-    starts a formula and lists and objects are JSON. Rows end in ``\\n``; a chunk whose
-    text holds a carriage return is written with every text field quoted, so that the
-    carriage return cannot end a row for a reader."""
+def _group(name: str, table: Any) -> Any:
+    """One output's table as its column group: ``soft_label`` added (its ``p_`` columns as a
+    list) when the table has none, every column but ``item_id`` prefixed ``<name>_``."""
+    table = table.copy()
+    if "soft_label" not in table.columns:
+        probs = [c for c in table.columns if str(c).startswith("p_")]
+        table["soft_label"] = [list(row) for row in table[probs].to_numpy(dtype=float)]
+    return table.rename(columns={c: f"{name}_{c}" for c in table.columns if c != "item_id"})
+
+
+def soft_label_columns(task: Task) -> tuple[str, ...]:
+    """The labels table's list columns that ``labels.csv`` leaves out (its ``p_`` columns
+    hold them): ``soft_label`` and each other output's ``<output>_soft_label``."""
+    return ("soft_label", *(f"{spec.name}_soft_label" for spec in task.output_specs[1:]))
+
+
+def write_csv_rows(frame: Any, out: Any, *, header: bool, drop: Sequence[str] = ("soft_label",)) -> None:
+    """``labels.csv`` rows without the columns of ``drop`` it has (``soft_label``, the
+    lists the ``p_`` columns hold): cells by :func:`text_cell`, so text never starts a formula and lists and objects are
+    JSON. Rows end in ``\\n``; a chunk whose text holds a carriage return is written with
+    every text field quoted, so that the carriage return cannot end a row for a reader."""
     import csv
 
     import pandas as pd
 
-    frame = frame.drop(columns=["soft_label"])
+    frame = frame.drop(columns=[c for c in drop if c in frame.columns])
     carriage_return = any("\r" in str(c) for c in frame.columns)
     for n in range(frame.shape[1]):
         column = frame.iloc[:, n]
@@ -175,6 +236,38 @@ def write_csv_rows(frame: Any, out: Any, *, header: bool) -> None:
             frame.isetitem(n, cells)
     frame.to_csv(out, index=False, header=header, lineterminator="\n",
                  quoting=csv.QUOTE_NONNUMERIC if carriage_return else csv.QUOTE_MINIMAL)
+
+
+#: The file of a run directory that holds the votes' explanations.
+EXPLANATIONS = "explanations.csv"
+#: The columns of ``explanations.csv`` before the task's explanation fields.
+EXPLANATION_KEYS = ("item_id", "annotator", "sample_index")
+#: The provider's reasoning content, kept in a vote's explanation under this key.
+REASONING = "reasoning"
+
+
+def explanation_fields(task: Task, keys: Iterable[str] = ()) -> list[str]:
+    """The explanation columns: the task's ``explanations``, then ``reasoning`` when one of
+    the votes' explanations has that key (``keys``: the keys they have)."""
+    fields = list(task.explanations)
+    return [*fields, REASONING] if REASONING in set(keys) and REASONING not in fields else fields
+
+
+def explanation_rows(votes: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> Iterator[list[Any]]:
+    """One row per vote that has an explanation: item_id, annotator, sample_index, then
+    each of ``fields`` (None where the vote's explanation lacks it)."""
+    for vote in votes:
+        explanation = vote.get("explanation")
+        if isinstance(explanation, Mapping) and explanation:
+            yield [*(vote[k] for k in EXPLANATION_KEYS), *(explanation.get(f) for f in fields)]
+
+
+def explanation_table(rows: Iterable[Sequence[Any]], fields: Sequence[str]) -> Any:
+    """The explanations table (:func:`explanation_rows`) as a DataFrame."""
+    import pandas as pd
+
+    table = pd.DataFrame(list(rows), columns=pd.Index([*EXPLANATION_KEYS, *fields], dtype=object), dtype=object)
+    return table.astype({"sample_index": "int64"})
 
 
 def write_jsonl_rows(frame: Any, out: Any) -> None:
@@ -203,5 +296,7 @@ def _utf8(text: str) -> bool:
     return True
 
 
-__all__ = ["LABEL_COLUMNS", "item_table", "items_frame", "json_cell", "label_table", "output_names", "safe_cell",
-           "text_cell", "write_csv_rows", "write_jsonl_rows"]
+__all__ = ["EXPLANATIONS", "EXPLANATION_KEYS", "LABEL_COLUMNS", "REASONING", "TABLE_COLUMNS", "explanation_fields",
+           "explanation_rows", "explanation_table", "group_columns", "item_table", "items_frame", "json_cell",
+           "label_table", "output_columns", "output_names", "safe_cell", "soft_label_columns", "text_cell",
+           "write_csv_rows", "write_jsonl_rows"]
