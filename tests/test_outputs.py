@@ -331,3 +331,43 @@ def test_review_and_trust_refuse_a_multi_label_primary_with_the_way_out(fake_ser
         with pytest.raises(ConfigError, match=rf"^{what} works on one label per item, .* 'emotions' .* "
                                               r"multi-label; fix: .*--gold emotions=COLUMN"):
             call()
+
+
+def test_input_columns_join_a_numeric_or_multi_label_output_as_annotators(fake_server, task_file):
+    """A column of numbers (on a real scale too) or of label sets is read by the output's kind."""
+    server = fake_server(respond)
+    data = rows(8)
+    for k, row in enumerate(data):
+        row["rater"] = str(1 + k % 5)
+        row["tags"] = "joy|anger" if k % 2 else ""
+    result = annotate(data, task_file, ["openai/fake"], api_base=server.url, id_column="id", progress=False)
+    arousal = result.output("arousal").with_columns(["rater"])
+    assert arousal.votes.loc[arousal.votes["annotator"] == "rater", "value"].tolist() == [1 + k % 5 for k in range(8)]
+    assert arousal.agreement(bootstrap=0)["level"] == "interval"
+    emotions = result.output("emotions").with_columns(["tags"])
+    sets = emotions.votes.loc[emotions.votes["annotator"] == "tags", "value"].tolist()
+    assert sets == [["joy", "anger"]] * 4  # empty cells are no vote
+    assert emotions.soft_labels(by_annotator=True).xs("tags", level="annotator")["anger"].tolist() == [1.0] * 4
+
+
+def test_shards_merge_with_every_output_and_their_explanations(fake_server, task_file, tmp_path):
+    from llm_annotator.outputs.merge import merge_runs
+
+    server = fake_server(respond)
+    data = rows(10)
+    whole = annotate(data, task_file, ["openai/fake"], api_base=server.url, id_column="id", progress=False,
+                     out=tmp_path / "whole")
+    for index in (0, 1):
+        annotate(data, task_file, ["openai/fake"], api_base=server.url, id_column="id", shard=f"{index}/2",
+                 out=tmp_path / f"s{index}", progress=False)
+    merged = merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged")
+    frame = pd.read_csv(tmp_path / "merged" / "labels.csv").set_index("item_id").sort_index()
+    expected = pd.read_csv(tmp_path / "whole" / "labels.csv").set_index("item_id").sort_index()
+    assert list(frame.columns) == list(expected.columns) and "arousal_mean" in frame.columns
+    pd.testing.assert_frame_equal(frame, expected)
+    explained = pd.read_csv(tmp_path / "merged" / "explanations.csv")
+    assert sorted(explained["reason"]) == sorted(whole.explanations()["reason"])
+    assert merged.output("emotions").labels()["expected_size"].notna().all()
+    annotate(data, "sentiment", ["openai/fake"], api_base=server.url, id_column="id", progress=False,
+             out=tmp_path / "whole", overwrite=True)  # another job: the old explanations go with it
+    assert not (tmp_path / "whole" / "explanations.csv").exists()

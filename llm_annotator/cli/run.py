@@ -161,8 +161,9 @@ def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
         running = [b for b in m["batches"] if not b["collected"] and b["status"] != "abandoned"]
         print(f"{c['in_batch']} votes wait in {len(running)} batch job(s) "
               f"({', '.join(str(b['id']) for b in running)}); run 'llm-annotator batch collect {out}' later")
-    for name in ("votes.jsonl", "labels.csv", "labels.jsonl", "run.json"):
-        print(f"  {out / name}")
+    for name in ("votes.jsonl", "labels.csv", "labels.jsonl", "explanations.csv", "run.json"):
+        if name != "explanations.csv" or (out / name).exists():
+            print(f"  {out / name}")
     _reasons(m)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from llm_annotator.core.data import assign_ids, load_dataset
 from llm_annotator.core.errors import DataError
-from llm_annotator.core.parse import normalise
+from llm_annotator.core.parse import normalise, read_value
 from llm_annotator.core.task import Task
 from llm_annotator.core.votes import Vote, votes_frame
 
@@ -26,6 +26,18 @@ def label_votes(task: Task) -> Any:
     """
     lookup = {normalise(label): label for label in task.labels}
     lookup.update({normalise(alias): target for alias, target in task.aliases.items()})
+    spec = task.primary
+    if spec.kind in ("numeric", "multi_label"):  # a number on the scale, or labels separated by , ; |
+        def read(item_id: str, annotator: str, text: str, model: str) -> Vote:
+            parsed = read_value(text, spec)
+            data = list(parsed.data) if isinstance(parsed.data, tuple) else parsed.data
+            cell = {k: v for k, v in (("label", parsed.label), ("value", data), ("error", parsed.error))
+                    if v is not None}
+            return Vote(item_id=item_id, annotator=annotator, sample_index=0, label=parsed.label,
+                        error=parsed.error, raw=text, distribution=None, model=model, prompt_hash="",
+                        template_hash="", outputs={spec.name: cell})
+
+        return read
 
     def vote(item_id: str, annotator: str, text: str, model: str) -> Vote:
         label = lookup.get(normalise(text))

@@ -206,7 +206,10 @@ class AnnotationResult:
             extra += column_votes(rows, self.items["item_id"].tolist(), column, self.task)
         from llm_annotator.core.votes import votes_frame
 
-        votes = pd.concat([self.votes, votes_frame(extra)], ignore_index=True)
+        added = votes_frame(extra)
+        if "output" in self.votes.columns:  # one output's votes: the columns' votes as that output's
+            added = output_frame(added, self.task.primary.name, self.task.primary.name)
+        votes = pd.concat([self.votes, added], ignore_index=True)
         return self.derive(votes, [*self.annotators, *columns])
 
     def models_only(self) -> AnnotationResult:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llm_annotator.analysis import aggregate
+from llm_annotator.store import rundir
 
 if TYPE_CHECKING:
     from llm_annotator.core.outputs import OutputSpec
@@ -238,8 +239,8 @@ def write_csv_rows(frame: Any, out: Any, *, header: bool, drop: Sequence[str] = 
                  quoting=csv.QUOTE_NONNUMERIC if carriage_return else csv.QUOTE_MINIMAL)
 
 
-#: The file of a run directory that holds the votes' explanations.
-EXPLANATIONS = "explanations.csv"
+#: The file of a run directory that holds the votes' explanations (named where the run directory's files are).
+EXPLANATIONS = rundir.EXPLANATIONS
 #: The columns of ``explanations.csv`` before the task's explanation fields.
 EXPLANATION_KEYS = ("item_id", "annotator", "sample_index")
 #: The provider's reasoning content, kept in a vote's explanation under this key.

@@ -10,6 +10,7 @@ and writes ``run.json`` as a :class:`~llm_annotator.store.manifest.RunManifest`:
       ledger.jsonl    the job's spend across runs (the budget reads it)
       labels.csv      consensus and soft labels per item, beside the input columns
       labels.jsonl    the same as JSON lines, soft labels as lists
+      explanations.csv  the answers' free-text fields per vote (tasks with explanations)
       batches.json    a batch job's arguments and batches; batch/ holds its request files
       .lock           held while a process writes here
 """
@@ -35,11 +36,12 @@ VOTES = "votes.jsonl"
 LEDGER = "ledger.jsonl"
 LABELS_CSV = "labels.csv"
 LABELS_JSONL = "labels.jsonl"
+EXPLANATIONS = "explanations.csv"
 BATCHES = "batches.json"
 BATCH_DIR = "batch"
 LOCK = ".lock"
 #: What belongs to the job a directory holds (removed by ``overwrite``).
-JOB_FILES = (MANIFEST, VOTES, LEDGER, LABELS_CSV, LABELS_JSONL, BATCHES, BATCH_DIR)
+JOB_FILES = (MANIFEST, VOTES, LEDGER, LABELS_CSV, LABELS_JSONL, EXPLANATIONS, BATCHES, BATCH_DIR)
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any] | None:
@@ -137,7 +139,7 @@ class RunDir:
     def begin(self, manifest: RunManifest) -> None:
         """Record the job as running; results of an earlier run are stale from here on."""
         self._fresh = not (self.path / MANIFEST).exists() and not (self.path / VOTES).exists()
-        for name in (LABELS_CSV, LABELS_JSONL):
+        for name in (LABELS_CSV, LABELS_JSONL, EXPLANATIONS):
             (self.path / name).unlink(missing_ok=True)
         self.write_manifest(manifest)
 
@@ -165,5 +167,5 @@ class RunDir:
         return Ledger(self.path / LEDGER)
 
 
-__all__ = ["BATCHES", "BATCH_DIR", "JOB_FILES", "LABELS_CSV", "LABELS_JSONL", "LEDGER", "MANIFEST", "VOTES",
+__all__ = ["BATCHES", "BATCH_DIR", "EXPLANATIONS", "JOB_FILES", "LABELS_CSV", "LABELS_JSONL", "LEDGER", "MANIFEST", "VOTES",
            "RunDir", "read_manifest"]
