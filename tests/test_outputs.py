@@ -142,6 +142,10 @@ def test_every_output_flows_through_the_in_memory_path(fake_server, task_file, t
     for item, row in soft.iterrows():
         assert row[scripted(texts[item])["intensity"]] == 1.0
     assert result.output("sentiment").labels()["label"].tolist() == result.labels()["label"].tolist()
+    long = result.votes_by_output()
+    assert len(long) == 4 * len(result.votes) and long.groupby("output").size().to_dict() == {
+        "sentiment": 48, "intensity": 48, "arousal": 48, "emotions": 48}
+    assert long.loc[long["output"] == "arousal", "error"].notna().sum() == arousal["error"].notna().sum()
 
 
 def test_every_output_flows_through_the_streamed_path(fake_server, task_file, tmp_path):

@@ -90,6 +90,16 @@ class AnnotationResult:
         votes = output_frame(self.votes, self.task.primary.name, name)
         return self.derive(votes, self.annotators, task=task)
 
+    def votes_by_output(self) -> Any:
+        """Every output's votes in one long table: one row per item, annotator, output and
+        sample, with that output's ``label``, ``value`` and ``error``. An answer's tokens
+        and cost are on each of its rows: sum them over one output's rows."""
+        import pandas as pd
+
+        primary = self.task.primary.name
+        frames = [output_frame(self.votes, primary, name) for name in self.output_names]
+        return pd.concat(frames, ignore_index=True)
+
     def outputs(self) -> dict[str, AnnotationResult]:
         """Every output's result (:meth:`output`), in the task's order."""
         return {name: self.output(name) for name in self.output_names}
