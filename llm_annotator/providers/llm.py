@@ -31,7 +31,7 @@ from llm_annotator.core.models import ModelSpec
 from llm_annotator.providers import failures, pricing
 from llm_annotator.providers.client import litellm
 from llm_annotator.providers.failures import MAX_RETRY_AFTER_S
-from llm_annotator.providers.redaction import PLACEHOLDER_KEY, redact, scrub, secrets_of
+from llm_annotator.providers.redaction import PLACEHOLDER_KEY, leaks, redact, scrub, secrets_of
 
 
 @dataclass(frozen=True)
@@ -331,10 +331,7 @@ def _duration(seconds: float) -> str:
 
 def scrub_choices(choices: list[Choice], spec: ModelSpec, secrets: list[str]) -> list[Choice]:
     """The choices with any credential their text or reasoning repeats replaced."""
-    def leaks(text: str | None) -> bool:
-        return bool(text) and any(s in text for s in secrets)  # type: ignore[operator]
-
-    if not any(leaks(c.content) or leaks(c.reasoning) for c in choices):
+    if not any(leaks(c.content, secrets) or leaks(c.reasoning, secrets) for c in choices):
         return choices
     return [dataclasses.replace(c, content=scrub(c.content, spec, secrets) if c.content else c.content,
                                 reasoning=scrub(c.reasoning, spec, secrets) if c.reasoning else c.reasoning)

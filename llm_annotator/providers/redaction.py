@@ -11,6 +11,7 @@ Base64-encoded (an HTTP Basic header), since providers echo requests in all thre
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from llm_annotator.core.identity import is_secret_name, secret_forms, url_secrets
@@ -54,11 +55,42 @@ def _secret_values(node: Any, secret: bool = False) -> list[str]:
 
 
 def scrub(text: str, spec: ModelSpec, secrets: list[str] | None = None) -> str:
-    """``text`` with every credential of ``spec`` (:func:`secrets_of`) replaced by ``***``."""
-    for secret in secrets if secrets is not None else secrets_of(spec):
+    """``text`` with every credential of ``spec`` (:func:`secrets_of`) replaced by ``***``.
+
+    A credential written with JSON escapes (``sk\\u002dkey``) is one once the answer is
+    parsed: when one is found that way, the escapes of such characters are undone first."""
+    secrets = secrets if secrets is not None else secrets_of(spec)
+    if "\\" in text:
+        plain = json_unescaped(text)
+        if plain != text and any(secret in plain and secret not in text for secret in secrets):
+            text = plain
+    for secret in secrets:
         if secret in text:
             text = text.replace(secret, "***")
     return text
+
+
+def leaks(text: str | None, secrets: list[str]) -> bool:
+    """Whether ``text`` holds a credential, as written or behind JSON escapes."""
+    if not text:
+        return False
+    return any(s in text for s in secrets) or ("\\" in text and any(s in json_unescaped(text) for s in secrets))
+
+
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\/")
+
+
+def json_unescaped(text: str) -> str:
+    """``text`` with the JSON escapes of printable characters undone (``\\u002d`` as ``-``,
+    ``\\/`` as ``/``); escapes of quotes, backslashes and control characters stay, so a
+    JSON answer stays JSON."""
+    def plain(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return "/"
+        char = chr(int(match.group(1), 16))
+        return char if char.isprintable() and char not in '"\\' else match.group(0)
+
+    return _ESCAPE.sub(plain, text)
 
 
 def redact(text: str, spec: ModelSpec) -> str:
@@ -66,4 +98,4 @@ def redact(text: str, spec: ModelSpec) -> str:
     return " ".join(scrub(text, spec).split())[:300]
 
 
-__all__ = ["PLACEHOLDER_KEY", "redact", "scrub", "secrets_of"]
+__all__ = ["PLACEHOLDER_KEY", "json_unescaped", "leaks", "redact", "scrub", "secrets_of"]
