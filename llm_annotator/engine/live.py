@@ -137,7 +137,7 @@ class LiveBackend:
     def _local_params(self, spec: Any) -> dict[str, Any]:
         """What the embedded provider needs beyond the messages (label scoring)."""
         params: dict[str, Any] = {"labels": list(self.task.labels), "output": self.task.output,
-                                  "mode": spec.mode or ("generate" if self.task.primary.kind == "multi_label" else None),
+                                  "mode": spec.mode or ("generate" if self.task.primary.kind in ("numeric", "multi_label") else None),
                                   "calibrate": spec.calibrate}
         if spec.calibrate:
             prompt = compile_prompt(self.task)

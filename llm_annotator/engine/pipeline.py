@@ -86,6 +86,7 @@ class Pipeline:
         self.collected: set[str] = set()   # fingerprints of batch answers collected by this run
         self._parsed: dict[str | None, Parsed] = {}
         self._structured: dict[str | None, tuple[Any, Any]] = {}
+        self._scored = builder.task.primary.kind in ("categorical", "ordinal")  # a label distribution fits it
         self._flushed = time.monotonic()
         self._bar: Any = None
         self._chunk: tuple[Dataset, list[str]] | None = None
@@ -230,7 +231,10 @@ class Pipeline:
     def entry(self, answer: Answer) -> dict[str, Any]:
         """What the cache keeps of one answer."""
         distribution = answer.distribution
-        if distribution is None and answer.logprobs:
+        if self.task.primary.kind in ("numeric", "multi_label"):
+            # a number's first token starts many bins, a set is not one label: no distribution
+            distribution = None
+        elif distribution is None and answer.logprobs:
             parsed = self.parse(answer.content)
             distribution = distribution_from_logprobs(answer.content or "", answer.logprobs, parsed, self.task)
         entry = {"content": answer.content, "distribution": distribution, "finish_reason": answer.finish_reason,
@@ -244,7 +248,7 @@ class Pipeline:
         assert self._chunk is not None
         dataset, hashes = self._chunk
         parsed = self.parse(entry.get("content"))
-        distribution = entry.get("distribution") if parsed.label is not None else None
+        distribution = entry.get("distribution") if parsed.label is not None and self._scored else None
         if distribution is not None:
             distribution = {label: float(distribution.get(label, 0.0)) for label in self.task.labels}
         error = parsed.error
