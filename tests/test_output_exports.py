@@ -91,7 +91,7 @@ EXPECTED = {
     "a": {"p_joy": 0.5, "p_anger": 0.5, "p_neutral": 0.0, "label": "joy", "n_valid": 3, "n_requested": 4,
           "valid_share": 0.75,
           "loudness_p_low": 0.25, "loudness_p_medium": 0.25, "loudness_p_high": 0.5, "loudness_label": "high",
-          "loudness_median": "medium", "loudness_spread": 0.375, "loudness_n_valid": 4,
+          "loudness_median": "medium", "loudness_spread": 0.75, "loudness_n_valid": 4,
           "arousal_p_1": 0.0, "arousal_p_2": 0.25, "arousal_p_3": 0.0, "arousal_p_4": 0.25, "arousal_p_5": 0.5,
           "arousal_label": "5", "arousal_mean": 4.0, "arousal_sd": math.sqrt(17.5 - 16.0), "arousal_median": 4.0,
           "arousal_n_valid": 3, "arousal_valid_share": 0.75,

@@ -50,9 +50,9 @@ def test_ordinal_table_adds_median_and_spread() -> None:
     # cumulative 0.2, 0.5 -> medium; 0.6 -> low; all on high -> high
     assert table["median"].tolist()[:3] == ["medium", "low", "high"]
     assert pd.isna(table["median"].iloc[3])
-    # spread = sum p_k |k - m| / (K - 1)
-    assert table["spread"].iloc[0] == pytest.approx((0.2 + 0.5) / 2)
-    assert table["spread"].iloc[1] == pytest.approx((0.1 + 2 * 0.3) / 2)
+    # spread = 2 sum p_k |k - m| / (K - 1): 1 for halves at the two ends
+    assert table["spread"].iloc[0] == pytest.approx(2 * (0.2 + 0.5) / 2)
+    assert table["spread"].iloc[1] == pytest.approx(2 * (0.1 + 2 * 0.3) / 2)
     assert table["spread"].iloc[2] == 0.0
     assert np.isnan(table["spread"].iloc[3])
     assert table["label"].tolist()[:3] == ["high", "low", "high"]
@@ -303,7 +303,7 @@ def test_ordinal_vs_gold_over_category_codes() -> None:
     assert table.columns.tolist()[-2:] == ["median", "spread"]
     both = codes.min(axis=0)  # two equal-weight one-hot votes: the median is the lower one
     assert table["median"].tolist() == [names[c] for c in both]
-    assert table["spread"].to_numpy() == pytest.approx(np.abs(codes[0] - codes[1]) / 2 / 2)
+    assert table["spread"].to_numpy() == pytest.approx(2 * np.abs(codes[0] - codes[1]) / 2 / 2)
     assert "over category codes, against gold (gold):" in format_output_report(figures)
 
 

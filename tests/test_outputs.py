@@ -83,6 +83,13 @@ def test_a_task_declares_outputs_of_each_kind_and_its_primary_is_the_first(task_
     ("  x: {labels: [a]}\n  y: {path: x, labels: [b]}", "read the same JSON field"),
     ("  x: {labels: [a]}\n  y: {kind: ordinal}", "output 'y' has no labels"),
     ("  x: [a, b]", "output 'x' must be a mapping"),
+    ("  x: {labels: [a, b]}\n  y: {labels: [c], path: x.y}", "the fields 'x' and 'x.y' overlap"),
+    ("  x: {labels: [a]}\nexplanations: [sample_index]", "the explanation 'sample_index' has a name"),
+    ("  x: {labels: [a]}\nexplanations: [reasoning]", "the explanation 'reasoning' has a name"),
+    ("  x: {kind: multi_label, labels: ['rock|pop', jazz]}", "'rock|pop' holds one of"),
+    ("  x: {kind: numeric, range: [0, 1], bins: true}", "bins must be a whole number"),
+    ("  x: {kind: numeric, range: [0, 1], bins: 1000000}", "bins must be between 1 and 1000"),
+    ("  x: {kind: numeric, range: [-1e308, 1e308]}", "the range is too wide"),
 ])
 def test_a_bad_output_declaration_is_one_line_naming_the_output(outputs, message):
     with pytest.raises(TaskError) as caught:
@@ -321,6 +328,8 @@ def test_agree_measures_every_output_with_a_gold_column_each(fake_server, task_f
     assert "gold_arousal" in page and "Output arousal" in page
     wrong = agree("--gold", "pitch=gold")
     assert wrong.returncode != 0 and "no output 'pitch'" in wrong.stderr and "OUTPUT=COLUMN" in wrong.stderr
+    left_out = agree("--output", "sentiment", "--gold", "arousal=gold_arousal")
+    assert left_out.returncode != 0 and "--output leaves out" in left_out.stderr
 
 
 def test_review_and_trust_refuse_a_multi_label_primary_with_the_way_out(fake_server, tmp_path):
@@ -375,3 +384,49 @@ def test_shards_merge_with_every_output_and_their_explanations(fake_server, task
     annotate(data, "sentiment", ["openai/fake"], api_base=server.url, id_column="id", progress=False,
              out=tmp_path / "whole", overwrite=True)  # another job: the old explanations go with it
     assert not (tmp_path / "whole" / "explanations.csv").exists()
+
+
+def test_numbers_on_a_bin_edge_are_in_the_bin_they_start_and_bins_have_distinct_names():
+    from llm_annotator.core.outputs import OutputSpec
+
+    tenths = OutputSpec(name="v", kind="numeric", range=(-1, 1), bins=10)
+    assert [tenths.bin_of(x) for x in (-1, -0.2, 0, 0.6, 1)] == ["-1..-0.8", "-0.2..0", "0..0.2", "0.6..0.8", "0.8..1"]
+    assert OutputSpec(name="v", kind="numeric", range=(0.1, 0.4), bins=3).bin_of(0.3) == "0.3..0.4"
+    narrow = OutputSpec(name="p", kind="numeric", range=(1000, 1001), bins=10).categories
+    assert len(set(narrow)) == 10 and narrow[0] == "1000..1000.1"
+    wide = OutputSpec(name="n", kind="numeric", range=(0, 100), integer=True)  # 101 values: 10 bins
+    assert wide.bin_of(100) == "90..100" and wide.bin_of(10) == "10..20"
+
+
+def test_a_numeric_primary_s_soft_label_is_its_bin_not_the_first_token_s_log_probabilities(fake_server, tmp_path):
+    """A number's first token ("0") begins every bin of [0, 1]: log-probabilities there say
+    nothing about the bin, so the vote counts one-hot in its own bin."""
+    task = tmp_path / "v.jinja"
+    task.write_text("---\nname: v\noutputs:\n  valence: {kind: numeric, range: [0, 1]}\n---\n{{ text }}\n")
+    server = fake_server(lambda request: '{"valence": 0.93}')  # the server sends log-probabilities per token
+    result = annotate(rows(2), task, ["openai/fake"], api_base=server.url, id_column="id", progress=False)
+    table = result.labels()
+    assert table["label"].tolist() == ["0.9..1"] * 2 and table["p_0.9..1"].tolist() == [1.0, 1.0]
+    assert result.votes["distribution"].isna().all()
+
+
+def test_a_key_behind_json_escapes_is_scrubbed_before_the_answer_is_read(fake_server, task_file, tmp_path):
+    secret = "sk-canary-ZZ1234567890abcdef"
+    escaped = secret.replace("-", "\\u002d")
+    server = fake_server(lambda request: '{"sentiment": "neu", "intensity": "' + escaped + '", "reason": "I saw '
+                         + escaped + '", "arousal": 2, "emotions": []}')
+    result = annotate(rows(2), task_file, ["openai/fake"], api_base=server.url, api_key=secret, id_column="id",
+                      out=tmp_path / "run", progress=False)
+    for name in ("votes.jsonl", "labels.csv", "labels.jsonl", "explanations.csv"):
+        assert secret not in (tmp_path / "run" / name).read_text(), name
+    assert result.votes["explanation"].iloc[0] == {"reason": "I saw ***"}
+    assert result.output("intensity").votes["error"].tolist() == ["out_of_label_set:***"] * 2
+
+
+def test_a_non_text_explanation_is_kept_whole_and_set_texts_are_read_strictly(task_file):
+    task = load_task(task_file)
+    traits = ["funny", "naive", "loyal", "food-loving", "actor", "roommate", "friend"]
+    _, explanation = structure(json.dumps({"sentiment": "pos", "reason": {"traits": traits}}), task)
+    assert json.loads(explanation["reason"]) == {"traits": traits}
+    assert parse_outputs('{"emotions": "[]"}', task)["emotions"].data == ()  # a JSON list written as text
+    assert parse_outputs('{"emotions": ",,,"}', task)["emotions"].error == "out_of_label_set:,,,"

@@ -173,13 +173,15 @@ def median_index(probs: np.ndarray) -> np.ndarray:
 
 
 def ordinal_spread(probs: np.ndarray) -> np.ndarray:
-    """``Σ_k p_k |k − m| / (K − 1)`` per row, m the median's code (NaN for a NaN row)."""
+    """``2 Σ_k p_k |k − m| / (K − 1)`` per row, m the median's code (NaN for a NaN row): 0 when
+    all mass is on one category, 1 when it is split in halves between the two ends (the
+    largest mean distance from a median is half the scale's length)."""
     k = probs.shape[1]
     m = median_index(probs)
     if k < 2:
         return np.where(m >= 0, 0.0, np.nan)
     distance = np.abs(np.arange(k)[None, :] - m[:, None])
-    spread = (np.nan_to_num(probs) * distance).sum(axis=1) / (k - 1)
+    spread = 2 * (np.nan_to_num(probs) * distance).sum(axis=1) / (k - 1)
     return np.where(m >= 0, spread, np.nan)
 
 

@@ -40,6 +40,10 @@ def cmd_agree(args: argparse.Namespace) -> int:
         if name not in names:
             raise ConfigError(f"the run's task has no output {name!r}", fix=f"use one of {', '.join(names)}")
     golds = gold_columns(args.gold or [], names)
+    for name in golds:
+        if name not in chosen:
+            raise ConfigError(f"--gold names a column for output {name!r}, which --output leaves out",
+                              fix=f"add --output {name}, or leave that --gold out")
     figures: dict[str, dict[str, Any]] = {}
     for name in chosen:
         view = result if name == names[0] else result.output(name)

@@ -57,6 +57,13 @@ class OutputSpec(BaseModel):
             raise ValueError("labels must be a list, not one string")
         return tuple(str(v).strip() if v is not None else "" for v in value)
 
+    @field_validator("bins", mode="before")
+    @classmethod
+    def _bins(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (value is not None and not isinstance(value, int)):
+            raise ValueError("bins must be a whole number")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> OutputSpec:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
@@ -71,8 +78,10 @@ class OutputSpec(BaseModel):
                 raise ValueError(f"output {self.name!r}: an integer scale needs integer ends")
             if self.labels or self.aliases:
                 raise ValueError(f"numeric output {self.name!r} takes a range, not labels")
-            if self.bins is not None and self.bins < 1:
-                raise ValueError(f"output {self.name!r}: bins must be at least 1")
+            if not math.isfinite(high - low):
+                raise ValueError(f"output {self.name!r}: the range is too wide to divide into bins")
+            if self.bins is not None and not 1 <= self.bins <= MAX_BINS:
+                raise ValueError(f"output {self.name!r}: bins must be between 1 and {MAX_BINS}")
         else:
             if self.range is not None or self.integer or self.bins is not None:
                 raise ValueError(f"output {self.name!r}: range, integer and bins are for numeric outputs")
@@ -83,6 +92,11 @@ class OutputSpec(BaseModel):
                 if label.casefold() in seen:
                     raise ValueError(f"output {self.name!r}: the label set lists {label!r} twice")
                 seen.add(label.casefold())
+            if self.kind == "multi_label":
+                for label in (*self.labels, *self.aliases):
+                    if any(c in label for c in _SEPARATORS):
+                        raise ValueError(f"output {self.name!r}: the multi-label label {label!r} holds one of "
+                                         f"{' '.join(_SEPARATORS)}, which separate the labels of a set")
             for alias, target in self.aliases.items():
                 if self.labels and target not in self.labels:
                     raise ValueError(f"output {self.name!r}: alias {alias!r} points to {target!r}, "
@@ -105,7 +119,7 @@ class OutputSpec(BaseModel):
         if self.kind != "numeric" or self.range is None:
             return ()
         low, high = self.range
-        if self.integer and high - low + 1 <= MAX_INTEGER_BINS and self.bins is None:
+        if self._per_value:
             return tuple(low - 0.5 + i for i in range(int(high - low) + 2))
         n = self.bins or 10
         return tuple(low + (high - low) * i / n for i in range(n + 1))
@@ -115,11 +129,15 @@ class OutputSpec(BaseModel):
         """The classes soft labels are over: the labels, or a numeric output's bins."""
         if self.kind != "numeric":
             return self.labels
-        low, high = self.range or (0.0, 1.0)
+        low = (self.range or (0.0, 1.0))[0]
         edges = self.edges
-        if self.integer and high - low + 1 <= MAX_INTEGER_BINS and self.bins is None:
+        if self._per_value:
             return tuple(str(int(low) + i) for i in range(len(edges) - 1))
-        return tuple(f"{_num(a)}..{_num(b)}" for a, b in pairwise(edges))
+        for digits in range(4, 18):  # as few significant digits as keep the bins' names apart
+            names = tuple(f"{a:.{digits}g}..{b:.{digits}g}" for a, b in pairwise(edges))
+            if len(set(names)) == len(names):
+                return names
+        return tuple(f"{a!r}..{b!r}" for a, b in pairwise(edges))
 
     @property
     def midpoints(self) -> tuple[float, ...]:
@@ -128,17 +146,28 @@ class OutputSpec(BaseModel):
         return tuple((a + b) / 2 for a, b in pairwise(edges))
 
     def bin_of(self, value: float) -> str:
-        """The category (bin) of a number on this output's scale (the top edge is in the last bin)."""
-        edges = self.edges
+        """The category (bin) of a number on this output's scale: bins are [lo, hi), the top
+        end in the last. The bin's index is computed from the value's position on the scale
+        (with a tolerance of 1e-9 bins), so a round answer on an edge (0.6 of bins 0.4..0.6,
+        0.6..0.8) is in the bin it starts, whatever the edges' floating-point sums."""
         names = self.categories
-        for k in range(len(names)):
-            if value < edges[k + 1]:
-                return names[k]
-        return names[-1]
+        low, high = self.range or (0.0, 1.0)
+        if self._per_value:
+            index = round(value - low)
+        else:
+            index = math.floor((value - low) / (high - low) * len(names) + 1e-9)
+        return names[min(max(index, 0), len(names) - 1)]
+
+    @property
+    def _per_value(self) -> bool:
+        low, high = self.range or (0.0, 1.0)
+        return self.integer and high - low + 1 <= MAX_INTEGER_BINS and self.bins is None
 
 
-def _num(value: float) -> str:
-    return f"{value:.4g}"
+#: The most bins a numeric output may declare.
+MAX_BINS = 1000
+#: What separates the labels of a set written as text.
+_SEPARATORS = (",", ";", "|")
 
 
 __all__ = ["KINDS", "MAX_INTEGER_BINS", "Kind", "OutputSpec"]

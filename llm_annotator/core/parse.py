@@ -98,6 +98,14 @@ def _json_object(text: str) -> Any:
     return None
 
 
+def _text_of(value: Any) -> str:
+    """A non-text explanation as its whole JSON text."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):
+        return str(value)
+
+
 def _short(value: Any) -> str:
     """A non-text answer value as the error names it: its JSON, at most 60 characters."""
     try:
@@ -166,7 +174,7 @@ def explanations(content: str | None, task: Task) -> dict[str, str] | None:
     for path in task.explanations:
         value = _field(obj, path)
         if value is not _MISSING and value is not None:
-            found[path] = value if isinstance(value, str) else _short(value)
+            found[path] = value if isinstance(value, str) else _text_of(value)
     return found or None
 
 
@@ -204,8 +212,14 @@ def _number(value: Any, spec: OutputSpec) -> Parsed:
 
 
 def _members(value: Any, spec: OutputSpec) -> Parsed:
+    if isinstance(value, str) and value.strip().startswith("["):  # a JSON list written as text
+        decoded = _decode(value.strip())
+        value = decoded if isinstance(decoded, list) else value
     if isinstance(value, str):
-        value = [part for part in re.split(r"[,;|]", value) if part.strip()]
+        parts = [part for part in re.split(r"[,;|]", value) if part.strip()]
+        if not parts and value.strip():  # separators and nothing else name no set
+            return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{value.strip()[:60]}", value)
+        value = parts
     if not isinstance(value, list):
         return Parsed(None, f"{ErrorKind.OUT_OF_LABEL_SET.value}:{_short(value)}")
     chosen = set()

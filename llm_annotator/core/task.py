@@ -34,6 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from llm_annotator.core.errors import TaskError, TemplateError
 from llm_annotator.core.outputs import OutputSpec
 
+#: Names an explanation may not have: the columns of the explanations table, and the
+#: provider's reasoning content.
+_EXPLANATION_RESERVED = frozenset({"item_id", "annotator", "sample_index", "reasoning"})
+
 #: Variables a template may use that do not come from the data row.
 RESERVED_VARIABLES = frozenset({"labels", "label_descriptions", "context", "item_id"})
 
@@ -120,6 +124,15 @@ class Task(BaseModel):
         fields = [spec.field for spec in self.outputs] + list(self.explanations)
         if len(set(fields)) != len(fields):
             raise ValueError("two outputs or explanations read the same JSON field")
+        everything = [*fields, *(f for f in self.json_fields if f not in fields)]
+        for a in everything:
+            for b in everything:
+                if b.startswith(a + "."):
+                    raise ValueError(f"the fields {a!r} and {b!r} overlap: one holds the other")
+        for path in self.explanations:
+            if path in _EXPLANATION_RESERVED:
+                raise ValueError(f"the explanation {path!r} has a name the explanations table uses itself "
+                                 f"({', '.join(sorted(_EXPLANATION_RESERVED))}): give the field another name")
         if len(self.outputs) > 1 or self.explanations:
             for spec in self.outputs:
                 if spec.kind != "numeric" and not spec.labels:
