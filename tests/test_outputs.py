@@ -430,3 +430,15 @@ def test_a_non_text_explanation_is_kept_whole_and_set_texts_are_read_strictly(ta
     assert json.loads(explanation["reason"]) == {"traits": traits}
     assert parse_outputs('{"emotions": "[]"}', task)["emotions"].data == ()  # a JSON list written as text
     assert parse_outputs('{"emotions": ",,,"}', task)["emotions"].error == "out_of_label_set:,,,"
+
+
+def test_gold_sets_read_aliases_as_answers_do(fake_server, task_file):
+    server = fake_server(lambda request: '{"sentiment": "neu", "emotions": ["anger"]}')
+    data = rows(3)
+    for row, gold in zip(data, ["Mad", "anger|JOY", "[]"], strict=True):
+        row["gold_set"] = gold
+    task_file.write_text(TASK.replace("aliases: {sad: sadness}", "").replace(
+        "labels: [joy, anger, sadness]}", "labels: [joy, anger, sadness], aliases: {mad: anger}}"), encoding="utf-8")
+    result = annotate(data, task_file, ["openai/fake"], api_base=server.url, id_column="id", progress=False)
+    gold = result.output("emotions").gold_sets("gold_set")
+    assert gold.tolist() == [[0, 1, 0], [1, 1, 0], [0, 0, 0]]

@@ -218,9 +218,11 @@ class MultiLabelResult(_KindResult):
     def gold_sets(self, column: str) -> np.ndarray:
         """An input column as gold sets (items x labels of 0/1, NaN rows missing): a list,
         or text of labels separated by ',', ';' or '|' (or a JSON list), matched to the
-        labels ignoring case; an empty cell is missing, an empty list the empty set."""
+        labels and their aliases ignoring case, as answers are; an empty cell is missing, an empty list the empty set."""
         self.gold_labels(column)  # checks the column
         index = {label.casefold(): k for k, label in enumerate(self.labels_order)}
+        index.update({alias.casefold(): self.labels_order.index(target) for alias, target in self.spec.aliases.items()
+                      if alias.casefold() not in index and target in self.labels_order})
         out = np.full((len(self.items), len(self.labels_order)), np.nan)
         for row, (item_id, cell) in enumerate(zip(self.items["item_id"], self.items[column], strict=True)):
             parts = _gold_members(cell)
