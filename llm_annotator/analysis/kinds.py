@@ -149,20 +149,26 @@ def _counts(out: Any, n_valid: np.ndarray, n_requested: int) -> None:
     out["valid_share"] = out["n_valid"] / out["n_requested"] if n_requested else np.nan
 
 
-def _categorical(spec: OutputSpec, item_ids: Sequence[str], probs: np.ndarray, n_valid: np.ndarray,
-                 n_requested: int) -> Any:
-    """The columns of ``outputs.tables.label_table`` (categorical), without ``soft_label``."""
+def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n_requested: int,
+                labels: Sequence[str]) -> Any:
+    """The labels table of a categorical output: item_id, p_LABEL per label, label,
+    confidence, margin, entropy confidence, n_valid, n_requested, valid_share, from item x
+    label probabilities (the other kinds add their columns to it)."""
     import pandas as pd
 
-    categories = list(spec.categories)
-    out = pd.DataFrame({"item_id": list(item_ids)})
-    for k, category in enumerate(categories):
-        out[f"p_{category}"] = probs[:, k]
-    out["label"] = aggregate.argmax_labels(probs, categories)
-    for name, values in aggregate.confidence(probs).items():
+    out = pd.DataFrame({"item_id": list(order)})
+    for k, label in enumerate(labels):
+        out[f"p_{label}"] = matrix[:, k]
+    out["label"] = aggregate.argmax_labels(matrix, list(labels))
+    for name, values in aggregate.confidence(matrix).items():
         out[name] = values
     _counts(out, n_valid, n_requested)
     return out
+
+
+def _categorical(spec: OutputSpec, item_ids: Sequence[str], probs: np.ndarray, n_valid: np.ndarray,
+                 n_requested: int) -> Any:
+    return label_table(item_ids, probs, n_valid, n_requested, spec.categories)
 
 
 def median_index(probs: np.ndarray) -> np.ndarray:
@@ -301,5 +307,5 @@ def _gold_table(figures: dict[str, Any], keys: Sequence[str], title: str) -> str
     return "\n".join(lines)
 
 
-__all__ = ["KIND_COLUMNS", "annotator_moments", "format_output_report", "kind_columns", "median_index", "members", "number", "ordinal_spread",
+__all__ = ["KIND_COLUMNS", "annotator_moments", "format_output_report", "kind_columns", "label_table", "median_index", "members", "number", "ordinal_spread",
            "output_moments", "output_soft_labels", "output_table", "valid_votes"]

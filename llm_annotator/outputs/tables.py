@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llm_annotator.analysis import aggregate
+from llm_annotator.analysis.kinds import label_table
 from llm_annotator.store import rundir
 
 if TYPE_CHECKING:
@@ -165,24 +165,6 @@ def safe_cell(value: Any) -> Any:
         except ValueError:
             return "'" + value
     return value
-
-
-def label_table(order: Sequence[str], matrix: np.ndarray, n_valid: np.ndarray, n_requested: int,
-                labels: Sequence[str]) -> Any:
-    """The labels table: item_id, p_LABEL per label, label, confidence, margin, entropy
-    confidence, n_valid, n_requested, valid_share, from item x label probabilities."""
-    import pandas as pd
-
-    out = pd.DataFrame({"item_id": list(order)})
-    for k, label in enumerate(labels):
-        out[f"p_{label}"] = matrix[:, k]
-    out["label"] = aggregate.argmax_labels(matrix, labels)
-    for name, values in aggregate.confidence(matrix).items():
-        out[name] = values
-    out["n_valid"] = np.asarray(n_valid, dtype=int)
-    out["n_requested"] = n_requested
-    out["valid_share"] = out["n_valid"] / out["n_requested"]
-    return out
 
 
 def item_table(items: Any, labels: Any, order: Sequence[str], groups: Mapping[str, Any] | None = None) -> Any:
