@@ -145,6 +145,10 @@ def test_every_output_flows_through_the_in_memory_path(fake_server, task_file, t
     valid = arousal[arousal["error"].isna()]
     assert valid["value"].tolist() == [scripted(texts[i])["arousal"] for i in valid["item_id"]]
     assert result.output("intensity").task.labels == ("low", "medium", "high")
+    by_output = result.manifest["counts"]["by_output"]
+    assert by_output["arousal"] == {"valid": 48 - 2 * len(missing),
+                                    "by_reason": {"missing_field": 2 * len(missing)}}
+    assert by_output["sentiment"]["valid"] == 48 and by_output["intensity"]["by_reason"] == {}
     soft = result.output("intensity").soft_labels()
     for item, row in soft.iterrows():
         assert row[scripted(texts[item])["intensity"]] == 1.0
@@ -163,6 +167,9 @@ def test_every_output_flows_through_the_streamed_path(fake_server, task_file, tm
                           id_column="id", out=tmp_path / "run", chunk_rows=7, progress=False)
     assert run.manifest["status"] == "complete"
     check_votes(list(read_votes(tmp_path / "run" / "votes.jsonl")), texts)
+    missing = sum("arousal" not in scripted(t) for t in texts.values())
+    assert run.manifest["counts"]["by_output"]["arousal"] == {"valid": 60 - 2 * missing,
+                                                              "by_reason": {"missing_field": 2 * missing}}
     loaded = run.load()
     values = loaded.output("arousal").votes.dropna(subset=["label"])
     assert sorted(values["value"].unique()) == sorted({scripted(t)["arousal"] for t in texts.values()
@@ -442,3 +449,19 @@ def test_gold_sets_read_aliases_as_answers_do(fake_server, task_file):
     result = annotate(data, task_file, ["openai/fake"], api_base=server.url, id_column="id", progress=False)
     gold = result.output("emotions").gold_sets("gold_set")
     assert gold.tolist() == [[0, 1, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def test_the_cli_says_why_an_output_other_than_the_first_holds_no_value(fake_server, task_file, tmp_path):
+    import subprocess
+    import sys
+
+    server = fake_server(respond)
+    table = tmp_path / "rows.csv"
+    pd.DataFrame(rows(20)).to_csv(table, index=False)
+    done = subprocess.run([sys.executable, "-m", "llm_annotator", "annotate", str(table), "-t", str(task_file),
+                           "-m", "openai/fake", "--api-base", server.url, "--id-column", "id", "--out",
+                           str(tmp_path / "run"), "-q"], capture_output=True, text=True)
+    missing = sum("arousal" not in scripted(f"Text: line {i} of the test") for i in range(20))
+    assert done.returncode == 0 and missing
+    assert f"output arousal: {20 - missing} valid of 20; missing_field x{missing}" in done.stderr
+    assert "output intensity: 20 valid of 20" in done.stdout

@@ -165,6 +165,7 @@ def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
         if name != "explanations.csv" or (out / name).exists():
             print(f"  {out / name}")
     _reasons(m)
+    _output_reasons(m)
 
 
 def _reasons(m: dict[str, Any]) -> None:
@@ -188,6 +189,16 @@ def _reasons(m: dict[str, Any]) -> None:
         example = f" e.g. {failure['example']}" if failure.get("example") else ""
         print(f"  {failure['kind']} x{failure['count']}:{example}", file=err)
         print(f"    fix: {failure['fix']}", file=err)
+
+
+def _output_reasons(m: dict[str, Any]) -> None:
+    """For a task with several outputs: each output's valid votes, and why the others hold no value."""
+    outputs = (m["counts"].get("by_output") or {})
+    asked = m["counts"].get("votes", 0)
+    for name, figures in list(outputs.items())[1:]:  # the first output's are the run's own lines
+        reasons = ", ".join(f"{kind} x{n}" for kind, n in figures.get("by_reason", {}).items())
+        print(f"  output {name}: {figures['valid']} valid of {asked}" + (f"; {reasons}" if reasons else ""),
+              file=sys.stderr if reasons else sys.stdout)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

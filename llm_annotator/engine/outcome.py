@@ -32,7 +32,7 @@ def finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budget
         batch_answers=stats.batch_answers, requests=stats.requests, failed_requests=stats.failed_requests,
         stale_dropped=stats.stale_dropped, failed_before=stats.failed_before, reparsed=stats.reparsed,
         cache_write_failed=stats.cache_write_failed, cache_corrupted=stats.cache_corrupted,
-        cost_estimated=stats.cost_estimated)
+        cost_estimated=stats.cost_estimated, by_output=tally.get("by_output", {}))
     failures = [Failure(kind=kind, count=count, example=stats.examples.get(kind),
                         fix=(ErrorKind.of(kind) or ErrorKind.ERROR).fix)
                 for kind, count in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))]

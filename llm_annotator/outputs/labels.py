@@ -94,19 +94,19 @@ class _Accumulator:
         return OutputSums(probs, self.counts.sum(axis=0), moments)
 
 
-def _answer(vote: Mapping[str, Any], spec: OutputSpec, primary: bool) -> tuple[Any, Any, Any]:
-    """(label, value, distribution) of one output in one vote, as
+def _answer(vote: Mapping[str, Any], spec: OutputSpec, primary: bool) -> tuple[Any, Any, Any, Any]:
+    """(label, value, distribution, error) of one output in one vote, as
     :func:`llm_annotator.core.votes.output_frame` reads it: a failed request or a refusal
     has no value of any output, the log-probability distribution is the primary's alone."""
     cell = vote.get("outputs")
     if primary:
         mine = cell.get(spec.name) if isinstance(cell, Mapping) else None
-        return vote.get("label"), (mine or {}).get("value"), vote.get("distribution")
+        return vote.get("label"), (mine or {}).get("value"), vote.get("distribution"), vote.get("error")
     kind = ErrorKind.of(vote.get("error"))
     if isinstance(cell, Mapping) and (kind is None or (kind.invalid_answer and kind is not ErrorKind.REFUSED)):
-        mine = cell.get(spec.name) or {}
-        return mine.get("label"), mine.get("value"), None
-    return None, None, None
+        mine = cell.get(spec.name) or {"error": f"{ErrorKind.MISSING_FIELD.value}:{spec.name}"}
+        return mine.get("label"), mine.get("value"), None, mine.get("error")
+    return None, None, None, vote.get("error")
 
 
 def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, names: Sequence[str]) -> LabelSums:
@@ -115,6 +115,7 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
     specs = task.output_specs
     sums = [_Accumulator(spec, len(names), n_rows) for spec in specs]
     errors: list[str] = []
+    output_errors: list[list[str]] = [[] for _ in specs]
     keys: set[str] = set()
     n_votes, cost = 0, 0.0
     with path.open(encoding="utf-8") as handle:
@@ -130,11 +131,18 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
             if vote.get("label") is None:
                 errors.append(str(vote.get("error")))
             for n, (spec, accumulator) in enumerate(zip(specs, sums, strict=True)):
-                accumulator.add(a, row, *_answer(vote, spec, n == 0))
+                label, value, distribution, error = _answer(vote, spec, n == 0)
+                accumulator.add(a, row, label, value, distribution)
+                if label is None and n:
+                    output_errors[n].append(str(error))
     counts = sums[0].counts
     outputs = {spec.name: accumulator.result() for spec, accumulator in zip(specs, sums, strict=True)}
     tally = {"votes": n_votes, "valid": int(counts.sum()), "errors": error_counts(errors), "cost_usd": cost,
              "valid_by_annotator": {name: int(counts[a].sum()) for name, a in annotator.items()}}
+    if len(specs) > 1:
+        tally["by_output"] = {spec.name: {"valid": int(accumulator.counts.sum()),
+                                          "by_reason": error_counts(errors if n == 0 else output_errors[n])}
+                              for n, (spec, accumulator) in enumerate(zip(specs, sums, strict=True))}
     primary = outputs[specs[0].name]
     return LabelSums(primary.probs, primary.n_valid, tally, outputs, frozenset(keys), path)
 

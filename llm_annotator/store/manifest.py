@@ -46,6 +46,8 @@ class Counts(BaseModel):
     cache_write_failed: int = 0
     cache_corrupted: int = 0
     cost_estimated: int = 0
+    # a task with several outputs: each output's valid votes and reasons ({"valid", "by_reason"})
+    by_output: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Failure(BaseModel):
