@@ -178,7 +178,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             tally = {"votes": len(result.votes), "valid": int(result.votes["label"].notna().sum()),
                      "valid_by_annotator": {name: int(valid_by.get(name, 0)) for name in builder.names},
                      "errors": error_counts(result.votes["error"]), "cost_usd": float(result.votes["cost_usd"].sum()),
-                     "by_output": by_output(result)}
+                     "by_output": result.output_counts()}
             if run_dir is not None:
                 frame = result.to_frame()  # labels computed once for both files
                 result.to_csv(run_dir.file("labels.csv"), frame=frame)
@@ -213,15 +213,6 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             run_dir.close()
         if answer_cache is not None and answer_cache is not cache:
             answer_cache.close()
-
-
-def by_output(result: AnnotationResult) -> dict[str, dict[str, Any]]:
-    """Each output's valid votes and reasons, for a task with several outputs."""
-    if len(result.output_names) < 2:
-        return {}
-    long = result.votes_by_output()
-    return {name: {"valid": int(part["label"].notna().sum()), "by_reason": error_counts(part["error"])}
-            for name, part in long.groupby("output", sort=False)}
 
 
 def _result(pipeline: Pipeline, builder: JobBuilder, source: MemoryInput) -> AnnotationResult:

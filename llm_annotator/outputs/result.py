@@ -100,6 +100,16 @@ class AnnotationResult:
         frames = [output_frame(self.votes, primary, name) for name in self.output_names]
         return pd.concat(frames, ignore_index=True)
 
+    def output_counts(self) -> dict[str, dict[str, Any]]:
+        """Each output's valid votes and reasons by kind (``run.json``'s ``counts.by_output``),
+        for a task with several outputs (empty for one)."""
+        from llm_annotator.core.votes import error_counts
+
+        if len(self.output_names) < 2:
+            return {}
+        return {name: {"valid": int(part["label"].notna().sum()), "by_reason": error_counts(part["error"])}
+                for name, part in self.votes_by_output().groupby("output", sort=False)}
+
     def outputs(self) -> dict[str, AnnotationResult]:
         """Every output's result (:meth:`output`), in the task's order."""
         return {name: self.output(name) for name in self.output_names}
