@@ -269,9 +269,10 @@ def format_output_report(figures: dict[str, Any]) -> str:
     ci = figures.get("ci", {})
     names = figures["annotators"]
     lines = [head + f"items: {figures['n_items']}   annotators: {', '.join(names)}"]
-    if len(names) < 2 and "vs_gold" not in figures:
-        lines.append("agreement needs two annotators or more: annotate with a second model (-m), or compare with "
-                     "reference values (--gold)")
+    if len(names) < 2:
+        if "vs_gold" not in figures:
+            lines.append("agreement needs two annotators or more: annotate with a second model (-m), or compare "
+                         "with reference values (--gold)")
     elif kind == "numeric":
         lines.append(f"Krippendorff's alpha (interval): {_num(figures['krippendorff_alpha'], ci.get('krippendorff_alpha'))}")
     else:
