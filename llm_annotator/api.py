@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llm_annotator.core.errors import ConfigError
+from llm_annotator.core.media import default_root
 from llm_annotator.core.models import ModelSpec, as_specs
 from llm_annotator.core.shard import parse_shard
 from llm_annotator.core.task import Task, load_task
@@ -78,7 +79,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                concurrency: int | None = None, max_tokens: int | None = None, api_base: str | None = None,
                api_key: str | None = None, timeout: float | None = None, progress: bool | None = None,
                shard: str | tuple[int, int] | None = None, batch: bool = False, overwrite: bool = False,
-               chunk_rows: int = CHUNK_ROWS, collect_state: BatchState | None = None) -> tuple[RunManifest, Any]:
+               chunk_rows: int = CHUNK_ROWS, collect_state: BatchState | None = None,
+               media_root: str | Path | None = None) -> tuple[RunManifest, Any]:
     """Run one job through the pipeline; returns its manifest and (in memory) its result."""
     import sys
 
@@ -99,10 +101,13 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                           fix="pass out=RUN_DIR")
     if batch:
         check_batch(specs, out_dir, cache)
+        if the_task.media:
+            raise ConfigError(f"task {the_task.name!r} sends media, which batch jobs do not carry yet",
+                              fix="annotate without batch=True (CLI: without --batch)")
     if collect_state is None and (cache is False or cache is None) and (out is None or overwrite):
         start_import()  # every vote needs a call: LiteLLM loads while the input is read and rendered
     check_budget(specs, budget_usd)
-    builder = JobBuilder(the_task, specs, samples)
+    builder = JobBuilder(the_task, specs, samples, default_root(data, media_root))
     if stream:
         source: MemoryInput | StreamInput = StreamInput(data, builder, id_column=id_column, columns=columns,
                                                         shard=the_shard, chunk_rows=chunk_rows)
@@ -247,13 +252,14 @@ async def annotate_async(
     progress: bool | None = None,
     shard: str | tuple[int, int] | None = None,
     batch: bool = False,
+    media_root: str | Path | None = None,
 ) -> AnnotationResult:
     """The async twin of :func:`annotate` (same options)."""
     _, result = await _run(data, task, models, stream=False, samples=samples, temperature=temperature,
                            labels=labels, id_column=id_column, context=context, columns=columns, out=out,
                            overwrite=overwrite, cache=cache, budget_usd=budget_usd, concurrency=concurrency,
                            max_tokens=max_tokens, api_base=api_base, api_key=api_key, timeout=timeout,
-                           progress=progress, shard=shard, batch=batch)
+                           progress=progress, shard=shard, batch=batch, media_root=media_root)
     assert result is not None
     return result
 
@@ -265,7 +271,8 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
              cache: bool | str | Path | AnswerCache | None = True, budget_usd: float | None = None,
              concurrency: int | None = None, max_tokens: int | None = None, api_base: str | None = None,
              api_key: str | None = None, timeout: float | None = None, progress: bool | None = None,
-             shard: str | tuple[int, int] | None = None, batch: bool = False) -> AnnotationResult:
+             shard: str | tuple[int, int] | None = None, batch: bool = False,
+             media_root: str | Path | None = None) -> AnnotationResult:
     """Label ``data`` with ``models`` under ``task``: every vote, soft labels, confidence.
 
     Args:
@@ -300,6 +307,8 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
         shard: ``"I/N"``: annotate only shard I of N (item-hash ranges); see ``merge``.
         batch: submit the requests as provider batch jobs (OpenAI, Azure) and return; then
             :func:`collect`.
+        media_root: the folder relative paths of a task's media fields are read from
+            (default: the data file's folder; ``docs/multimodal.md``).
 
     Returns:
         An :class:`AnnotationResult`: ``.votes`` (one row per item, annotator and sample),
@@ -310,7 +319,8 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
                                    id_column=id_column, context=context, columns=columns, out=out,
                                    overwrite=overwrite, cache=cache, budget_usd=budget_usd,
                                    concurrency=concurrency, max_tokens=max_tokens, api_base=api_base,
-                                   api_key=api_key, timeout=timeout, progress=progress, shard=shard, batch=batch))
+                                   api_key=api_key, timeout=timeout, progress=progress, shard=shard, batch=batch,
+                                   media_root=media_root))
 
 
 async def annotate_stream_async(data: Any, task: str | Path | Task = "classification", models: ModelsLike = None,

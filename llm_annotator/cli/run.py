@@ -49,6 +49,8 @@ def job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", action="append", metavar="FIELD=COLUMN",
                    help="feed a template field from a differently named column, repeatable")
     p.add_argument("--api-base", help="API base URL for every model (else LiteLLM's environment)")
+    p.add_argument("--media-root", metavar="DIR",
+                   help="folder the task's media paths are relative to (default: the data file's folder)")
     p.add_argument("--cache-dir", help="answer cache directory (default: $LLM_ANNOTATOR_CACHE_DIR or the user cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
     p.add_argument("--price", metavar="IN,OUT",
@@ -98,7 +100,7 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
         "labels": [x.strip() for x in args.labels.split(",")] if args.labels else None,
         "id_column": args.id_column, "context": args.context, "columns": _pairs(args.map) or None,
         "temperature": args.temperature, "max_tokens": args.max_tokens, "api_base": args.api_base,
-        "cache": False if args.no_cache else (args.cache_dir or True),
+        "cache": False if args.no_cache else (args.cache_dir or True), "media_root": args.media_root,
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -39,6 +39,7 @@ class ModelSpec(BaseModel):
     calibrate: bool = False            # local label scoring: contextual calibration
     router: dict[str, Any] | None = Field(default=None, repr=False)  # LiteLLM Router config (model_list, ...)
     price: tuple[float, float] | None = None  # US dollars per million input and output tokens
+    media: tuple[Literal["audio", "image"], ...] | None = None  # media kinds taken (None: LiteLLM's table)
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("router", mode="before")

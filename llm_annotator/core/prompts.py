@@ -4,6 +4,10 @@ Templates run in :class:`jinja2.sandbox.SandboxedEnvironment` with ``StrictUndef
 a field the data lacks is an error that names the field and the row, never an empty
 string, and a template cannot reach Python internals. Data values are passed as
 variables, so a value such as ``{{ 7*7 }}`` is inserted as those very characters.
+
+A task with ``media`` fields places them with ``{{ media("clip") }}``: the user message
+becomes a list of content parts, text and media in the template's order
+(:mod:`llm_annotator.core.media`); a task without media keeps a plain text message.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -20,9 +26,11 @@ from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from llm_annotator.core.errors import DataError, TemplateError
+from llm_annotator.core.media import MARK, MARK_PATTERN, content_part
 from llm_annotator.core.task import RESERVED_VARIABLES, Task
 
-Messages = list[dict[str, str]]
+#: Chat messages; a message's content is a text, or a list of content parts with media.
+Messages = list[dict[str, Any]]
 
 
 def _environment() -> SandboxedEnvironment:
@@ -38,6 +46,7 @@ class Prompt:
     system: jinja2.Template | None
     user: jinja2.Template
     fields: frozenset[str]
+    media_root: Path | None = None
 
     def render(self, row: Mapping[str, Any], *, item_id: str = "", where: str = "") -> Messages:
         """Chat messages for one row; ``where`` names the row in errors ("data.csv row 12")."""
@@ -55,8 +64,9 @@ class Prompt:
         try:
             messages: Messages = []
             if self.system is not None:
-                messages.append({"role": "system", "content": self.system.render(variables).strip()})
-            messages.append({"role": "user", "content": self.user.render(variables).strip()})
+                system = self.system.render({**variables, "media": _no_media}).strip()
+                messages.append({"role": "system", "content": system})
+            text = self.user.render({**variables, "media": self._marker}).strip()
         except jinja2.exceptions.SecurityError as exc:
             raise TemplateError(f"template {self.task.source} was refused by the sandbox: {exc}",
                                 fix="use only the row's fields and plain Jinja filters") from None
@@ -66,11 +76,44 @@ class Prompt:
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {self.task.source} failed on {where}: {exc}",
                                 fix="correct the template") from None
+        content = self._parts(text, row, where) if self.task.media else text
+        messages.append({"role": "user", "content": content})
         return messages
 
+    def _marker(self, name: Any) -> str:
+        if name not in self.task.media:
+            declared = ", ".join(sorted(self.task.media)) or "none"
+            raise TemplateError(f"template {self.task.source}: media({name!r}) names no declared media field "
+                                f"(declared: {declared})",
+                                fix=f"declare it in the front matter: media: {{{name}: {{kind: audio}}}}")
+        return MARK.format(name)
 
-def compile_prompt(task: Task) -> Prompt:
-    """Compile the system and user templates of ``task``; syntax errors name the line."""
+    def _parts(self, text: str, row: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+        """The user message as content parts: text between the media, in the template's order."""
+        pieces = re.split(MARK_PATTERN, text)
+        placed = set(pieces[1::2])
+        missing = sorted(set(self.task.media) - placed)
+        if missing:
+            raise TemplateError(f"template {self.task.source}: media field {missing[0]!r} is declared but never "
+                                "placed in the body", fix=f'put {{{{ media("{missing[0]}") }}}} where it belongs')
+        root = self.media_root if self.media_root is not None else Path.cwd()
+        parts: list[dict[str, Any]] = []
+        for n, piece in enumerate(pieces):
+            if n % 2:
+                parts.append(content_part(piece, self.task.media[piece], row[piece], root, where))
+            elif piece.strip():
+                parts.append({"type": "text", "text": piece.strip()})
+        return parts
+
+
+def _no_media(name: Any) -> str:
+    raise TemplateError(f"media({name!r}) is used in the system message; media go in the body only",
+                        fix="move the media(...) call into the template body")
+
+
+def compile_prompt(task: Task, media_root: Path | None = None) -> Prompt:
+    """Compile the system and user templates of ``task``; syntax errors name the line.
+    ``media_root``: the folder relative media paths are read from (default: the working one)."""
     env = _environment()
     fields: set[str] = set()
     compiled: list[jinja2.Template | None] = []
@@ -88,7 +131,7 @@ def compile_prompt(task: Task) -> Prompt:
     user = compiled[1]
     assert user is not None
     return Prompt(task=task, system=compiled[0], user=user,
-                  fields=frozenset(fields - RESERVED_VARIABLES))
+                  fields=frozenset((fields | set(task.media)) - RESERVED_VARIABLES), media_root=media_root)
 
 
 def prompt_hash(messages: Messages, response_format: Mapping[str, Any] | None) -> str:

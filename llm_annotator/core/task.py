@@ -15,7 +15,8 @@ A task is one file in ``prompt_templates/`` (or any path): YAML front matter bet
 A task may declare several named ``outputs`` of other kinds (ordinal, numeric,
 multi-label; :mod:`llm_annotator.core.outputs`) and ``explanations``, free-text fields
 kept with each vote and never read as labels. The first output is the primary one: the
-task's ``labels``, ``aliases``, ``output`` and ``scale`` are its.
+task's ``labels``, ``aliases``, ``output`` and ``scale`` are its. ``media`` declares row
+fields that hold audio or images (:mod:`llm_annotator.core.media`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llm_annotator.core.errors import TaskError, TemplateError
+from llm_annotator.core.media import MediaSpec
 from llm_annotator.core.outputs import OutputSpec
 
 #: Names an explanation may not have: the columns of the explanations table, and the
@@ -39,7 +41,7 @@ from llm_annotator.core.outputs import OutputSpec
 _EXPLANATION_RESERVED = frozenset({"item_id", "annotator", "sample_index", "reasoning"})
 
 #: Variables a template may use that do not come from the data row.
-RESERVED_VARIABLES = frozenset({"labels", "label_descriptions", "context", "item_id"})
+RESERVED_VARIABLES = frozenset({"labels", "label_descriptions", "context", "item_id", "media"})
 
 
 class Task(BaseModel):
@@ -62,6 +64,7 @@ class Task(BaseModel):
     scale: str = "nominal"
     outputs: tuple[OutputSpec, ...] = ()
     explanations: tuple[str, ...] = ()
+    media: dict[str, MediaSpec] = Field(default_factory=dict)  # row field -> audio or image (core/media.py)
     source: str = "<string>"
 
     @model_validator(mode="before")
@@ -179,7 +182,7 @@ class Task(BaseModel):
     @cached_property
     def template_hash(self) -> str:
         """sha256 over everything that defines the task (labels, template, output)."""
-        payload = self.model_dump(exclude={"source"})
+        payload = self.model_dump(exclude={"source"} if self.media else {"source", "media"})
         text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from llm_annotator.core.data import Dataset
@@ -59,10 +60,15 @@ class Request:
 
 
 class JobBuilder:
-    def __init__(self, task: Task, specs: Sequence[ModelSpec], samples: int) -> None:
+    def __init__(self, task: Task, specs: Sequence[ModelSpec], samples: int, media_root: Path | None = None) -> None:
         self.task = task
         self.samples = samples
-        self.prompt = compile_prompt(task)
+        self.prompt = compile_prompt(task, media_root)
+        if task.media:  # before anything is read: every annotator must take the task's media
+            from llm_annotator.providers.llm import check_media
+
+            for spec in specs:
+                check_media(spec, {m.kind for m in task.media.values()})
         self.schema = task.response_schema()
         self.annotators = []
         for spec in specs:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from llm_annotator.core.data import load_dataset
+from llm_annotator.core.media import default_root
 from llm_annotator.core.models import as_specs
 from llm_annotator.core.prompts import prompt_hash
 from llm_annotator.core.task import Task, load_task
@@ -77,8 +78,9 @@ def plan(data: Any, task: str | Path | Task = "classification", models: Any = No
          labels: Sequence[str] | None = None, id_column: str | None = None, context: int | None = None,
          columns: Mapping[str, str] | None = None, cache: bool | str | Path | AnswerCache | None = True,
          temperature: float | None = None, max_tokens: int | None = None,
-         api_base: str | None = None, batch: bool = False) -> Plan:
+         api_base: str | None = None, batch: bool = False, media_root: str | Path | None = None) -> Plan:
     """What ``annotate`` with the same arguments would request and cost; makes no call.
+    Media are read and checked as for ``annotate``; their tokens are not priced yet.
     ``batch=True`` prices the requests as a provider batch job (half price for GPT-4o).
     The requests are built by the same job builder as ``annotate``'s, and a vote counts
     as cached when the cache holds an answer under its request fingerprint."""
@@ -87,7 +89,7 @@ def plan(data: Any, task: str | Path | Task = "classification", models: Any = No
     specs = as_specs(models, temperature=temperature, max_tokens=max_tokens, api_base=api_base)
     window = the_task.context_window if context is None else context
     dataset = load_dataset(data, id_column=id_column, context=window, columns=columns)
-    builder = JobBuilder(the_task, specs, samples)
+    builder = JobBuilder(the_task, specs, samples, default_root(data, media_root))
     rendered = [builder.render(dataset, n) for n in range(len(dataset.rows))]
     hashes = [prompt_hash(m, builder.schema) for m in rendered]
     answer_cache = open_cache(cache)

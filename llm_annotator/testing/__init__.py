@@ -3,15 +3,18 @@ the scripted replies it gives (see :mod:`llm_annotator.testing.server`)."""
 
 from llm_annotator.testing.responders import (
     DROP,
+    MediaPart,
     Reply,
     Responder,
     attempts,
     echoing_responder,
+    media_hash,
+    request_media,
     sampling_responder,
     schema_labels,
     user_text,
 )
 from llm_annotator.testing.server import FakeOpenAI
 
-__all__ = ["DROP", "FakeOpenAI", "Reply", "Responder", "attempts", "echoing_responder", "sampling_responder",
-           "schema_labels", "user_text"]
+__all__ = ["DROP", "FakeOpenAI", "MediaPart", "Reply", "Responder", "attempts", "echoing_responder", "media_hash",
+           "request_media", "sampling_responder", "schema_labels", "user_text"]

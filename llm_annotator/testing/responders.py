@@ -3,6 +3,8 @@ responders, functions of the request body."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import random
@@ -57,6 +59,57 @@ def user_text(request: dict[str, Any]) -> str:
             content = message.get("content", "")
             return content if isinstance(content, str) else json.dumps(content)
     return ""
+
+
+@dataclass(frozen=True)
+class MediaPart:
+    """One audio or image content part of a request: its decoded bytes, or the URL it names."""
+
+    kind: str                 # "audio" or "image"
+    format: str               # "wav", "png", ... ("url" for an image given by URL)
+    data: bytes = b""
+    url: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data if self.url is None else self.url.encode()).hexdigest()
+
+
+def request_media(request: dict[str, Any]) -> list[MediaPart]:
+    """The media of a chat request, in message order: ``input_audio`` parts (base64 data)
+    and ``image_url`` parts (a ``data:`` URL decoded, another URL kept as it is)."""
+    found: list[MediaPart] = []
+    for message in request.get("messages", []):
+        content = message.get("content")
+        for part in content if isinstance(content, list) else []:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "input_audio":
+                audio = part.get("input_audio") or {}
+                found.append(MediaPart("audio", str(audio.get("format", "")), _b64(str(audio.get("data", "")))))
+            elif part.get("type") == "image_url":
+                url = str((part.get("image_url") or {}).get("url", ""))
+                if url.startswith("data:") and ";base64," in url:
+                    head, _, data = url.partition(";base64,")
+                    found.append(MediaPart("image", head.removeprefix("data:image/"), _b64(data)))
+                else:
+                    found.append(MediaPart("image", "url", url=url))
+    return found
+
+
+def media_hash(request: dict[str, Any]) -> str:
+    """sha256 over the request's media (decoded bytes, or URLs), "" when it has none."""
+    parts = request_media(request)
+    if not parts:
+        return ""
+    return hashlib.sha256("".join(p.sha256 for p in parts).encode()).hexdigest()
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a media part's base64 data does not decode") from None
 
 
 def schema_labels(request: dict[str, Any]) -> list[str]:
@@ -144,5 +197,5 @@ def echoing_responder(answer: str, secret: str, item: Callable[[dict[str, Any]],
     return respond
 
 
-__all__ = ["DROP", "Reply", "Responder", "attempts", "echoing_responder", "sampling_responder", "schema_labels",
-           "user_text"]
+__all__ = ["DROP", "MediaPart", "Reply", "Responder", "attempts", "echoing_responder", "media_hash",
+           "request_media", "sampling_responder", "schema_labels", "user_text"]
