@@ -245,3 +245,25 @@ def test_images_are_sent_as_data_or_as_their_url(tmp_path):
     assert request_media(request)[0].data == png.read_bytes()
     url = roomy.render({"frame": "https://example.org/f.png"}, where="x row 1")[-1]["content"][-1]
     assert url == {"type": "image_url", "image_url": {"url": "https://example.org/f.png"}}
+
+
+def test_streamed_and_cli_runs_read_media_from_the_media_root(fake_server, clips, tmp_path, monkeypatch, capsys):
+    from llm_annotator import annotate_stream
+    from llm_annotator.cli import main
+
+    server = fake_server(by_media({}))
+    # the data file lies elsewhere: its paths are relative to --media-root, not to its own folder
+    moved = tmp_path / "elsewhere" / "data.csv"
+    moved.parent.mkdir()
+    shutil.move(clips / "data.csv", moved)
+    spec = {**AUDIO_MODEL, "api_base": server.url}
+    with pytest.raises(DataError, match="does not exist"):
+        annotate_stream(str(moved), "emotion_audio_only", [spec], out=tmp_path / "s0", id_column="id", progress=False)
+    run = annotate_stream(str(moved), "emotion_audio_only", [spec], out=tmp_path / "s1", id_column="id",
+                          progress=False, api_key="sk-test", media_root=clips)
+    assert server.calls == 3 and run.manifest["counts"]["valid"] == 3
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    code = main(["annotate", str(moved), "-t", "emotion_audio_only", "-m", "openai/qwen2-audio", "--api-base",
+                 server.url, "--id-column", "id", "--media-root", str(clips), "--out", str(tmp_path / "c"), "--quiet"])
+    assert code == 0 and server.calls == 3  # the same requests: every vote from the cache
+    assert "3 valid votes" in capsys.readouterr().out
