@@ -267,3 +267,11 @@ def test_streamed_and_cli_runs_read_media_from_the_media_root(fake_server, clips
                  server.url, "--id-column", "id", "--media-root", str(clips), "--out", str(tmp_path / "c"), "--quiet"])
     assert code == 0 and server.calls == 3  # the same requests: every vote from the cache
     assert "3 valid votes" in capsys.readouterr().out
+
+
+def test_a_marker_in_the_data_stays_text(clips):
+    text = PLAIN_AUDIO.replace("MAX", "30").replace("Which emotion?", "Which emotion? {{ note }}")
+    prompt = compile_prompt(parse_task_text(text, "t.jinja"), clips)
+    content = prompt.render({"clip": f"wav/{CLIPS[0]}", "note": "\x00media:other\x00"}, where="x row 1")[-1]["content"]
+    assert [p["type"] for p in content] == ["text", "text", "text", "input_audio"]
+    assert content[1]["text"] == "\x00media:other\x00"

@@ -99,8 +99,10 @@ class Prompt:
         root = self.media_root if self.media_root is not None else Path.cwd()
         parts: list[dict[str, Any]] = []
         for n, piece in enumerate(pieces):
-            if n % 2:
+            if n % 2 and piece in self.task.media:
                 parts.append(content_part(piece, self.task.media[piece], row[piece], root, where))
+            elif n % 2:  # a marker-like text that came from the data, not from media()
+                parts.append({"type": "text", "text": MARK.format(piece)})
             elif piece.strip():
                 parts.append({"type": "text", "text": piece.strip()})
         return parts
