@@ -65,7 +65,7 @@ class JobBuilder:
         self.samples = samples
         self.prompt = compile_prompt(task, media_root)
         if task.media:  # before anything is read: every annotator must take the task's media
-            from llm_annotator.providers.llm import check_media
+            from llm_annotator.providers.media import check_media
 
             for spec in specs:
                 check_media(spec, {m.kind for m in task.media.values()})

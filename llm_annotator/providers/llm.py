@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llm_annotator.core.errors import ConfigError, ErrorKind, ModelError
+from llm_annotator.core.errors import ConfigError, ErrorKind
 from llm_annotator.core.identity import public_url
 from llm_annotator.core.models import ModelSpec
-from llm_annotator.providers import endpoints, failures, pricing
+from llm_annotator.providers import failures, pricing
 from llm_annotator.providers.client import litellm
 from llm_annotator.providers.failures import MAX_RETRY_AFTER_S
 from llm_annotator.providers.redaction import PLACEHOLDER_KEY, leaks, redact, scrub, secrets_of
@@ -101,52 +101,6 @@ def check_model(spec: ModelSpec) -> None:
         raise ConfigError(f"unknown model string {spec.model!r}: LiteLLM cannot tell its provider",
                           fix="use a LiteLLM model string such as 'gpt-4o', 'anthropic/claude-sonnet-4-5', "
                               "'openai/NAME' with an API base, or 'local/smollm2-135m'") from None
-
-
-#: LiteLLM's capability flag of each media kind.
-_MEDIA_FLAGS = {"audio": "supports_audio_input", "image": "supports_vision"}
-
-
-def check_media(spec: ModelSpec, kinds: set[str]) -> None:
-    """Refuse, before any call, an annotator that cannot take a media kind the task sends.
-
-    ``spec.media`` (the kinds a self-hosted model takes) overrides LiteLLM's capability
-    table. Otherwise a model LiteLLM knows is asked its ``supports_audio_input`` /
-    ``supports_vision``; a model LiteLLM does not know is allowed only at an explicit API
-    base (a self-hosted server, which says what it takes by answering); the embedded
-    models take no media.
-    """
-    if spec.media is not None:
-        refused = sorted(kinds - set(spec.media))
-        why = f"its media override lists {', '.join(spec.media) or 'none'}"
-    elif spec.is_local:
-        refused, why = sorted(kinds), "the embedded models take text only"
-    else:
-        model = spec.model
-        if spec.deployments:
-            model = str(spec.deployments[0].get("litellm_params", {}).get("model", model))
-        lm = litellm()
-        try:
-            lm.get_model_info(model=model)
-            known = True
-        except Exception:
-            known = False
-        if not known and (spec.deployments or endpoints.api_base(spec)):
-            return
-        refused = sorted(k for k in kinds if not known or not _supports(lm, _MEDIA_FLAGS[k], model))
-        why = "LiteLLM's capability table says it does not" if known else "LiteLLM does not know the model"
-    if refused:
-        kind = refused[0]
-        raise ModelError(f"annotator {spec.name!r}: model {spec.model!r} cannot take {kind} input ({why})",
-                         fix=f"pick a model that takes {kind}, or, for a self-hosted model that does, say so: "
-                             f"models=[{{'model': {spec.model!r}, 'media': [{kind!r}]}}]")
-
-
-def _supports(lm: Any, flag: str, model: str) -> bool:
-    try:
-        return bool(getattr(lm, flag)(model=model))
-    except Exception:
-        return False
 
 
 @functools.cache
@@ -413,5 +367,5 @@ def _completion(spec: ModelSpec, response: Any, messages: list[dict[str, str]], 
 
 
 __all__ = ["CallFailed", "Capabilities", "Choice", "Completion", "OnLost", "capabilities",
-           "check_media", "check_model", "choices_of", "complete", "litellm", "needs_placeholder_key", "provider", "redact",
+           "check_model", "choices_of", "complete", "litellm", "needs_placeholder_key", "provider", "redact",
            "request_parameters", "scrub", "secrets_of"]
