@@ -94,8 +94,13 @@ def json_unescaped(text: str) -> str:
 
 
 def redact(text: str, spec: ModelSpec) -> str:
-    """A message fit to show or store: no credential of ``spec``, one line, 300 characters."""
-    return " ".join(scrub(text, spec).split())[:300]
+    """A message fit to show or store: no credential of ``spec``, no base64 payload a
+    provider echoed from the request (a clip, an image: runs of 100 or more base64
+    characters become ``<data>``), one line, 300 characters."""
+    return " ".join(_PAYLOAD.sub("<data>", scrub(text, spec)).split())[:300]
+
+
+_PAYLOAD = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")
 
 
 __all__ = ["PLACEHOLDER_KEY", "json_unescaped", "leaks", "redact", "scrub", "secrets_of"]
