@@ -270,8 +270,59 @@ def test_streamed_and_cli_runs_read_media_from_the_media_root(fake_server, clips
 
 
 def test_a_marker_in_the_data_stays_text(clips):
+    """Only media() places media: the same marker text in a data value, of a declared field
+    or another, stays text (each compiled prompt marks its media with its own token)."""
     text = PLAIN_AUDIO.replace("MAX", "30").replace("Which emotion?", "Which emotion? {{ note }}")
     prompt = compile_prompt(parse_task_text(text, "t.jinja"), clips)
-    content = prompt.render({"clip": f"wav/{CLIPS[0]}", "note": "\x00media:other\x00"}, where="x row 1")[-1]["content"]
-    assert [p["type"] for p in content] == ["text", "text", "text", "input_audio"]
-    assert content[1]["text"] == "\x00media:other\x00"
+    for note in ("\x00media:other\x00", "before \x00media:clip\x00 after"):
+        content = prompt.render({"clip": f"wav/{CLIPS[0]}", "note": note}, where="x row 1")[-1]["content"]
+        assert [p["type"] for p in content] == ["text", "input_audio"] and note in content[0]["text"]
+    first = prompt.render({"clip": f"wav/{CLIPS[0]}", "note": ""}, where="x row 1")[-1]["content"][-1]
+    first["input_audio"]["data"] = "changed by a caller"
+    again = prompt.render({"clip": f"wav/{CLIPS[0]}", "note": ""}, where="x row 1")[-1]["content"][-1]
+    assert again["input_audio"]["data"] != "changed by a caller"  # the conversion cache hands out copies
+
+def test_empty_and_too_short_clips_empty_cells_and_odd_urls_are_named_before_any_call(clips, tmp_path):
+    text = PLAIN_AUDIO.replace("MAX", "30").replace("max_seconds: 30", "max_seconds: 30, sample_rate: 8")
+    prompt = compile_prompt(parse_task_text(text, "t.jinja"), clips)
+    soundfile.write(clips / "empty.wav", np.zeros(0, dtype="float32"), 16000)
+    soundfile.write(clips / "blip.wav", np.zeros(1, dtype="float32"), 16000)
+    cases = {"empty.wav": "the clip holds no samples", "blip.wav": "too short to resample to 8 Hz",
+             "": "media field 'clip' is empty",
+             "https://ex.org/c.wav?token=sk-query-secret-123": "holds the URL 'https://ex.org/c.wav'"}
+    for value, expected in cases.items():
+        with pytest.raises(DataError) as caught:
+            prompt.render({"clip": value}, where="x row 1")
+        assert expected in str(caught.value) and "x row 1" in str(caught.value)
+        assert "sk-query-secret" not in str(caught.value)
+    image = compile_prompt(parse_task_text(PLAIN_AUDIO.replace("clip: {kind: audio, max_seconds: MAX}",
+                                                               "frame: {kind: image}").replace('media("clip")',
+                                                                                               'media("frame")'),
+                                           "t.jinja"), tmp_path)
+    with pytest.raises(DataError, match="holds a data URL that is not an image"):
+        image.render({"frame": "data:text/plain;base64,bm90IGFuIGltYWdl"}, where="x row 1")
+
+
+def test_a_provider_error_that_echoes_the_clip_is_stored_without_it(fake_server, clips):
+    from llm_annotator.testing import Reply
+
+    def echo(request):
+        clip = request["messages"][-1]["content"][-1]["input_audio"]["data"]
+        return Reply(status=400, body=json.dumps({"error": {"message": "Invalid audio: " + clip[:5000]}}).encode())
+
+    server = fake_server(echo)
+    with pytest.warns(Warning):
+        result = run(server, clips / "data.csv")
+    errors = result.votes["error"].tolist()
+    assert all(e.startswith("bad_request") and "<data>" in e for e in errors)
+    payload = base64.b64encode((clips / "wav" / CLIPS[0]).read_bytes()[:300]).decode()[:60]
+    assert all(payload not in e for e in errors)
+
+
+def test_a_router_s_every_deployment_must_take_the_media(fake_server, clips):
+    dated = "gpt-4o-audio-preview-2024-12-17"
+    for order in ([dated, "gpt-4o-mini"], ["gpt-4o-mini", dated]):
+        router = {"model_list": [{"model_name": "pool", "litellm_params": {"model": m}} for m in order]}
+        with pytest.raises(ModelError, match=r"cannot take audio input .*'gpt-4o-mini'"):
+            annotate(clips / "data.csv", "emotion_audio_only", [{"model": "pool", "router": router}],
+                     progress=False)

@@ -19,6 +19,7 @@ the sound, not the file's name or container. Images are sent as their own bytes.
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import io
 from pathlib import Path
@@ -73,10 +74,16 @@ def default_root(data: Any, media_root: str | Path | None) -> Path:
 def content_part(name: str, spec: MediaSpec, value: Any, root: Path, where: str) -> dict[str, Any]:
     """The OpenAI-style content part of one media value; errors name the row, field and path."""
     text = str(value).strip()
+    if not text:
+        raise DataError(f"{where}: media field {name!r} is empty", fix="give the file's path, or drop the row")
     if text.startswith(("http://", "https://", "data:")):
+        shown = text.split("?", 1)[0].split(",", 1)[0][:80]  # no query string (signatures), no payload
         if spec.kind == "audio":
-            raise DataError(f"{where}: media field {name!r} holds the URL {text[:80]!r}; audio is sent as data",
+            raise DataError(f"{where}: media field {name!r} holds the URL {shown!r}; audio is sent as data",
                             fix="download the clip and give its file path (relative to --media-root)")
+        if text.startswith("data:") and not text.startswith("data:image/"):
+            raise DataError(f"{where}: media field {name!r} holds a data URL that is not an image ({shown!r})",
+                            fix="give an image (data:image/png;base64,...) or its file path")
         return {"type": "image_url", "image_url": {"url": text}}
     path = Path(text)
     if not path.is_absolute():
@@ -90,7 +97,7 @@ def content_part(name: str, spec: MediaSpec, value: Any, root: Path, where: str)
     if not path.is_file():
         raise DataError(f"{where}: media field {name!r}: {path} is not a file", fix="give the path of a file")
     try:
-        return _part(str(path.resolve()), stat.st_size, stat.st_mtime_ns, spec)
+        return copy.deepcopy(_part(str(path.resolve()), stat.st_size, stat.st_mtime_ns, spec))  # never the cache's own
     except _Refused as exc:
         raise DataError(f"{where}: media field {name!r}: {path}: {exc.args[0]}", fix=exc.fix) from None
 
@@ -145,13 +152,19 @@ def encode_audio(path: str, spec: MediaSpec) -> bytes:
         if spec.max_seconds is not None and seconds > spec.max_seconds:
             raise _Refused(f"the clip lasts {seconds:.2f} s, above max_seconds {spec.max_seconds:g}",
                            fix="cut the clip, or raise max_seconds in the task's media field")
+        if info.frames < 1:
+            raise _Refused("the clip holds no samples", fix="remove the row, or give a clip with sound")
         samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as exc:
         raise _Refused(f"not readable as audio ({str(exc).splitlines()[-1].strip()})",
                        fix="give a WAV, FLAC or OGG file (convert others, e.g. with ffmpeg)") from None
     mono = samples.mean(axis=1)
     if spec.sample_rate is not None and rate != spec.sample_rate:
-        mono = resample(mono, round(len(mono) * spec.sample_rate / rate))
+        length = round(len(mono) * spec.sample_rate / rate)
+        if length < 1:
+            raise _Refused(f"the clip ({len(mono)} samples at {rate} Hz) is too short to resample to "
+                           f"{spec.sample_rate} Hz", fix="remove the row, or give a longer clip")
+        mono = resample(mono, length)
         rate = spec.sample_rate
     buffer = io.BytesIO()
     soundfile.write(buffer, mono.clip(-1.0, 1.0), int(rate), format="WAV", subtype="PCM_16")

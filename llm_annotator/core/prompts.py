@@ -16,8 +16,10 @@ import hashlib
 import json
 import math
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ class Prompt:
     user: jinja2.Template
     fields: frozenset[str]
     media_root: Path | None = None
+    token: str = dataclass_field(default_factory=lambda: secrets.token_hex(8))  # marks media() in the rendered text
 
     def render(self, row: Mapping[str, Any], *, item_id: str = "", where: str = "") -> Messages:
         """Chat messages for one row; ``where`` names the row in errors ("data.csv row 12")."""
@@ -86,11 +89,12 @@ class Prompt:
             raise TemplateError(f"template {self.task.source}: media({name!r}) names no declared media field "
                                 f"(declared: {declared})",
                                 fix=f"declare it in the front matter: media: {{{name}: {{kind: audio}}}}")
-        return MARK.format(name)
+        return MARK.format(f"{self.token}:{name}")
 
     def _parts(self, text: str, row: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
         """The user message as content parts: text between the media, in the template's order."""
-        pieces = re.split(MARK_PATTERN, text)
+        # only this prompt's markers (a random token per compiled prompt): the same text in a data value stays text
+        pieces = re.split(MARK_PATTERN.replace("media:", f"media:{self.token}:"), text)
         placed = set(pieces[1::2])
         missing = sorted(set(self.task.media) - placed)
         if missing:

@@ -28,24 +28,35 @@ def check_media(spec: ModelSpec, kinds: set[str]) -> None:
     elif spec.is_local:
         refused, why = sorted(kinds), "the embedded models take text only"
     else:
-        model = spec.model
-        if spec.deployments:
-            model = str(spec.deployments[0].get("litellm_params", {}).get("model", model))
-        lm = litellm()
-        try:
-            lm.get_model_info(model=model)
-            known = True
-        except Exception:
-            known = False
-        if not known and (spec.deployments or endpoints.api_base(spec)):
-            return
-        refused = sorted(k for k in kinds if not known or not _supports(lm, _MEDIA_FLAGS[k], model))
-        why = "LiteLLM's capability table says it does not" if known else "LiteLLM does not know the model"
+        models = [str(d.get("litellm_params", {}).get("model", spec.model)) for d in spec.deployments] or [spec.model]
+        refused, why = [], ""
+        for model in models:  # a router may send any request to any deployment: each must take the media
+            mine, reason = _refused(model, kinds, bool(spec.deployments or endpoints.api_base(spec)))
+            if mine:
+                refused, why = mine, reason if model == spec.model else f"its deployment {model!r}: {reason}"
+                break
     if refused:
         kind = refused[0]
         raise ModelError(f"annotator {spec.name!r}: model {spec.model!r} cannot take {kind} input ({why})",
                          fix=f"pick a model that takes {kind}, or, for a self-hosted model that does, say so: "
                              f"models=[{{'model': {spec.model!r}, 'media': [{kind!r}]}}]")
+
+
+def _refused(model: str, kinds: set[str], self_hosted: bool) -> tuple[list[str], str]:
+    """The kinds LiteLLM's table says ``model`` cannot take, and why; a model the table does
+    not know is allowed at an explicit API base only."""
+    lm = litellm()
+    try:
+        lm.get_model_info(model=model)
+        known = True
+    except Exception:
+        known = False
+    if not known and self_hosted:
+        return [], ""
+    refused = sorted(k for k in kinds if not known or not _supports(lm, _MEDIA_FLAGS[k], model))
+    return refused, ("LiteLLM's capability table says it does not" if known
+                     else "LiteLLM's capability table does not know the model (it lists dated names, e.g. "
+                          "gpt-4o-audio-preview-2024-12-17)")
 
 
 def _supports(lm: Any, flag: str, model: str) -> bool:
