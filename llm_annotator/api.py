@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from llm_annotator.core.errors import ConfigError
 from llm_annotator.core.media import default_root
 from llm_annotator.core.models import ModelSpec, as_specs
 from llm_annotator.core.shard import parse_shard
 from llm_annotator.core.task import Task, load_task
-from llm_annotator.core.votes import Vote, error_counts, votes_frame
+from llm_annotator.core.votes import Vote, votes_frame
 from llm_annotator.engine.batch import (
     CollectBackend,
     SubmitBackend,
@@ -39,8 +38,8 @@ from llm_annotator.engine.options import check_arguments, check_batch, check_bud
 from llm_annotator.engine.outcome import finish, warn_if_failed
 from llm_annotator.engine.pipeline import Backend, Pipeline, judge_again
 from llm_annotator.engine.stats import RunStats
+from llm_annotator.engine.sync import run_sync
 from llm_annotator.outputs.result import AnnotationResult, items_frame
-from llm_annotator.outputs.tables import EXPLANATIONS
 from llm_annotator.providers.client import start_import
 from llm_annotator.store.batch_state import STATE, BatchState
 from llm_annotator.store.cache import AnswerCache
@@ -49,7 +48,6 @@ from llm_annotator.store.manifest import RunManifest
 from llm_annotator.store.reviews import HUMAN_VOTES
 from llm_annotator.store.rundir import RunDir
 
-T = TypeVar("T")
 DataLike = Any
 ModelsLike = str | Mapping[str, Any] | ModelSpec | Sequence[str | Mapping[str, Any] | ModelSpec] | None
 
@@ -100,10 +98,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         raise ConfigError("a streamed run keeps its votes on disk only and needs a run directory",
                           fix="pass out=RUN_DIR")
     if batch:
-        check_batch(specs, out_dir, cache)
-        if the_task.media:
-            raise ConfigError(f"task {the_task.name!r} sends media, which batch jobs do not carry yet",
-                              fix="annotate without batch=True (CLI: without --batch)")
+        check_batch(specs, out_dir, cache, the_task)
     if collect_state is None and (cache is False or cache is None) and (out is None or overwrite):
         start_import()  # every vote needs a call: LiteLLM loads while the input is read and rendered
     check_budget(specs, budget_usd)
@@ -179,17 +174,9 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             result = _result(pipeline, builder, source)
             for error in result.votes["error"].dropna().unique():  # examples of reasons from earlier runs too
                 stats.example(str(error).split(":", 1)[0], str(error).split(":", 1)[-1].strip())
-            valid_by = result.votes.groupby("annotator", sort=False)["label"].count()
-            tally = {"votes": len(result.votes), "valid": int(result.votes["label"].notna().sum()),
-                     "valid_by_annotator": {name: int(valid_by.get(name, 0)) for name in builder.names},
-                     "errors": error_counts(result.votes["error"]), "cost_usd": float(result.votes["cost_usd"].sum()),
-                     "by_output": result.output_counts()}
+            tally = result.tally(builder.names)
             if run_dir is not None:
-                frame = result.to_frame()  # labels computed once for both files
-                result.to_csv(run_dir.file("labels.csv"), frame=frame)
-                result.to_jsonl(run_dir.file("labels.jsonl"), frame=frame)
-                if the_task.explanations or result.votes["explanation"].notna().any():
-                    result.to_explanations_csv(run_dir.file(EXPLANATIONS))
+                result.write_run_files(run_dir.path)
         else:
             from llm_annotator.outputs.labels import sum_votes, write_labels
 
@@ -383,29 +370,6 @@ def status(run_dir: str | Path, *, api_key: str | None = None, api_base: str | N
     state = BatchState.load(run_dir)
     run_sync(refresh(state, submitted_specs(state, api_key, api_base)))
     return state.summary()
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion, also from inside a running event loop (a notebook)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(coro)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    result: T = box["result"]
-    return result
 
 
 def _version(name: str) -> str | None:

@@ -104,15 +104,11 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path) -> Any:
     target = RunDir(out).open()
     try:
         from llm_annotator.store.files import write_atomic
-        from llm_annotator.store.rundir import EXPLANATIONS
 
         write_atomic(target.votes_path, "".join(v.to_json() + "\n" for v in ordered))
         merged = AnnotationResult(votes_frame(ordered), results[0].task, items, samples=results[0].samples,
                                   annotators=results[0].annotators)
-        merged.to_csv(target.file("labels.csv"))
-        merged.to_jsonl(target.file("labels.jsonl"))
-        if not merged.explanations().empty:
-            merged.to_explanations_csv(target.file(EXPLANATIONS))
+        merged.write_run_files(target.path)
         final = RunManifest.model_validate({**manifest.to_dict(), **extra})
         target.write_manifest(final)
         merged.manifest = final.to_dict()

@@ -297,6 +297,30 @@ class AnnotationResult:
         records = votes[[*EXPLANATION_KEYS, "explanation"]].to_dict(orient="records")
         return explanation_table(explanation_rows(records, fields), fields)
 
+    def tally(self, annotators: Sequence[str]) -> dict[str, Any]:
+        """What ``run.json``'s counts take from the votes: votes, valid (per annotator and per
+        output), errors by kind, cost."""
+        from llm_annotator.core.votes import error_counts
+
+        votes = self.votes
+        valid_by = votes.groupby("annotator", sort=False)["label"].count()
+        return {"votes": len(votes), "valid": int(votes["label"].notna().sum()),
+                "valid_by_annotator": {name: int(valid_by.get(name, 0)) for name in annotators},
+                "errors": error_counts(votes["error"]), "cost_usd": float(votes["cost_usd"].sum()),
+                "by_output": self.output_counts()}
+
+    def write_run_files(self, run_dir: str | Path) -> None:
+        """A run directory's ``labels.csv`` and ``labels.jsonl`` (the labels computed once for
+        both) and, for a task with explanations or votes that carry them, ``explanations.csv``."""
+        from llm_annotator.store.rundir import EXPLANATIONS
+
+        run = Path(run_dir)
+        frame = self.to_frame()
+        self.to_csv(run / "labels.csv", frame=frame)
+        self.to_jsonl(run / "labels.jsonl", frame=frame)
+        if self.task.explanations or ("explanation" in self.votes and self.votes["explanation"].notna().any()):
+            self.to_explanations_csv(run / EXPLANATIONS)
+
     def to_explanations_csv(self, path: str | Path, *, table: Any = None) -> Path:
         """``explanations.csv`` (:meth:`explanations`; ``table``: one already made), cells
         as ``labels.csv`` writes them: text never starts a spreadsheet formula."""
