@@ -33,6 +33,15 @@ KINDS: tuple[str, ...] = ("categorical", "ordinal", "numeric", "multi_label")
 MAX_INTEGER_BINS = 21
 
 
+def label_tuple(value: Any) -> Any:
+    """A declared label set as a tuple of stripped texts (None: empty); one string is refused."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        raise ValueError("labels must be a list, not one string")
+    return tuple(str(v).strip() if v is not None else "" for v in value)
+
+
 class OutputSpec(BaseModel):
     """One named output of a task (see the module's docstring)."""
 
@@ -51,11 +60,7 @@ class OutputSpec(BaseModel):
     @field_validator("labels", mode="before")
     @classmethod
     def _labels(cls, value: Any) -> Any:
-        if value is None:
-            return ()
-        if isinstance(value, str):
-            raise ValueError("labels must be a list, not one string")
-        return tuple(str(v).strip() if v is not None else "" for v in value)
+        return label_tuple(value)
 
     @field_validator("bins", mode="before")
     @classmethod
@@ -170,4 +175,4 @@ MAX_BINS = 1000
 _SEPARATORS = (",", ";", "|")
 
 
-__all__ = ["KINDS", "MAX_INTEGER_BINS", "Kind", "OutputSpec"]
+__all__ = ["KINDS", "MAX_BINS", "MAX_INTEGER_BINS", "Kind", "OutputSpec", "label_tuple"]

@@ -149,17 +149,29 @@ def parse_outputs(content: str | None, task: Task) -> dict[str, Parsed]:
     return out
 
 
-def structure(content: str | None, task: Task) -> tuple[dict[str, dict[str, Any]] | None, dict[str, str] | None]:
-    """What a vote of a structured task keeps beside its primary label: each output's
-    ``{"label", "value", "error"}`` (None keys left out) and the explanations."""
+Structure = tuple[dict[str, dict[str, Any]] | None, dict[str, str] | None]
+
+
+def read_answer(content: str | None, task: Task) -> tuple[Parsed, dict[str, dict[str, Any]] | None,
+                                                          dict[str, str] | None]:
+    """Everything a vote takes from an answer, each output read once: the primary output's
+    :class:`Parsed`, and for a structured task each output's ``{"label", "value",
+    "error"}`` (None keys left out) and the explanations (None for a plain task)."""
     if not task.structured:
-        return None, None
+        return parse_answer(content, task), None, None
+    parsed = parse_outputs(content, task)
     outputs = {}
-    for name, parsed in parse_outputs(content, task).items():
-        cell = {"label": parsed.label, "value": list(parsed.data) if isinstance(parsed.data, tuple) else parsed.data,
-                "error": parsed.error}
+    for name, one in parsed.items():
+        cell = {"label": one.label, "value": list(one.data) if isinstance(one.data, tuple) else one.data,
+                "error": one.error}
         outputs[name] = {k: v for k, v in cell.items() if v is not None}
-    return outputs, explanations(content, task)
+    return parsed[task.primary.name], outputs, explanations(content, task)
+
+
+def structure(content: str | None, task: Task) -> Structure:
+    """What a vote of a structured task keeps beside its primary label (:func:`read_answer`)."""
+    _, outputs, explained = read_answer(content, task)
+    return outputs, explained
 
 
 def explanations(content: str | None, task: Task) -> dict[str, str] | None:
@@ -337,4 +349,4 @@ def _value_position(content: str, value: str, output: str | None) -> int:
 _MISSING = object()
 
 __all__ = ["Parsed", "distribution_from_logprobs", "explanations", "normalise", "parse_answer", "parse_outputs",
-           "read_value", "structure"]
+           "read_answer", "read_value", "structure"]

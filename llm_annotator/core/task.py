@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llm_annotator.core.errors import TaskError, TemplateError
 from llm_annotator.core.media import MediaSpec
-from llm_annotator.core.outputs import OutputSpec
+from llm_annotator.core.outputs import OutputSpec, label_tuple
 
 #: Names an explanation may not have: the columns of the explanations table, and the
 #: provider's reasoning content.
@@ -100,11 +100,7 @@ class Task(BaseModel):
     @field_validator("labels", mode="before")
     @classmethod
     def _labels_are_strings(cls, value: Any) -> Any:
-        if value is None:
-            return ()
-        if isinstance(value, str):
-            raise ValueError("labels must be a list, not one string")
-        return tuple(str(v).strip() if v is not None else "" for v in value)
+        return label_tuple(value)
 
     @model_validator(mode="after")
     def _check(self) -> Task:

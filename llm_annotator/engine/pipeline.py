@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from llm_annotator.core.data import Dataset
 from llm_annotator.core.errors import AnnotatorError, ErrorKind, RunWarning
-from llm_annotator.core.parse import Parsed, distribution_from_logprobs, parse_answer, structure
+from llm_annotator.core.parse import Parsed, distribution_from_logprobs, read_answer
 from llm_annotator.core.task import Task
 from llm_annotator.core.votes import Vote, VoteKey
 from llm_annotator.engine.jobs import Annotator, JobBuilder, Request
@@ -84,8 +84,7 @@ class Pipeline:
         self.warm = warm
         self.votes: dict[VoteKey, Vote] = {}
         self.collected: set[str] = set()   # fingerprints of batch answers collected by this run
-        self._parsed: dict[str | None, Parsed] = {}
-        self._structured: dict[str | None, tuple[Any, Any]] = {}
+        self._read: dict[str | None, tuple[Parsed, Any, Any]] = {}
         self._scored = builder.task.primary.kind in ("categorical", "ordinal")  # a label distribution fits it
         self._flushed = time.monotonic()
         self._bar: Any = None
@@ -219,23 +218,22 @@ class Pipeline:
         self.stats.stopped += len(samples) * (1 + len(request.followers))
 
     # -- votes -----------------------------------------------------------------------------
-    def parse(self, content: str | None) -> Parsed:
-        """parse_answer, remembered per distinct answer text (label answers repeat a lot)."""
-        parsed = self._parsed.get(content)
-        if parsed is None:
-            parsed = parse_answer(content, self.task)
-            if len(self._parsed) < 100_000:
-                self._parsed[content] = parsed
-        return parsed
+    def read(self, content: str | None) -> tuple[Parsed, Any, Any]:
+        """read_answer, remembered per distinct answer text (label answers repeat a lot)."""
+        found = self._read.get(content)
+        if found is None:
+            found = read_answer(content, self.task)
+            if len(self._read) < 100_000:
+                self._read[content] = found
+        return found
 
     def entry(self, answer: Answer) -> dict[str, Any]:
         """What the cache keeps of one answer."""
         distribution = answer.distribution
-        if self.task.primary.kind in ("numeric", "multi_label"):
-            # a number's first token starts many bins, a set is not one label: no distribution
+        if not self._scored:  # a number's first token starts many bins, a set is not one label
             distribution = None
         elif distribution is None and answer.logprobs:
-            parsed = self.parse(answer.content)
+            parsed = self.read(answer.content)[0]
             distribution = distribution_from_logprobs(answer.content or "", answer.logprobs, parsed, self.task)
         entry = {"content": answer.content, "distribution": distribution, "finish_reason": answer.finish_reason,
                  "tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out, "cost_usd": answer.cost_usd,
@@ -247,7 +245,7 @@ class Pipeline:
     def _vote(self, item: int, annotator: Annotator, sample: int, entry: dict[str, Any], *, cached: bool) -> Vote:
         assert self._chunk is not None
         dataset, hashes = self._chunk
-        parsed = self.parse(entry.get("content"))
+        parsed, outputs, explanation = self.read(entry.get("content"))
         distribution = entry.get("distribution") if parsed.label is not None and self._scored else None
         if distribution is not None:
             distribution = {label: float(distribution.get(label, 0.0)) for label in self.task.labels}
@@ -256,7 +254,6 @@ class Pipeline:
             error = ErrorKind.REFUSED.value
         if error is not None:
             self.stats.example(error.split(":", 1)[0], f"answer {str(entry.get('content'))[:120]!r}")
-        outputs, explanation = self.structure(entry.get("content"))
         if entry.get("reasoning"):
             explanation = {**(explanation or {}), "reasoning": str(entry["reasoning"])}
         return Vote(
@@ -268,17 +265,6 @@ class Pipeline:
             latency_s=float(entry.get("latency_s", 0.0)), cached=cached, deployment=entry.get("deployment"),
             fingerprint=annotator.fingerprint(hashes[item], sample), outputs=outputs, explanation=explanation,
         )
-
-    def structure(self, content: str | None) -> tuple[Any, Any]:
-        """A structured task's outputs and explanations of an answer, remembered per text."""
-        if not self.task.structured:
-            return None, None
-        found = self._structured.get(content)
-        if found is None:
-            found = structure(content, self.task)
-            if len(self._structured) < 100_000:
-                self._structured[content] = found
-        return found
 
     def _failed_vote(self, item: int, annotator: Annotator, sample: int, kind: ErrorKind, detail: str) -> Vote:
         assert self._chunk is not None
@@ -329,7 +315,7 @@ def judge_again(task: Task) -> Callable[[Vote], Vote]:
             return vote
         found = memo.get(vote.raw)
         if found is None:
-            found = memo[vote.raw] = (parse_answer(vote.raw, task), *structure(vote.raw, task))
+            found = memo[vote.raw] = read_answer(vote.raw, task)
         parsed, outputs, explanation = found
         if vote.explanation and "reasoning" in vote.explanation:  # the provider's, not in the answer text
             explanation = {**(explanation or {}), "reasoning": vote.explanation["reasoning"]}
