@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score, recall_score
 from examples.ser import baseline, emodb, evaluate, melt_experiment, train
 from examples.ser.cache import FeatureCache
 from examples.ser.data import Table, load_audio, read_table, speaker_folds
-from examples.ser.loader import LengthBuckets, audio_lengths, audio_loader
+from examples.ser.loader import Endless, LengthBuckets, audio_lengths, audio_loader
 from examples.ser.metrics import scores, soft_cross_entropy
 from examples.ser.model import TINY, SERModel, load_backbone, save_tiny_backbone
 from examples.ser.train import Feed
@@ -195,10 +195,14 @@ def test_loader_workers_give_the_batches_of_the_main_process(uneven_clips, small
 
     def epochs(workers):
         sampler = LengthBuckets(lengths, 3, rng=np.random.default_rng(5), crop=16_000)
-        loader = audio_loader(uneven_clips, sampler, workers=workers, persistent=True)
-        return [[(rows.tolist(), waves, mask) for rows, waves, mask in loader] for _ in range(2)]
+        batches = iter(audio_loader(uneven_clips, Endless(sampler), workers=workers))
+        return [[(rows.tolist(), waves, mask) for rows, waves, mask in itertools.islice(batches, len(sampler))]
+                for _ in range(2)]
 
     alone, parallel = epochs(0), epochs(2)
+    for epoch in alone:  # one endless loader, cut into epochs: each holds every clip once
+        assert sorted(r for rows, _, _ in epoch for r in rows) == list(range(len(uneven_clips)))
+    assert [r for r, _, _ in alone[0]] != [r for r, _, _ in alone[1]]  # and the second is shuffled anew
     assert [[r for r, _, _ in e] for e in alone] == [[r for r, _, _ in e] for e in parallel]
     for a, b in zip(alone, parallel, strict=True):
         for (_, wa, ma), (_, wb, mb) in zip(a, b, strict=True):

@@ -92,6 +92,23 @@ class LengthBuckets(Sampler[list[Entry]]):
             yield [(int(i), int(starts[i]), int(stops[i])) for i in batch]
 
 
+class Endless(Sampler[list[Entry]]):
+    """``sampler``'s epochs one after another, without end.
+
+    A loader over it never stops, so its workers read the next epoch's first batches while
+    the current epoch's last ones train: with a batch large against the epoch, waiting for
+    those at every epoch start cost a third of the step rate on a GPU
+    (docs/benchmarks.md). The caller takes ``len(sampler)`` batches per epoch.
+    """
+
+    def __init__(self, sampler: LengthBuckets):
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[list[Entry]]:
+        while True:
+            yield from self.sampler
+
+
 class Clips(Dataset[tuple[int, np.ndarray]]):
     """``dataset[(row, start, stop)]``: that window of the clip, 16 kHz, normalised."""
 
@@ -125,14 +142,13 @@ def default_workers(dev: torch.device) -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 2))
 
 
-def audio_loader(files: Sequence[Path], sampler: LengthBuckets, *, workers: int = 0, pin: bool = False,
-                 persistent: bool = False) -> DataLoader[Any]:
+def audio_loader(files: Sequence[Path], sampler: LengthBuckets | Endless, *, workers: int = 0,
+                 pin: bool = False) -> DataLoader[Any]:
     """A DataLoader that reads ``sampler``'s batches in ``workers`` processes, pinned when ``pin``.
 
     It draws its worker seeds from a generator of its own: a loader takes a number from
-    torch's global generator per epoch without workers and once with persistent ones, which
-    would shift the training's dropout masks with the worker count.
+    torch's global generator each time it starts its workers, which would shift the training's dropout masks with the worker count.
     """
     return DataLoader(Clips(files), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-                      pin_memory=pin, persistent_workers=persistent and workers > 0,
+                      pin_memory=pin,
                       prefetch_factor=4 if workers > 0 else None, generator=torch.Generator())

@@ -49,7 +49,7 @@ from .data import (
     speaker_folds,
     table_from_arguments,
 )
-from .loader import LengthBuckets, audio_lengths, audio_loader, default_workers
+from .loader import Endless, LengthBuckets, audio_lengths, audio_loader, default_workers
 from .model import SERModel, load_backbone
 from .objectives import objective_for
 
@@ -62,8 +62,8 @@ class Feed:
     """One table's batches, epoch after epoch, on the device.
 
     With a ``cache`` (probe mode): hidden states indexed out of the cache, which extracts
-    the table's clips on the first pass. Without: audio from a DataLoader whose workers
-    stay up between epochs. ``rng`` given (training): shuffled, bucketed batches and random
+    the table's clips on the first pass. Without: audio from one DataLoader over all epochs
+    (``loader.Endless``), whose workers read ahead across an epoch's end. ``rng`` given (training): shuffled, bucketed batches and random
     crops of ``crop_s`` seconds; else every clip whole, sorted by length.
     """
 
@@ -74,7 +74,7 @@ class Feed:
         self.targets = torch.tensor(table.targets, dtype=torch.float32, device=dev)
         self._slots: np.ndarray | None = None
         self._sampler: LengthBuckets | None = None
-        self._loader: Any = None
+        self._batches: Iterator[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.table.files)
@@ -93,12 +93,14 @@ class Feed:
                 rows = torch.tensor([row for row, _, _ in entries]).to(self.dev, non_blocking=True)
                 yield rows, states, mask
             return
-        if self._loader is None:
-            sampler = LengthBuckets(audio_lengths(self.table.files), self.batch_size, rng=self.rng,
-                                    crop=int(self.crop_s * SAMPLE_RATE))
-            self._loader = audio_loader(self.table.files, sampler, workers=self.workers,
-                                        pin=self.dev.type == "cuda", persistent=True)
-        for rows, waves, mask in self._loader:
+        if self._batches is None:
+            self._sampler = LengthBuckets(audio_lengths(self.table.files), self.batch_size, rng=self.rng,
+                                          crop=int(self.crop_s * SAMPLE_RATE))
+            self._batches = iter(audio_loader(self.table.files, Endless(self._sampler), workers=self.workers,
+                                              pin=self.dev.type == "cuda"))
+        assert self._sampler is not None
+        for _ in range(len(self._sampler)):
+            rows, waves, mask = next(self._batches)
             yield (rows.to(self.dev, non_blocking=True), waves.to(self.dev, non_blocking=True),
                    None if mask is None else mask.to(self.dev, non_blocking=True))
 
