@@ -16,7 +16,8 @@ A task may declare several named ``outputs`` of other kinds (ordinal, numeric,
 multi-label; :mod:`llm_annotator.core.outputs`) and ``explanations``, free-text fields
 kept with each vote and never read as labels. The first output is the primary one: the
 task's ``labels``, ``aliases``, ``output`` and ``scale`` are its. ``media`` declares row
-fields that hold audio or images (:mod:`llm_annotator.core.media`).
+fields that hold audio or images (:mod:`llm_annotator.core.media`); ``demonstrations``
+takes k labelled examples per item from a pool (:mod:`llm_annotator.core.demos`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llm_annotator.core.demos import DemoSpec
 from llm_annotator.core.errors import TaskError, TemplateError
 from llm_annotator.core.media import MediaSpec
 from llm_annotator.core.outputs import OutputSpec, label_tuple
@@ -41,7 +43,10 @@ from llm_annotator.core.outputs import OutputSpec, label_tuple
 _EXPLANATION_RESERVED = frozenset({"item_id", "annotator", "sample_index", "reasoning"})
 
 #: Variables a template may use that do not come from the data row.
-RESERVED_VARIABLES = frozenset({"labels", "label_descriptions", "context", "item_id", "media"})
+RESERVED_VARIABLES = frozenset({"labels", "label_descriptions", "context", "item_id", "media", "demonstrations"})
+
+_KEEP: Any = object()
+_DEMO_FORM = "demonstrations: {pool: PATH, label: COLUMN, k: 4, select: stratified|similar}"
 
 
 class Task(BaseModel):
@@ -65,6 +70,7 @@ class Task(BaseModel):
     outputs: tuple[OutputSpec, ...] = ()
     explanations: tuple[str, ...] = ()
     media: dict[str, MediaSpec] = Field(default_factory=dict)  # row field -> audio or image (core/media.py)
+    demonstrations: DemoSpec | None = None  # k labelled examples per item from a pool (core/demos.py)
     source: str = "<string>"
 
     @model_validator(mode="before")
@@ -96,6 +102,29 @@ class Task(BaseModel):
                              "declare the fields under 'outputs' only")
         return {**data, "outputs": specs, "labels": primary.categories, "aliases": primary.aliases,
                 "output": primary.field, "scale": primary.scale}
+
+    @field_validator("demonstrations", mode="before")
+    @classmethod
+    def _demonstrations(cls, value: Any) -> Any:
+        """One-line errors naming the key and the form it takes (pydantic checks the rest)."""
+        if value is None or isinstance(value, DemoSpec):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"must be a mapping: {_DEMO_FORM}")
+        unknown = sorted(set(value) - set(DemoSpec.model_fields))
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r}; the keys are {', '.join(DemoSpec.model_fields)}")
+        for key, what in (("pool", "the pool file (PATH)"), ("label", "the pool's gold label column (COLUMN)")):
+            if not isinstance(value.get(key), str) or not value[key].strip():
+                raise ValueError(f"{key} is missing: give {what}, as in {_DEMO_FORM}")
+        k = value.get("k", 4)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 64:
+            raise ValueError(f"k must be a whole number from 1 to 64 (examples per item), not {k!r}")
+        if value.get("select", "stratified") not in ("stratified", "similar"):
+            raise ValueError(f"select must be stratified or similar, not {value['select']!r}")
+        if value.get("embedding_model") and value.get("select", "stratified") != "similar":
+            raise ValueError("embedding_model is used by select: similar only; set select: similar or drop it")
+        return value
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -178,7 +207,9 @@ class Task(BaseModel):
     @cached_property
     def template_hash(self) -> str:
         """sha256 over everything that defines the task (labels, template, output)."""
-        payload = self.model_dump(exclude={"source"} if self.media else {"source", "media"})
+        # fields added later are left out when unused, so the hashes of existing tasks stay as they were
+        unused = {name for name in ("media", "demonstrations") if not getattr(self, name)}
+        payload = self.model_dump(exclude={"source", *unused})
         text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -193,6 +224,23 @@ class Task(BaseModel):
         except ValueError as exc:
             raise TaskError(f"label set for task {self.name!r}: {_first_error(exc)}",
                             fix="pass distinct, non-empty labels") from None
+
+    def with_demonstrations(self, spec: Any = _KEEP, **changes: Any) -> Task:
+        """The same task with other demonstrations: ``spec`` (a mapping or a DemoSpec)
+        replaces them, ``None`` removes them, ``changes`` alter single keys
+        (``task.with_demonstrations(select="similar", k=8)``)."""
+        if spec is _KEEP:
+            base: dict[str, Any] | None = self.demonstrations.model_dump() if self.demonstrations else {}
+        elif spec is None:
+            base = None
+        else:
+            base = spec.model_dump() if isinstance(spec, DemoSpec) else dict(spec)
+        value = {**base, **changes} if base is not None else (dict(changes) or None)
+        try:
+            return Task.model_validate({**self.model_dump(), "demonstrations": value})
+        except ValueError as exc:
+            raise TaskError(f"task {self.name!r}: {_first_error(exc)}",
+                            fix="correct the demonstrations (" + _DEMO_FORM + ")") from None
 
     def require_labels(self) -> Task:
         if not self.labels:
