@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from llm_annotator import annotate
-from llm_annotator.core.errors import DataError, TaskError, TemplateError
+from llm_annotator.core.errors import ConfigError, DataError, TaskError, TemplateError
 from llm_annotator.core.media import default_root
 from llm_annotator.core.prompts import compile_prompt, prompt_hash
 from llm_annotator.core.task import load_task, parse_task_text
@@ -217,3 +217,23 @@ def test_emotion_melt_demos_reads_meld_train_beside_the_data(shared_data):
     # with no demonstrations the prompt is emotion_melt's, word for word
     plain = compile_prompt(load_task("emotion_melt_demos").with_demonstrations(None))
     assert plain.render(dev[0], item_id="1") == compile_prompt(load_task("emotion_melt")).render(dev[0], item_id="1")
+
+
+def test_similar_by_embeddings_through_litellm_on_loopback(corpus, fake_server):
+    from llm_annotator.providers.embeddings import embedder
+
+    server = fake_server()
+    demos = "{pool: pool.csv, label: tone, id_column: id, k: 3, select: similar, embedding_model: openai/bow}"
+    task = load_task(write_task(corpus, demos))
+    with pytest.raises(ConfigError, match=r"embedding_model 'openai/bow' needs an embedding function.*; fix: pass"):
+        compile_prompt(task, corpus).demonstrations_of({"text": "x"}, "q")
+    embed = embedder("openai/bow", api_base=server.url, api_key="sk-test")
+    prompt = compile_prompt(task, corpus, embed=embed)
+    texts = {r["id"]: r["text"] for r in pool_rows()}
+    chosen = prompt.demonstrations_of({"text": "tiger cloud number 13"}, "q")
+    assert chosen[-1] == "p13" and all("tiger" in texts[i] or "cloud" in texts[i] for i in chosen)
+    assert prompt.demonstrations_of({"text": "tiger cloud number 13"}, "q") == chosen  # cached: no request
+    # the pool is embedded once (one request of 40 texts), then one request per item
+    assert [len(r["input"]) for r in server.embedding_requests] == [40, 1]
+    assert {r["model"] for r in server.embedding_requests} == {"bow"}
+    assert "p13" not in prompt.demonstrations_of({"text": texts["p13"]}, "q2")

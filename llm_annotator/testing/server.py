@@ -24,16 +24,26 @@ multipart upload, ``POST /v1/batches``, ``GET /v1/batches/{id}``, ``GET
 completes, every line is answered by the same responder, lines whose reply is not a 200
 go to the error file, and the output lines come in reverse order (as a real batch gives
 no order). ``expire_batches`` ends batches as ``expired`` with half their lines answered.
+
+``POST /v1/embeddings`` gives each input text a bag-of-words vector (each word, case
+folded, counted in one of 256 dimensions chosen by its sha256), as floats or, when
+``encoding_format`` is ``base64`` (what the OpenAI SDK asks for), as base64 of float32:
+texts sharing words are near, so similarity can be checked. ``embedding_requests`` keeps
+each request.
 """
 
 from __future__ import annotations
 
+import base64
 import email.message
 import email.parser
+import hashlib
 import itertools
 import json
 import math
+import re
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +75,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
         self.paths_seen: list[str] = []  # the path and query of each POST
+        self.embedding_requests: list[dict[str, Any]] = []
         self.files: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.hold_batches = False
@@ -75,6 +86,22 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------
+    def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
+        """An embeddings response: a bag-of-words vector per input text."""
+        texts = request.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        with self._lock:
+            self.embedding_requests.append(request)
+        data = []
+        for index, text in enumerate(texts):
+            vector: Any = _bag_of_words(str(text))
+            if request.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        tokens = sum(len(str(t).split()) for t in texts)
+        return {"object": "list", "data": data, "model": request.get("model", self.model_name),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
     def start(self) -> FakeOpenAI:
         handler = _make_handler(self)
         self._server = _QuietServer(("127.0.0.1", 0), handler)
@@ -317,6 +344,12 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 except json.JSONDecodeError:
                     self._send(400, b'{"error": {"message": "bad json"}}')
                 return
+            if path.endswith("/embeddings"):
+                try:
+                    self._json(server.embeddings(json.loads(raw)))
+                except (json.JSONDecodeError, AttributeError, TypeError):
+                    self._send(400, b'{"error": {"message": "bad embeddings request"}}')
+                return
             if not path.endswith("/chat/completions"):  # the path repeated, as web frameworks' 404s do
                 self._send(404, json.dumps({"error": {"message": f"no route for POST {self.path}"}}).encode())
                 return
@@ -367,6 +400,13 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self._send(200, json.dumps(body).encode(), reply.headers)
 
     return Handler
+
+
+def _bag_of_words(text: str, size: int = 256) -> list[float]:
+    vector = [0.0] * size
+    for word in re.findall(r"\w+", text.casefold()):
+        vector[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % size] += 1.0
+    return vector
 
 
 __all__ = ["DROP", "FakeOpenAI", "Reply", "Responder", "attempts", "sampling_responder", "schema_labels", "user_text"]
