@@ -29,7 +29,7 @@ def embedder(model: str, *, api_base: str | None = None, api_key: str | None = N
     """A function from texts to their embeddings by ``model`` (a LiteLLM model string,
     e.g. ``text-embedding-3-small`` or ``openai/NAME`` with ``api_base``), ``batch_size``
     texts a request, vectors in the order of the texts."""
-    spec = ModelSpec(model=model, api_base=api_base, api_key=api_key)
+    spec = ModelSpec.model_validate({"model": model, "api_base": api_base, "api_key": api_key})
 
     def embed(texts: list[str]) -> Sequence[Sequence[float]]:
         vectors: list[Sequence[float]] = []

@@ -88,8 +88,8 @@ class FakeOpenAI:
     # -- lifecycle -----------------------------------------------------------------
     def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
         """An embeddings response: a bag-of-words vector per input text."""
-        texts = request.get("input")
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        given = request.get("input")
+        texts = [given] if isinstance(given, str) else list(given or [])
         with self._lock:
             self.embedding_requests.append(request)
         data = []
