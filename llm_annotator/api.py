@@ -86,10 +86,6 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
     the_task = load_task(task, labels)
     specs = as_specs(models, temperature=temperature, concurrency=concurrency, max_tokens=max_tokens,
                      api_base=api_base, api_key=api_key, timeout=timeout)
-    window = the_task.context_window if context is None else context
-    if stream and window:
-        raise ConfigError(f"task {the_task.name!r} asks for dialogue context, which needs whole dialogues in memory",
-                          fix="pass context=0 (CLI: --context 0), or annotate without streaming (split with --shard)")
     the_shard: tuple[int, int] | None = None
     if shard is not None:
         the_shard = parse_shard(shard) if isinstance(shard, str) else (int(shard[0]), int(shard[1]))
@@ -98,11 +94,16 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         raise ConfigError("a streamed run keeps its votes on disk only and needs a run directory",
                           fix="pass out=RUN_DIR")
     if batch:
-        check_batch(specs, out_dir, cache, the_task)
+        check_batch(specs, out_dir, cache)
     if collect_state is None and (cache is False or cache is None) and (out is None or overwrite):
         start_import()  # every vote needs a call: LiteLLM loads while the input is read and rendered
     check_budget(specs, budget_usd)
-    builder = JobBuilder(the_task, specs, samples, default_root(data, media_root))
+    builder = JobBuilder(the_task, specs, samples, default_root(data, media_root), labels)
+    window = builder.context_window if context is None else context
+    if stream and window:
+        asking = next(t.name for t in [the_task, *builder.tasks] if t.context_window)
+        raise ConfigError(f"task {asking!r} asks for dialogue context, which needs whole dialogues in memory",
+                          fix="pass context=0 (CLI: --context 0), or annotate without streaming (split with --shard)")
     if stream:
         source: MemoryInput | StreamInput = StreamInput(data, builder, id_column=id_column, columns=columns,
                                                         shard=the_shard, chunk_rows=chunk_rows)
@@ -125,7 +126,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         if batch and state is not None:
             state.call = job_call(data, the_task, specs, samples=samples, id_column=id_column, context=window,
                                   columns=columns, shard=shard, cache=answer_cache, budget_usd=budget_usd,
-                                  stream={"chunk_rows": chunk_rows} if stream else None)
+                                  stream={"chunk_rows": chunk_rows} if stream else None,
+                                  own={a.name: a.task for a in builder.annotators if a.spec.task is not None})
         parameters: dict[str, Any] = {"samples": samples, "context": window, "id_column": id_column, "budget_usd": budget_usd,
                       "shard": list(the_shard) if the_shard else None}
         if stream:
@@ -145,7 +147,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         if run_dir is not None:
             run_dir.begin(manifest)
             log = run_dir.vote_log()
-            resumed = log.open(builder.wanted(source.hashes), keep=not stream, judge=judge_again(the_task))
+            resumed = log.open(builder.wanted(source.hashes), keep=not stream, judge=judge_again(
+                the_task, {a.name: a.task for a in builder.annotators if a.spec.task is not None}))
             stats.resumed_votes, stats.log_repaired, stats.stale_dropped = len(resumed), log.repaired, log.dropped
             stats.reparsed, stats.failed_before = log.reparsed, log.failed
         show = sys.stderr.isatty() if progress is None else progress
@@ -163,7 +166,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                 assert state is not None
                 backend = SubmitBackend(builder, state, budget, stats)
             else:
-                backend = LiveBackend(the_task, budget, stats)
+                backend = LiveBackend(budget, stats)
             await pipeline.run(source.chunks(), backend, resumed)
         finally:
             if log is not None:

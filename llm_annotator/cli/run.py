@@ -38,8 +38,10 @@ def job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--task", default="classification",
                    help="built-in task name (see 'templates list') or path to a .jinja template")
     p.add_argument("--labels", help="comma-separated label set (required by 'classification')")
-    p.add_argument("-m", "--model", dest="models", action="append", metavar="MODEL",
-                   help="LiteLLM model string, repeatable (default: local/smollm2-135m, offline)")
+    p.add_argument("-m", "--model", dest="models", action="append", metavar="MODEL[,KEY=VALUE...]",
+                   help="an annotator: a LiteLLM model string, repeatable (default: local/smollm2-135m, offline); "
+                        "after commas its own settings, e.g. 'gpt-4o,task=emotion_context,temperature=0.7' "
+                        f"(keys: {', '.join(MODEL_KEYS)}); an annotator with its own task is named MODEL/TASK")
     p.add_argument("-k", "--samples", type=int, default=1, help="answers per item and model (default 1)")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
     p.add_argument("--max-tokens", type=int, default=None, help="answer length limit (default: the task's)")
@@ -69,16 +71,38 @@ def _price(text: str | None) -> list[float] | None:
     return price
 
 
+#: Settings an annotator given with -m may take after its model string.
+MODEL_KEYS = ("task", "name", "temperature", "top_p", "max_tokens", "api_base", "concurrency", "media")
+
+
+def _model_entry(text: str) -> str | dict[str, Any]:
+    """``MODEL[,KEY=VALUE...]`` as the library takes an annotator."""
+    model, *pairs = [part.strip() for part in text.split(",")]
+    if not pairs:
+        return model
+    entry: dict[str, Any] = {"model": model}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in MODEL_KEYS or not value.strip():
+            raise ConfigError(f"-m {text!r}: {pair!r} is not KEY=VALUE with a key of {', '.join(MODEL_KEYS)}",
+                              fix="write e.g. -m 'gpt-4o,task=emotion_context,temperature=0.7'")
+        value = value.strip()
+        entry[key] = value.split("+") if key == "media" else value
+    return entry
+
+
 def _models(args: argparse.Namespace) -> Any:
-    """The -m models as the library takes them, with the router config and price."""
+    """The -m annotators as the library takes them, with the router config and price."""
     router = getattr(args, "router", None)
     price = _price(args.price)
     retries = getattr(args, "max_retries", None)
     if retries is not None and retries < 0:
         raise ConfigError(f"--max-retries {retries} cannot be negative", fix="pass 0 or more")
+    entries = [_model_entry(m) for m in args.models] if args.models else None
     if not router and price is None and retries is None:
-        return args.models
-    names = args.models or []
+        return entries
+    names = entries or []
     if router and not names:
         raise ConfigError("--router needs the model_name(s) to use", fix="add -m MODEL_NAME from the router config")
     if not names:
@@ -92,7 +116,7 @@ def _models(args: argparse.Namespace) -> Any:
         extra["price"] = price
     if retries is not None:
         extra["max_retries"] = retries
-    return [{"model": m, **extra} for m in names]
+    return [{**extra, **(m if isinstance(m, dict) else {"model": m})} for m in names]
 
 
 def _job_options(args: argparse.Namespace) -> dict[str, Any]:

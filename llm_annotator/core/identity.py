@@ -20,7 +20,7 @@ resumed job asks its missing samples in whatever grouping is left.
 
 **Job identity** — which job a run directory holds (:class:`JobIdentity`): the data
 (item ids and prompt hashes, as digests), the task and its template hash, the
-annotators by name, the samples per item and the shard. A different job into the same
+annotators by name (with the task and template hash of each that has its own), the samples per item and the shard. A different job into the same
 directory is refused; the same job with changed decoding parameters or endpoints
 re-asks exactly the votes whose fingerprint changed.
 """
@@ -173,10 +173,14 @@ class JobIdentity(BaseModel):
     annotators: tuple[str, ...]
     samples: int
     shard: tuple[int, int] | None = None
+    #: annotators with a task of their own: name -> "task:template hash" (None: every
+    #: annotator answers the job's task; then left out, so such a job's identity is as it was)
+    annotator_tasks: dict[str, str] | None = None
 
     @property
     def fingerprint(self) -> str:
-        return f"{JOB_VERSION}:{digest(self.model_dump(exclude={'source'}))[:32]}"
+        dropped = {"source"} | ({"annotator_tasks"} if self.annotator_tasks is None else set())
+        return f"{JOB_VERSION}:{digest(self.model_dump(exclude=dropped))[:32]}"
 
     def describe(self) -> str:
         shard = f", shard {self.shard[0]}/{self.shard[1]}" if self.shard else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -14,7 +15,9 @@ DEFAULT_MODEL = "local/smollm2-135m"
 
 
 class ModelSpec(BaseModel):
-    """One annotator. ``name`` defaults to the model string.
+    """One annotator: a model plus a prompt. ``name`` defaults to the model string, or to
+    ``MODEL/TASK`` when the annotator has a ``task`` of its own (a built-in task name, a
+    template path or a :class:`~llm_annotator.core.task.Task`; unset: the job's task).
 
     ``api_key`` is held as a secret: it is never written to a cache key, a vote, a log or
     ``run.json``. Leave it unset to use LiteLLM's usual environment (``OPENAI_API_KEY`` ...).
@@ -40,6 +43,7 @@ class ModelSpec(BaseModel):
     router: dict[str, Any] | None = Field(default=None, repr=False)  # LiteLLM Router config (model_list, ...)
     price: tuple[float, float] | None = None  # US dollars per million input and output tokens
     media: tuple[Literal["audio", "image"], ...] | None = None  # media kinds taken (None: LiteLLM's table)
+    task: Any = None                   # this annotator's own task (None: the job's)
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("router", mode="before")
@@ -71,10 +75,28 @@ class ModelSpec(BaseModel):
             raise ValueError("empty model string")
         return value
 
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: Any) -> Any:
+        from llm_annotator.core.task import Task
+
+        if value is None or isinstance(value, Task):
+            return value
+        if isinstance(value, str | Path) and str(value).strip():
+            return str(value).strip()
+        raise ValueError(f"task {value!r} is not a task name, a template path or a Task")
+
+    @property
+    def task_name(self) -> str | None:
+        """The name of the annotator's own task (None: it uses the job's)."""
+        if self.task is None:
+            return None
+        return self.task.name if not isinstance(self.task, str) else Path(self.task).stem
+
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         if not self.name:
-            object.__setattr__(self, "name", self.model)
+            object.__setattr__(self, "name", self.model if self.task is None else f"{self.model}/{self.task_name}")
         if not 0 <= self.temperature <= 2:
             raise ValueError(f"temperature {self.temperature} is outside 0..2")
         if self.concurrency < 1:
@@ -110,7 +132,9 @@ class ModelSpec(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """What ``run.json`` records: everything but secrets."""
-        data = self.model_dump(exclude={"api_key", "extra", "router"})
+        data = self.model_dump(exclude={"api_key", "extra", "router", "task"})
+        if self.task is not None:
+            data["task"] = self.task_name
         data["api_base"] = public_url(self.api_base)
         if self.router:
             data["router_deployments"] = [

@@ -152,12 +152,14 @@ def parse_outputs(content: str | None, task: Task) -> dict[str, Parsed]:
 Structure = tuple[dict[str, dict[str, Any]] | None, dict[str, str] | None]
 
 
-def read_answer(content: str | None, task: Task) -> tuple[Parsed, dict[str, dict[str, Any]] | None,
-                                                          dict[str, str] | None]:
+def read_answer(content: str | None, task: Task, *, cells: bool = False) -> tuple[
+        Parsed, dict[str, dict[str, Any]] | None, dict[str, str] | None]:
     """Everything a vote takes from an answer, each output read once: the primary output's
     :class:`Parsed`, and for a structured task each output's ``{"label", "value",
-    "error"}`` (None keys left out) and the explanations (None for a plain task)."""
-    if not task.structured:
+    "error"}`` (None keys left out) and the explanations (None for a plain task).
+    ``cells``: the outputs even for a plain task (an annotator that answers part of a job's
+    outputs says which)."""
+    if not task.structured and not cells:
         return parse_answer(content, task), None, None
     parsed = parse_outputs(content, task)
     outputs = {}

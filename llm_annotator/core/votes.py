@@ -97,8 +97,9 @@ def output_frame(frame: Any, primary: str, name: str) -> Any:
     keep: list[bool] = []
     for cell, label, error in zip(cells, out["label"].tolist(), out["error"].tolist(), strict=True):
         kind = ErrorKind.of(error)
-        # a vote with a label and no outputs (a reviewer's, an input column's) labels the primary only
-        keep.append(name == primary or isinstance(cell, dict) or kind is not None)
+        # a vote with a label and no outputs (a reviewer's, an input column's) labels the primary
+        # only; a vote whose outputs lack this one is an annotator's that was not asked it
+        keep.append(name == primary or (name in cell if isinstance(cell, dict) else kind is not None))
         own = isinstance(cell, dict) and (kind is None or (kind.invalid_answer and kind is not ErrorKind.REFUSED))
         if own:
             mine = cell.get(name)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,10 @@ from llm_annotator.providers.batch_api import failure as _fail
 from llm_annotator.store.batch_state import STATE, BatchState, custom_id, parse_custom_id
 from llm_annotator.store.files import write_atomic
 
-#: OpenAI accepts at most 50,000 requests (and 200 MB) per batch file.
+#: OpenAI accepts at most 50,000 requests and 200 MB per batch file; media make lines large
+#: (a 5 s clip is about 210 kB of base64), so files are cut by size too, with a margin.
 MAX_REQUESTS = 50_000
+MAX_BYTES = 190_000_000
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
@@ -53,12 +55,13 @@ class SubmitBackend:
     """Writes, uploads and submits the requests; records each batch as it goes."""
 
     def __init__(self, builder: JobBuilder, state: BatchState, budget: Budget, stats: RunStats,
-                 max_requests: int | None = None) -> None:
+                 max_requests: int | None = None, max_bytes: int | None = None) -> None:
         self.builder = builder
         self.state = state
         self.budget = budget
         self.stats = stats
         self.max_requests = max_requests or MAX_REQUESTS
+        self.max_bytes = max_bytes or MAX_BYTES
         self._reconciled = False
 
     def estimate(self, request: Request, n: int) -> float:
@@ -66,16 +69,15 @@ class SubmitBackend:
         if self.budget.limit is None:
             return 0.0
         tokens = pricing.count_tokens(spec.model, request.messages)
-        return pricing.price_of(spec, tokens, (spec.max_tokens or self.builder.task.max_tokens) * n, batch=True)
+        return pricing.price_of(spec, tokens, (spec.max_tokens or request.annotator.task.max_tokens) * n, batch=True)
 
     async def run(self, requests: list[Request], report: Reporter) -> None:
         if not self._reconciled:
             await reconcile(self.state, [a.spec for a in self.builder.annotators])
             self._reconciled = True
-        task = self.builder.task
         lines: dict[str, list[tuple[dict[str, Any], Request, list[int], float]]] = {}
         for request in requests:
-            spec = request.annotator.spec
+            spec, task = request.annotator.spec, request.annotator.task
             groups = [request.samples] if llm.capabilities(spec).n else [[s] for s in request.samples]
             for group in groups:
                 estimate = self.estimate(request, len(group))
@@ -83,14 +85,13 @@ class SubmitBackend:
                     report.skipped(request, group)
                     continue
                 line = request_line(spec, custom_id(request.item_id, spec.name, group), request.messages,
-                                    n=len(group), max_tokens=task.max_tokens, schema=self.builder.schema,
+                                    n=len(group), max_tokens=task.max_tokens, schema=request.annotator.schema,
                                     labels=len(task.labels))
                 lines.setdefault(spec.name, []).append((line, request, group, estimate))
         (self.state.run_dir / "batch").mkdir(parents=True, exist_ok=True)
         by_name = {a.name: a.spec for a in self.builder.annotators}
         for name, todo in lines.items():
-            for start in range(0, len(todo), self.max_requests):
-                chunk = todo[start:start + self.max_requests]
+            for chunk in self._files(todo):
                 reserved = sum(estimate for *_, estimate in chunk)
                 try:
                     batch = await _submit_one(self.state, by_name[name], [line for line, *_ in chunk],
@@ -102,6 +103,21 @@ class SubmitBackend:
                 self.budget.ledger.record(reserved, "batch_reserved", batch=batch)
                 for _, request, group, _ in chunk:
                     report.pending(request, group)
+
+
+    def _files(self, todo: list[Any]) -> Iterator[list[Any]]:
+        """The lines cut into batch files of at most ``max_requests`` lines and ``max_bytes``."""
+        chunk: list[Any] = []
+        size = 0
+        for entry in todo:
+            line_bytes = len(json.dumps(entry[0], ensure_ascii=False).encode()) + 1
+            if chunk and (len(chunk) == self.max_requests or size + line_bytes > self.max_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(entry)
+            size += line_bytes
+        if chunk:
+            yield chunk
 
 
 class CollectBackend:
@@ -249,8 +265,8 @@ async def gather(state: BatchState, pipeline: Pipeline, budget: Budget) -> int:
             answers = answers_of(completion, len(samples), spec=spec, batch=True)
             # The fingerprint comes from the messages as sent, not from the line's position or
             # the current data: an answer can only ever be found by the question it answers.
-            phash = prompt_hash(requests[cid]["messages"], builder.schema)
-            pairs = [(annotator.fingerprint(phash, s), pipeline.entry(a)) for s, a in zip(samples, answers, strict=False)]
+            phash = prompt_hash(requests[cid]["messages"], annotator.schema)
+            pairs = [(annotator.fingerprint(phash, s), pipeline.entry(a, annotator)) for s, a in zip(samples, answers, strict=False)]
             if pipeline.cache is not None:
                 pipeline.cache.set_many(pairs)
             pipeline.collected.update(fp for fp, _ in pairs)
@@ -276,11 +292,15 @@ async def gather(state: BatchState, pipeline: Pipeline, budget: Budget) -> int:
 
 def job_call(data: Any, task: Any, specs: list[ModelSpec], *, samples: int, id_column: str | None, context: int,
              columns: Mapping[str, str] | None, shard: Any, cache: Any, budget_usd: float | None,
-             stream: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What ``batches.json`` keeps to re-run a submitted job at collection (never a key)."""
+             stream: dict[str, Any] | None = None, own: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``batches.json`` keeps to re-run a submitted job at collection (never a key).
+    ``own``: the tasks of annotators that have their own (name -> task), kept whole."""
+    own = own or {}
+    models = [{**s.public(), **({"task": own[s.name].model_dump(mode="json")} if s.name in own else {})}
+              for s in specs]
     call = {
         "data": str(Path(data).resolve()) if isinstance(data, str | Path) else None,
-        "task": task.model_dump(mode="json"), "models": [s.public() for s in specs], "samples": samples,
+        "task": task.model_dump(mode="json"), "models": models, "samples": samples,
         "id_column": id_column, "context": context, "columns": dict(columns or {}),
         "shard": shard if shard is None or isinstance(shard, str) else list(shard),
         "cache": str(cache.directory) if cache is not None else None, "budget_usd": budget_usd,
@@ -295,10 +315,14 @@ def submitted_specs(state: BatchState, api_key: str | None, api_base: str | None
     if not state.call:
         raise RunDirError(f"{state.run_dir} holds no batch job ({STATE} is missing)",
                           fix="submit one with 'llm-annotator annotate ... --batch --out RUN_DIR'")
+    from llm_annotator.core.task import Task
+
     specs = []
     for public in state.call["models"]:
         fields = {k: v for k, v in public.items() if k in ModelSpec.model_fields and k != "extra"}
         fields["extra"] = public.get("extra") or {}
+        if isinstance(fields.get("task"), dict):
+            fields["task"] = Task(**fields["task"])
         if api_base is not None:
             fields["api_base"] = api_base
         specs.append(ModelSpec(**fields, api_key=SecretStr(api_key) if api_key else None))

@@ -5,8 +5,8 @@ Both are read first in full (pass 1): every row is given its id, rendered and ch
 with the data digest of the job's identity. Then :meth:`chunks` gives the rows again,
 chunk by chunk, with their prompt hashes. A dataset in memory is one chunk.
 
-The streamed input holds per item only its id's row number and its prompt hash as a
-64-bit number (about 200 bytes with the id map); a file must not change between the
+The streamed input holds per item only its id's row number and its prompt hashes as
+64-bit numbers, one per distinct prompt of the job (about 200 bytes with the id map); a file must not change between the
 passes (size and modification time are checked), and an iterable must yield the same
 rows each time it is iterated (a streaming ``datasets.IterableDataset`` does).
 """
@@ -22,9 +22,8 @@ from typing import Any
 from llm_annotator.core.data import Dataset, IdAssigner, Row, read_chunks
 from llm_annotator.core.errors import DataError
 from llm_annotator.core.identity import DataDigest
-from llm_annotator.core.prompts import prompt_hash
 from llm_annotator.core.shard import shard_of
-from llm_annotator.engine.jobs import JobBuilder
+from llm_annotator.engine.jobs import Hashes, JobBuilder
 
 #: Rows read, rendered and annotated at a time by a streamed input.
 CHUNK_ROWS = 10_000
@@ -42,27 +41,29 @@ class MemoryInput:
         self.source = dataset.source
         self.columns = list(dataset.columns)
         self._hashes = builder.prompt_hashes(dataset)
-        self.hashes: Mapping[str, str] = dict(zip(dataset.item_ids, self._hashes, strict=True))
+        self.hashes: Mapping[str, Hashes] = dict(zip(dataset.item_ids, self._hashes, strict=True))
         digest = DataDigest()
-        digest.add_many(zip(dataset.item_ids, self._hashes, strict=True))
+        digest.add_many((item_id, ",".join(found)) for item_id, found in zip(dataset.item_ids, self._hashes, strict=True))
         self.data = digest.finish()
         self.n_items = len(dataset.rows)
 
-    def chunks(self) -> Iterator[tuple[Dataset, list[str]]]:
+    def chunks(self) -> Iterator[tuple[Dataset, list[Hashes]]]:
         yield self.dataset, self._hashes
 
 
-class _RowHashes(Mapping[str, str]):
-    """item id -> prompt hash, answered from the streamed index."""
+class _RowHashes(Mapping[str, Hashes]):
+    """item id -> prompt hashes, answered from the streamed index (``width`` per row)."""
 
-    def __init__(self, assign: IdAssigner, hashes: array[int], n_items: int) -> None:
-        self.assign, self.codes, self.n_items = assign, hashes, n_items
+    def __init__(self, assign: IdAssigner, hashes: array[int], n_items: int, width: int) -> None:
+        self.assign, self.codes, self.n_items, self.width = assign, hashes, n_items, width
 
-    def row_hash(self, row: int) -> str | None:
-        value = self.codes[row]
-        return f"{value:016x}" if value else None
+    def row_hash(self, row: int) -> Hashes | None:
+        start = row * self.width
+        if not self.codes[start]:
+            return None
+        return tuple(f"{value:016x}" for value in self.codes[start:start + self.width])
 
-    def __getitem__(self, item_id: str) -> str:
+    def __getitem__(self, item_id: str) -> Hashes:
         row = self.assign.rows.get(item_id)
         found = self.row_hash(row) if row is not None else None
         if found is None:
@@ -70,7 +71,7 @@ class _RowHashes(Mapping[str, str]):
         return found
 
     def __iter__(self) -> Iterator[str]:
-        return (item_id for item_id, row in self.assign.rows.items() if self.codes[row])
+        return (item_id for item_id, row in self.assign.rows.items() if self.codes[row * self.width])
 
     def __len__(self) -> int:
         return self.n_items
@@ -113,40 +114,42 @@ class StreamInput:
         values: array[int] = array("Q")
         columns: dict[str, None] = {}
         digest = DataDigest()
+        width = len(builder.prompts)
         for records, names, offset in self._records():
             columns.update(dict.fromkeys(names))
             for position, (row, item_id) in enumerate(zip(records, self.assign(records, offset), strict=True)):
                 if shard is not None and shard_of(item_id, shard[1]) != shard[0]:
-                    values.append(0)
+                    values.extend([0] * width)
                     continue
-                rendered = builder.prompt.render(row, item_id=item_id, where=f"{self.source} row {offset + position + 1}")
-                value = int(prompt_hash(rendered, builder.schema), 16) or 1  # 0 marks "not in the job"
-                values.append(value)
-                digest.add(item_id, f"{value:016x}")
+                found = builder.row_hashes(row, item_id, f"{self.source} row {offset + position + 1}")
+                codes = [int(h, 16) or 1 for h in found]  # 0 marks "not in the job"
+                values.extend(codes)
+                digest.add(item_id, ",".join(f"{value:016x}" for value in codes))
         self.columns = list(columns)
         self._all_columns = list(columns)
         self.data = digest.finish()
         self.n_items = digest.n_items
         self._values = values
-        self.hashes: _RowHashes = _RowHashes(self.assign, values, self.n_items)
+        self._width = width
+        self.hashes: _RowHashes = _RowHashes(self.assign, values, self.n_items, width)
 
-    def chunks(self) -> Iterator[tuple[Dataset, list[str]]]:
+    def chunks(self) -> Iterator[tuple[Dataset, list[Hashes]]]:
         """Pass 2 (and 3): the rows of the job, chunk by chunk, with their ids and prompt hashes."""
         total = 0
         self.assign.restart()
         for records, _, offset in self._records():
             total = offset + len(records)
-            if total > len(self._values):
+            if total > self.n_rows:
                 break
-            keep = [n for n in range(len(records)) if self._values[offset + n]]
+            keep = [n for n in range(len(records)) if self._values[(offset + n) * self._width]]
             if not keep:
                 continue
             ids = self.assign.replay(records, offset)
-            hashes = [str(self.hashes.row_hash(offset + n)) for n in keep]
+            hashes: list[Hashes] = [self.hashes.row_hash(offset + n) or () for n in keep]
             yield Dataset([records[n] for n in keep], [ids[n] for n in keep], self._all_columns, self.source,
                           offset), hashes
-        if total != len(self._values):
-            raise DataError(f"{self.source} gave {total} rows on a second reading, {len(self._values)} on the first",
+        if total != self.n_rows:
+            raise DataError(f"{self.source} gave {total} rows on a second reading, {self.n_rows} on the first",
                             fix="pass an input that reads the same each time (a file, or a re-iterable dataset)")
 
     @property
@@ -156,7 +159,7 @@ class StreamInput:
 
     @property
     def n_rows(self) -> int:
-        return len(self._values)
+        return len(self._values) // self._width
 
 
 __all__ = ["CHUNK_ROWS", "MemoryInput", "StreamInput"]

@@ -13,21 +13,27 @@ from pathlib import Path
 from typing import Any
 
 from llm_annotator.core.data import Dataset
+from llm_annotator.core.errors import ConfigError
 from llm_annotator.core.identity import AnnotatorIdentity, JobIdentity
 from llm_annotator.core.models import ModelSpec
 from llm_annotator.core.prompts import Messages, compile_prompt, prompt_hash
-from llm_annotator.core.task import Task
+from llm_annotator.core.task import Task, load_task
 from llm_annotator.core.votes import VoteKey
 from llm_annotator.providers.endpoints import identity
 
 
 @dataclass(frozen=True)
 class Annotator:
-    """A model plus the parameters that make it distinct, with its identity."""
+    """A model plus a prompt and the parameters that make it distinct, with its identity.
+    ``prompt`` is the position of its task among the job's distinct prompts; a ``partial``
+    annotator's votes always carry the outputs it answers (and only those)."""
 
     spec: ModelSpec
     identity: AnnotatorIdentity
     digest: str
+    task: Task
+    prompt: int = 0
+    partial: bool = False  # its task answers some of the job's outputs, not all
 
     @property
     def name(self) -> str:
@@ -37,6 +43,10 @@ class Annotator:
         from llm_annotator.core.identity import request_fingerprint
 
         return request_fingerprint(self.digest, phash, sample)
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        return self.task.response_schema()
 
 
 @dataclass
@@ -59,58 +69,118 @@ class Request:
         return self.annotator.fingerprint(self.prompt_hash, sample)
 
 
-class JobBuilder:
-    def __init__(self, task: Task, specs: Sequence[ModelSpec], samples: int, media_root: Path | None = None) -> None:
-        self.task = task
-        self.samples = samples
-        self.prompt = compile_prompt(task, media_root)
-        if task.media:  # before anything is read: every annotator must take the task's media
-            from llm_annotator.providers.media import check_media
+#: An item's prompt hashes, one per distinct prompt of the job (one for most jobs).
+Hashes = tuple[str, ...]
 
-            for spec in specs:
-                check_media(spec, {m.kind for m in task.media.values()})
-        self.schema = task.response_schema()
+
+def annotator_task(spec: ModelSpec, task: Task, labels: Sequence[str] | None = None) -> Task:
+    """The task ``spec`` answers: its own, or the job's. Its own declares the job's primary
+    output and may declare others of the job's outputs, each defined as the job defines it
+    (kind, labels, range, bins), so its votes are comparable; the wording, media, answer
+    fields, aliases and explanations are its own. An annotator answers only its task's
+    outputs: e.g. a clip-only annotator the emotion, beside MELT's five elements."""
+    if spec.task is None:
+        return task
+    own = load_task(spec.task, labels)
+
+    def shape(o: Any) -> tuple[Any, ...]:
+        return o.name, o.kind, o.labels, o.range, o.integer, o.bins
+
+    def said(o: Any) -> str:
+        return f"{o.name} ({o.kind}: {', '.join(o.labels) if o.labels else o.range})"
+
+    job = {o.name: o for o in task.output_specs}
+    if own.primary.name != task.primary.name:
+        raise ConfigError(f"annotator {spec.name!r}: its task {own.name!r} answers {own.primary.name!r} first, the "
+                          f"job's task {task.name!r} {task.primary.name!r}; the annotators of one job share the "
+                          "primary output", fix="give that task the job's primary output first, or annotate it in "
+                          "a job of its own")
+    for o in own.output_specs:
+        if o.name not in job or shape(job[o.name]) != shape(o):
+            theirs = f"; the job's is {said(job[o.name])}" if o.name in job else ", which the job's task lacks"
+            raise ConfigError(f"annotator {spec.name!r}: its task {own.name!r} declares the output {said(o)}{theirs}",
+                              fix="define the output as the job's task does (the same kind, labels, range and "
+                                  "bins), or annotate it in a job of its own")
+    return own
+
+
+class JobBuilder:
+    """The job's annotators, each with its task, and the distinct prompts they are asked with."""
+
+    def __init__(self, task: Task, specs: Sequence[ModelSpec], samples: int, media_root: Path | None = None,
+                 labels: Sequence[str] | None = None) -> None:
+        self.task = task  # its outputs are every annotator's
+        self.samples = samples
+        self.tasks: list[Task] = []  # distinct, in the order of the annotators
         self.annotators = []
         for spec in specs:
-            found = identity(spec, task.max_tokens)
-            self.annotators.append(Annotator(spec, found, found.digest))
+            own = annotator_task(spec, task, labels)
+            if own.media:  # before anything is read: the annotator must take its task's media
+                from llm_annotator.providers.media import check_media
+
+                check_media(spec, {m.kind for m in own.media.values()})
+            key = next((n for n, t in enumerate(self.tasks) if t.template_hash == own.template_hash
+                        and t.response_schema() == own.response_schema()), None)
+            if key is None:
+                key = len(self.tasks)
+                self.tasks.append(own)
+            found = identity(spec, own.max_tokens)
+            partial = len(own.output_specs) != len(task.output_specs)
+            self.annotators.append(Annotator(spec, found, found.digest, own, key, partial))
+        self.prompts = [compile_prompt(t, media_root) for t in self.tasks]
+        self.schemas = [t.response_schema() for t in self.tasks]
 
     @property
     def names(self) -> list[str]:
         return [a.name for a in self.annotators]
 
-    def render(self, dataset: Dataset, index: int) -> Messages:
-        return self.prompt.render(dataset.rows[index], item_id=dataset.item_ids[index], where=dataset.where(index))
+    @property
+    def context_window(self) -> int:
+        """Previous turns any annotator's task asks for."""
+        return max(t.context_window for t in [self.task, *self.tasks])
 
-    def prompt_hashes(self, dataset: Dataset) -> list[str]:
+    def render(self, dataset: Dataset, index: int, prompt: int = 0) -> Messages:
+        return self.render_row(dataset.rows[index], dataset.item_ids[index], dataset.where(index), prompt)
+
+    def render_row(self, row: Mapping[str, Any], item_id: str, where: str, prompt: int = 0) -> Messages:
+        return self.prompts[prompt].render(row, item_id=item_id, where=where)
+
+    def row_hashes(self, row: Mapping[str, Any], item_id: str, where: str) -> Hashes:
+        """Render and check one row with every prompt of the job; keep the prompt hashes."""
+        return tuple(prompt_hash(self.render_row(row, item_id, where, p), schema)
+                     for p, schema in enumerate(self.schemas))
+
+    def prompt_hashes(self, dataset: Dataset) -> list[Hashes]:
         """Render and check every row of ``dataset``; keep only the prompt hashes."""
-        return [prompt_hash(self.render(dataset, n), self.schema) for n in range(len(dataset.rows))]
+        return [self.row_hashes(dataset.rows[n], dataset.item_ids[n], dataset.where(n))
+                for n in range(len(dataset.rows))]
 
     def job(self, source: str, data: dict[str, Any], shard: tuple[int, int] | None) -> JobIdentity:
+        own = {a.name: f"{a.task.name}:{a.task.template_hash}" for a in self.annotators if a.spec.task is not None}
         return JobIdentity(source=source, data=data, task=self.task.name, template_hash=self.task.template_hash,
                            labels=tuple(self.task.labels), annotators=tuple(self.names), samples=self.samples,
-                           shard=shard)
+                           shard=shard, annotator_tasks=own or None)
 
-    def wanted(self, hashes: Mapping[str, str]) -> Wanted:
+    def wanted(self, hashes: Mapping[str, Hashes]) -> Wanted:
         return Wanted(hashes, self.annotators, self.samples)
 
 
 class Wanted(Mapping[VoteKey, str]):
     """Every vote key of the job and the fingerprint it is asked with now, computed on demand
-    from the prompt hash of each item (``hashes``: item id -> prompt hash)."""
+    from the prompt hashes of each item (``hashes``: item id -> prompt hashes)."""
 
-    def __init__(self, hashes: Mapping[str, str], annotators: Sequence[Annotator], samples: int) -> None:
+    def __init__(self, hashes: Mapping[str, Hashes], annotators: Sequence[Annotator], samples: int) -> None:
         self.hashes = hashes
         self.by_name = {a.name: a for a in annotators}
         self.samples = samples
 
     def __getitem__(self, key: VoteKey) -> str:
         item_id, name, sample = key
-        phash = self.hashes.get(item_id)
+        found = self.hashes.get(item_id)
         annotator = self.by_name.get(name)
-        if phash is None or annotator is None or not 0 <= sample < self.samples:
+        if found is None or annotator is None or not 0 <= sample < self.samples:
             raise KeyError(key)
-        return annotator.fingerprint(phash, sample)
+        return annotator.fingerprint(found[annotator.prompt], sample)
 
     def __iter__(self) -> Iterator[VoteKey]:
         for item_id in self.hashes:
@@ -122,4 +192,4 @@ class Wanted(Mapping[VoteKey, str]):
         return len(self.hashes) * len(self.by_name) * self.samples
 
 
-__all__ = ["Annotator", "JobBuilder", "Request", "Wanted"]
+__all__ = ["Annotator", "Hashes", "JobBuilder", "Request", "Wanted", "annotator_task"]

@@ -39,9 +39,9 @@ def answers_of(completion: llm.Completion, count: int, *, spec: Any, batch: bool
 
 
 class LiveBackend:
-    def __init__(self, task: Task, budget: Budget, stats: RunStats) -> None:
-        self.task = task
-        self.schema = task.response_schema()
+    """Calls the providers now; each request is asked as its annotator's task says."""
+
+    def __init__(self, budget: Budget, stats: RunStats) -> None:
         self.budget = budget
         self.stats = stats
         self._checked: set[str] = set()
@@ -76,10 +76,11 @@ class LiveBackend:
         key = (spec.model, request.prompt_hash)
         if key not in self._prompt_tokens:
             self._prompt_tokens[key] = pricing.count_tokens(spec.model, request.messages)
-        return pricing.price_of(spec, self._prompt_tokens[key], (spec.max_tokens or self.task.max_tokens) * n)
+        return pricing.price_of(spec, self._prompt_tokens[key],
+                                (spec.max_tokens or request.annotator.task.max_tokens) * n)
 
     async def _do(self, request: Request, report: Reporter) -> None:
-        spec = request.annotator.spec
+        spec, task = request.annotator.spec, request.annotator.task
         caps = llm.capabilities(spec)
         remaining = list(request.samples)
         while remaining:
@@ -102,10 +103,10 @@ class LiveBackend:
 
             try:
                 completion = await llm.complete(
-                    spec, request.messages, n=n, max_tokens=self.task.max_tokens,
-                    response_format=self.schema if caps.response_format else None,
-                    logprobs=min(20, max(5, len(self.task.labels))) if caps.logprobs else None,
-                    local=self._local_params(spec) if spec.is_local else None, on_lost=on_lost,
+                    spec, request.messages, n=n, max_tokens=task.max_tokens,
+                    response_format=request.annotator.schema if caps.response_format else None,
+                    logprobs=min(20, max(5, len(task.labels))) if caps.logprobs else None,
+                    local=self._local_params(spec, task) if spec.is_local else None, on_lost=on_lost,
                     secrets=self._secrets.get(spec.name))
             except llm.CallFailed as failure:
                 if held[0]:
@@ -134,13 +135,13 @@ class LiveBackend:
             report.answered(request, remaining[:len(answers)], answers)
             remaining = remaining[len(answers):]
 
-    def _local_params(self, spec: Any) -> dict[str, Any]:
+    def _local_params(self, spec: Any, task: Task) -> dict[str, Any]:
         """What the embedded provider needs beyond the messages (label scoring)."""
-        params: dict[str, Any] = {"labels": list(self.task.labels), "output": self.task.output,
-                                  "mode": spec.mode or ("generate" if self.task.primary.kind in ("numeric", "multi_label") else None),
+        params: dict[str, Any] = {"labels": list(task.labels), "output": task.output,
+                                  "mode": spec.mode or ("generate" if task.primary.kind in ("numeric", "multi_label") else None),
                                   "calibrate": spec.calibrate}
         if spec.calibrate:
-            prompt = compile_prompt(self.task)
+            prompt = compile_prompt(task)
             blank = {field: "N/A" for field in prompt.fields}
             params["calibration_messages"] = prompt.render(blank, item_id="content-free", where="calibration")
         return params

@@ -7,7 +7,6 @@ from typing import Any
 
 from llm_annotator.core.errors import ConfigError
 from llm_annotator.core.models import ModelSpec
-from llm_annotator.core.task import Task
 from llm_annotator.store.cache import AnswerCache
 
 
@@ -45,14 +44,10 @@ def check_budget(specs: list[ModelSpec], budget_usd: float | None) -> None:
                                   "or drop the budget")
 
 
-def check_batch(specs: list[ModelSpec], out: Path | None, cache: Any, task: Task) -> None:
-    """A batch job needs a run directory, the cache, providers with a batch API, and a task
-    without media (batch files do not carry them yet)."""
+def check_batch(specs: list[ModelSpec], out: Path | None, cache: Any) -> None:
+    """A batch job needs a run directory, the cache and providers with a batch API."""
     from llm_annotator.providers.batch_api import check_spec
 
-    if task.media:
-        raise ConfigError(f"task {task.name!r} sends media, which batch jobs do not carry yet",
-                          fix="annotate without batch=True (CLI: without --batch)")
     if out is None:
         raise ConfigError("a batch job needs a run directory to record its batches in",
                           fix="pass out=RUN_DIR (CLI: --out RUN_DIR)")

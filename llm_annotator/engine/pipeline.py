@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,7 +22,7 @@ from llm_annotator.core.errors import AnnotatorError, ErrorKind, RunWarning
 from llm_annotator.core.parse import Parsed, distribution_from_logprobs, read_answer
 from llm_annotator.core.task import Task
 from llm_annotator.core.votes import Vote, VoteKey
-from llm_annotator.engine.jobs import Annotator, JobBuilder, Request
+from llm_annotator.engine.jobs import Annotator, Hashes, JobBuilder, Request
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.providers.client import quiet_collector
 from llm_annotator.store.cache import AnswerCache
@@ -84,14 +84,14 @@ class Pipeline:
         self.warm = warm
         self.votes: dict[VoteKey, Vote] = {}
         self.collected: set[str] = set()   # fingerprints of batch answers collected by this run
-        self._read: dict[str | None, tuple[Parsed, Any, Any]] = {}
+        self._read: dict[tuple[int, str | None], tuple[Parsed, Any, Any]] = {}
         self._scored = builder.task.primary.kind in ("categorical", "ordinal")  # a label distribution fits it
         self._flushed = time.monotonic()
         self._bar: Any = None
-        self._chunk: tuple[Dataset, list[str]] | None = None
+        self._chunk: tuple[Dataset, list[Hashes]] | None = None
 
     # -- running -------------------------------------------------------------------------
-    async def run(self, chunks: Iterable[tuple[Dataset, list[str]]], backend: Backend,
+    async def run(self, chunks: Iterable[tuple[Dataset, list[Hashes]]], backend: Backend,
                   resumed: Collection[VoteKey] = frozenset()) -> None:
         started = time.perf_counter()
         if self.progress:
@@ -114,14 +114,14 @@ class Pipeline:
                 self.stats.cache_corrupted = self.cache.corrupted
             self.stats.wall_s += time.perf_counter() - started
 
-    def _replay(self, dataset: Dataset, hashes: list[str], resumed: Collection[VoteKey]) -> list[Request]:
+    def _replay(self, dataset: Dataset, hashes: list[Hashes], resumed: Collection[VoteKey]) -> list[Request]:
         """Votes from the cache, and requests (item, annotator, missing samples) for the rest."""
         todo: list[tuple[Annotator, int, int, str]] = []
         for annotator in self.builder.annotators:
             for i, item_id in enumerate(dataset.item_ids):
                 for s in range(self.builder.samples):
                     if (item_id, annotator.name, s) not in resumed:
-                        todo.append((annotator, i, s, annotator.fingerprint(hashes[i], s)))
+                        todo.append((annotator, i, s, annotator.fingerprint(hashes[i][annotator.prompt], s)))
         hits = self.cache.get_many(fp for *_, fp in todo) if self.cache is not None else {}
         requests: dict[tuple[str, int], Request] = {}
         replayed: list[Vote] = []
@@ -134,7 +134,7 @@ class Pipeline:
                 request = requests.get((annotator.name, i))
                 if request is None:
                     request = requests[(annotator.name, i)] = Request(
-                        annotator, i, dataset.item_ids[i], hashes[i], [], messages=[])
+                        annotator, i, dataset.item_ids[i], hashes[i][annotator.prompt], [], messages=[])
                 request.samples.append(s)
                 continue
             fresh = fp in self.collected  # a batch answer collected by this run
@@ -143,7 +143,7 @@ class Pipeline:
             self.stats.cached_votes += not fresh
         self._write(replayed)
         for request in requests.values():  # rendered again only where a call is needed
-            request.messages = self.builder.render(dataset, request.item)
+            request.messages = self.builder.render(dataset, request.item, request.annotator.prompt)
         return list(requests.values())
 
     def _without_in_flight(self, requests: list[Request]) -> list[Request]:
@@ -179,7 +179,7 @@ class Pipeline:
     def answered(self, request: Request, samples: Sequence[int], answers: Sequence[Answer]) -> None:
         entries, votes = [], []
         for sample, answer in zip(samples, answers, strict=False):
-            entry = self.entry(answer)
+            entry = self.entry(answer, request.annotator)
             entries.append((request.fingerprint(sample), entry))
             votes.append(self._vote(request.item, request.annotator, sample, entry, cached=False))
             votes += [self._vote(item, request.annotator, sample, entry, cached=True) for item in request.followers]
@@ -218,23 +218,25 @@ class Pipeline:
         self.stats.stopped += len(samples) * (1 + len(request.followers))
 
     # -- votes -----------------------------------------------------------------------------
-    def read(self, content: str | None) -> tuple[Parsed, Any, Any]:
-        """read_answer, remembered per distinct answer text (label answers repeat a lot)."""
-        found = self._read.get(content)
+    def read(self, content: str | None, annotator: Annotator) -> tuple[Parsed, Any, Any]:
+        """read_answer by the annotator's task, remembered per distinct answer text (label
+        answers repeat a lot)."""
+        key = (annotator.prompt, content)
+        found = self._read.get(key)
         if found is None:
-            found = read_answer(content, self.task)
+            found = read_answer(content, annotator.task, cells=annotator.partial)
             if len(self._read) < 100_000:
-                self._read[content] = found
+                self._read[key] = found
         return found
 
-    def entry(self, answer: Answer) -> dict[str, Any]:
-        """What the cache keeps of one answer."""
+    def entry(self, answer: Answer, annotator: Annotator) -> dict[str, Any]:
+        """What the cache keeps of one answer of ``annotator``."""
         distribution = answer.distribution
         if not self._scored:  # a number's first token starts many bins, a set is not one label
             distribution = None
         elif distribution is None and answer.logprobs:
-            parsed = self.read(answer.content)[0]
-            distribution = distribution_from_logprobs(answer.content or "", answer.logprobs, parsed, self.task)
+            parsed = self.read(answer.content, annotator)[0]
+            distribution = distribution_from_logprobs(answer.content or "", answer.logprobs, parsed, annotator.task)
         entry = {"content": answer.content, "distribution": distribution, "finish_reason": answer.finish_reason,
                  "tokens_in": answer.tokens_in, "tokens_out": answer.tokens_out, "cost_usd": answer.cost_usd,
                  "latency_s": round(answer.latency_s, 4), "deployment": answer.deployment}
@@ -245,7 +247,7 @@ class Pipeline:
     def _vote(self, item: int, annotator: Annotator, sample: int, entry: dict[str, Any], *, cached: bool) -> Vote:
         assert self._chunk is not None
         dataset, hashes = self._chunk
-        parsed, outputs, explanation = self.read(entry.get("content"))
+        parsed, outputs, explanation = self.read(entry.get("content"), annotator)
         distribution = entry.get("distribution") if parsed.label is not None and self._scored else None
         if distribution is not None:
             distribution = {label: float(distribution.get(label, 0.0)) for label in self.task.labels}
@@ -259,11 +261,12 @@ class Pipeline:
         return Vote(
             item_id=dataset.item_ids[item], annotator=annotator.name, sample_index=sample,
             label=parsed.label if error is None else None, error=error, raw=entry.get("content"),
-            distribution=distribution, model=annotator.spec.model, prompt_hash=hashes[item],
-            template_hash=self.task.template_hash, tokens_in=int(entry.get("tokens_in", 0)),
+            distribution=distribution, model=annotator.spec.model, prompt_hash=hashes[item][annotator.prompt],
+            template_hash=annotator.task.template_hash, tokens_in=int(entry.get("tokens_in", 0)),
             tokens_out=int(entry.get("tokens_out", 0)), cost_usd=float(entry.get("cost_usd", 0.0)),
             latency_s=float(entry.get("latency_s", 0.0)), cached=cached, deployment=entry.get("deployment"),
-            fingerprint=annotator.fingerprint(hashes[item], sample), outputs=outputs, explanation=explanation,
+            fingerprint=annotator.fingerprint(hashes[item][annotator.prompt], sample), outputs=outputs,
+            explanation=explanation,
         )
 
     def _failed_vote(self, item: int, annotator: Annotator, sample: int, kind: ErrorKind, detail: str) -> Vote:
@@ -272,8 +275,9 @@ class Pipeline:
         return Vote(
             item_id=dataset.item_ids[item], annotator=annotator.name, sample_index=sample, label=None,
             error=kind.message(detail), raw=None, distribution=None, model=annotator.spec.model,
-            prompt_hash=hashes[item], template_hash=self.task.template_hash,
-            fingerprint=annotator.fingerprint(hashes[item], sample),
+            prompt_hash=hashes[item][annotator.prompt], template_hash=annotator.task.template_hash,
+            fingerprint=annotator.fingerprint(hashes[item][annotator.prompt], sample),
+            outputs={} if annotator.partial else None,  # none of the others' outputs failed
         )
 
     def _emit(self, votes: list[Vote], *, fresh: bool = False) -> None:
@@ -303,19 +307,23 @@ class Pipeline:
             self._flushed = now
 
 
-def judge_again(task: Task) -> Callable[[Vote], Vote]:
-    """A recorded vote judged by ``task``'s current parsing rules (labels, aliases, output
+def judge_again(task: Task, own: Mapping[str, Task] | None = None) -> Callable[[Vote], Vote]:
+    """A recorded vote judged by its task's current parsing rules (labels, aliases, output
     field): the same vote when nothing changes, else a copy with the new label or error.
+    ``own``: annotators with a task of their own (name -> task); the others answer ``task``.
     Failed requests (no answer) and refusals by a content filter are kept as they are."""
-    memo: dict[str, tuple[Parsed, Any, Any]] = {}
+    memo: dict[tuple[str, str], tuple[Parsed, Any, Any]] = {}
+    tasks = dict(own or {})
 
     def judge(vote: Vote) -> Vote:
         kind = vote.error_kind
         if vote.raw is None or kind is ErrorKind.REFUSED or (kind is not None and not kind.invalid_answer):
             return vote
-        found = memo.get(vote.raw)
+        its = tasks.get(vote.annotator, task)
+        found = memo.get((its.template_hash, vote.raw))
         if found is None:
-            found = memo[vote.raw] = read_answer(vote.raw, task)
+            partial = len(its.output_specs) != len(task.output_specs)
+            found = memo[(its.template_hash, vote.raw)] = read_answer(vote.raw, its, cells=partial)
         parsed, outputs, explanation = found
         if vote.explanation and "reasoning" in vote.explanation:  # the provider's, not in the answer text
             explanation = {**(explanation or {}), "reasoning": vote.explanation["reasoning"]}

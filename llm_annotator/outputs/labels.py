@@ -94,14 +94,17 @@ class _Accumulator:
         return OutputSums(probs, self.counts.sum(axis=0), moments)
 
 
-def _answer(vote: Mapping[str, Any], spec: OutputSpec, primary: bool) -> tuple[Any, Any, Any, Any]:
+def _answer(vote: Mapping[str, Any], spec: OutputSpec, primary: bool) -> tuple[Any, Any, Any, Any] | None:
     """(label, value, distribution, error) of one output in one vote, as
     :func:`llm_annotator.core.votes.output_frame` reads it: a failed request or a refusal
-    has no value of any output, the log-probability distribution is the primary's alone."""
+    has no value of any output, the log-probability distribution is the primary's alone.
+    None: the vote's annotator was not asked this output (its outputs lack it)."""
     cell = vote.get("outputs")
     if primary:
         mine = cell.get(spec.name) if isinstance(cell, Mapping) else None
         return vote.get("label"), (mine or {}).get("value"), vote.get("distribution"), vote.get("error")
+    if isinstance(cell, Mapping) and spec.name not in cell:
+        return None
     kind = ErrorKind.of(vote.get("error"))
     if isinstance(cell, Mapping) and (kind is None or (kind.invalid_answer and kind is not ErrorKind.REFUSED)):
         mine = cell.get(spec.name) or {"error": f"{ErrorKind.MISSING_FIELD.value}:{spec.name}"}
@@ -131,7 +134,10 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
             if vote.get("label") is None:
                 errors.append(str(vote.get("error")))
             for n, (spec, accumulator) in enumerate(zip(specs, sums, strict=True)):
-                label, value, distribution, error = _answer(vote, spec, n == 0)
+                answer = _answer(vote, spec, n == 0)
+                if answer is None:
+                    continue
+                label, value, distribution, error = answer
                 accumulator.add(a, row, label, value, distribution)
                 if label is None and n:
                     output_errors[n].append(str(error))
