@@ -23,7 +23,9 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -33,14 +35,28 @@ sys.path.insert(0, str(ROOT))
 from llm_annotator import annotate  # noqa: E402
 from llm_annotator.analysis.agreement import vs_gold  # noqa: E402
 from llm_annotator.core.prompts import compile_prompt  # noqa: E402
-from llm_annotator.core.task import load_task  # noqa: E402
+from llm_annotator.core.task import Task, load_task  # noqa: E402
 
 
-def conditions(meld: Path, k: int) -> dict[str, object]:
+def conditions(meld: Path, k: int) -> dict[str, Task]:
     demos = load_task("emotion_melt_demos").with_demonstrations(pool=str(meld / "train_sent_emo.csv"), k=k)
     return {"none": load_task("emotion_melt"),
             f"stratified_k{k}": demos,
             f"similar_k{k}": demos.with_demonstrations(select="similar")}
+
+
+def pool_ids_and_labels(prompt: Any) -> tuple[list[str], list[str]]:
+    """The pool's ids and gold labels, as the prompt read them."""
+    prompt.demonstrations_of({}, "")  # reads the pool
+    pool = prompt._selector().pool
+    return pool.ids, pool.labels
+
+
+def majority(labels: list[str]) -> str:
+    """The most frequent label; a tie goes to the one shown last (the most similar)."""
+    counts = Counter(labels)
+    best = max(counts.values())
+    return next(label for label in reversed(labels) if counts[label] == best)
 
 
 def main() -> None:
@@ -75,15 +91,17 @@ def main() -> None:
                    "seconds_per_item": seconds / len(dev)}
             if task.demonstrations is not None:  # how the examples relate to the gold and the prediction
                 prompt = compile_prompt(task)
-                shown = [prompt._selector().choose(r, str(r["Sr No."]))  # type: ignore[union-attr]
-                         for r in dev.to_dict("records")]
-                pool_labels = prompt._selector().pool.labels  # type: ignore[union-attr]
-                last = [pool_labels[s[-1]] if s else None for s in shown]
-                row["gold_among_shown"] = sum(g in {pool_labels[i] for i in s}
-                                              for g, s in zip(gold, shown, strict=True)) / len(dev)
-                row["prediction_is_last_shown_label"] = sum(p == lab for p, lab in
-                                                            zip(pred, last, strict=True)) / len(dev)
-                row["last_shown_label_vs_gold"] = vs_gold(gold, last, labels)["accuracy"]
+                pool = {pid: lab for pid, lab in zip(*pool_ids_and_labels(prompt), strict=True)}
+                records: list[dict[str, Any]] = dev.to_dict("records")  # type: ignore[assignment]
+                shown = [[pool[i] for i in prompt.demonstrations_of(r, str(r["Sr No."])) or []] for r in records]
+                row["gold_among_shown"] = sum(g in s for g, s in zip(gold, shown, strict=True)) / len(dev)
+                row["prediction_is_last_shown_label"] = sum(p == s[-1] for p, s in zip(pred, shown, strict=True)) \
+                    / len(dev)
+                if task.demonstrations.select == "similar":  # the examples' labels alone, no model
+                    for baseline, guess in (("nearest_label", [s[-1] for s in shown]),
+                                            ("majority_of_shown", [majority(s) for s in shown])):
+                        b = vs_gold(gold, guess, labels)
+                        row[f"baseline_{baseline}"] = {k: b[k] for k in ("accuracy", "macro_f1", "uar", "cohen_kappa")}
             rows.append(row)
             print(json.dumps(row), flush=True)
     always_neutral = vs_gold(gold, ["neutral"] * len(dev), labels)
