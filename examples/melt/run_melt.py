@@ -8,6 +8,16 @@ Steps: load a MELD split, optionally apply MELT's subset filter, annotate with
 published GPT-4o labels where present) as annotators, compute agreement and the
 label-change table, write the HTML report, and export the soft-label dataset that
 ``examples.ser`` trains on. ``--plan`` prints what GPT-4o would cost on MELT's data.
+
+With ``--audio-dir DIR`` (MELD's clips as WAV, named ``dia{Dialogue_ID}_utt{Utterance_ID}.wav``
+or as ``--audio-template`` says) the job holds three annotators: the text cues (``--task``,
+``-m``), the clip with the cues (``emotion_audio``) and the clip alone
+(``emotion_audio_only``), both by ``--audio-model``; one report compares them with each other
+and with the human labels. Rows whose clip is missing, or longer than the templates' limit
+(30 s), are left out and counted (``skipped_clips.csv``)::
+
+    python -m examples.melt.run_melt --split dev --audio-dir MELD_WAV/dev -m gpt-4o \
+        --audio-model gpt-4o-audio-preview-2024-12-17
 """
 
 from __future__ import annotations
@@ -39,6 +49,11 @@ from llm_annotator.engine.plan import plan  # noqa: E402
 from llm_annotator.outputs.result import AnnotationResult  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
+#: MELD's clip names (its MELD.Raw archives, as mp4; converted to WAV by the user)
+AUDIO_TEMPLATE = "dia{Dialogue_ID}_utt{Utterance_ID}.wav"
+#: The two audio annotators: the clip with MELT's text cues, and the clip alone
+AUDIO_TASKS = ("emotion_audio", "emotion_audio_only")
+AUDIO_MODEL = "gpt-4o-audio-preview-2024-12-17"
 
 
 def label_changes(human: list[str], llm: list[str | None]) -> pd.DataFrame:
@@ -58,7 +73,8 @@ def soft_label_dataset(result, frame: pd.DataFrame) -> pd.DataFrame:
     labels = result.labels().set_index("item_id")
     order = list(result.task.labels)
     out = pd.DataFrame({
-        "clip": frame["clip"], "file": frame["clip"] + ".wav", "speaker": frame["Speaker"],
+        "clip": frame["clip"], "file": frame["audio"] if "audio" in frame else frame["clip"] + ".wav",
+        "speaker": frame["Speaker"],
         "Dialogue_ID": frame["Dialogue_ID"], "Utterance_ID": frame["Utterance_ID"],
         "utterance": frame["Utterance"], "human_label": frame["Emotion"],
     })
@@ -103,7 +119,7 @@ def gpt4o_plan(meld_dir: Path, extra_items: int = 1794, melt_csv: Path | None = 
     return "\n".join(lines)
 
 
-def submit_or_collect(frame: pd.DataFrame, task: str, models: list[str], out: Path,
+def submit_or_collect(frame: pd.DataFrame, task: str, models: list[Any], out: Path,
                       options: dict[str, Any]) -> AnnotationResult | None:
     """Batch jobs: collect the running ones, else submit what is missing. None while any runs."""
     from llm_annotator.api import collect
@@ -122,6 +138,41 @@ def submit_or_collect(frame: pd.DataFrame, task: str, models: list[str], out: Pa
               "run the same command again later to collect them and finish")
         return None
     return result
+
+
+def attach_clips(frame: pd.DataFrame, audio_dir: Path, template: str,
+                 max_seconds: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows whose clip is a file under ``audio_dir`` no longer than ``max_seconds``, with its
+    name (relative to ``audio_dir``) in ``audio``; and the rows left out (clip, file, reason, seconds)."""
+    import soundfile
+
+    try:
+        names = [template.format_map(row) for row in frame.to_dict(orient="records")]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DataError(f"--audio-template {template!r}: {exc!r} is not a MELD column",
+                        fix=f"name the file from MELD's columns, e.g. {AUDIO_TEMPLATE!r}") from exc
+    keep, skipped = [], []
+    for clip, name in zip(frame["clip"], names, strict=True):
+        path = audio_dir / name
+        reason, seconds = (None, 0.0) if path.is_file() else ("missing", float("nan"))
+        if reason is None and max_seconds is not None:
+            try:
+                seconds = soundfile.info(str(path)).duration
+            except RuntimeError:  # unreadable: the library's check names the file and the fix
+                seconds = 0.0
+            if seconds > max_seconds:
+                reason = f"longer than {max_seconds:g} s"
+        keep.append(reason is None)
+        if reason is not None:
+            skipped.append({"clip": clip, "file": name, "reason": reason, "seconds": round(seconds, 3)})
+    kept = frame.loc[keep].copy()
+    kept["audio"] = [n for n, k in zip(names, keep, strict=True) if k]
+    return kept, pd.DataFrame(skipped, columns=["clip", "file", "reason", "seconds"])
+
+
+def audio_annotators(model: str, api_base: str | None) -> list[dict[str, Any]]:
+    """The clip-with-cues and clip-only annotators of ``model`` (named MODEL/TASK)."""
+    return [{"model": model, "task": task, **({"api_base": api_base} if api_base else {})} for task in AUDIO_TASKS]
 
 
 def missing_meld(meld_dir: str, error: DataError) -> str:
@@ -153,6 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", action="store_true",
                         help="ask through provider batch jobs (half price, within 24 h): the first run submits, "
                              "the same command later collects and finishes")
+    audio = parser.add_argument_group("audio: text, text+clip and clip-only annotators in one job")
+    audio.add_argument("--audio-dir", help="folder of MELD's clips as WAV (or any format libsndfile reads); adds "
+                                           "the annotators emotion_audio (cues + clip) and emotion_audio_only (clip)")
+    audio.add_argument("--audio-template", default=AUDIO_TEMPLATE,
+                       help=f"each clip's file under --audio-dir from MELD's columns (default {AUDIO_TEMPLATE!r}, "
+                            "MELD.Raw's names with .wav)")
+    audio.add_argument("--audio-model", default=AUDIO_MODEL,
+                       help=f"the model that hears the clips (default {AUDIO_MODEL}); a self-hosted one as "
+                            "openai/NAME with --audio-api-base")
+    audio.add_argument("--audio-api-base", help="API base URL of --audio-model (default: --api-base)")
     args = parser.parse_args(argv)
 
     models = args.models or (["gpt-4o"] if os.environ.get("OPENAI_API_KEY") else ["local/smollm2-135m"])
@@ -172,24 +233,50 @@ def main(argv: list[str] | None = None) -> int:
         if merged["llm_label"].notna().any():
             frame = merged
             columns.append("llm_label")
-    out = Path(args.out or ROOT / "runs" / f"melt_{args.split}_{args.task}")
-    print(f"{len(frame)} utterances of MELD {args.split}; task {args.task}; models {', '.join(models)}; k={args.samples}")
+    out = Path(args.out or ROOT / "runs" / f"melt_{args.split}_{args.task}{'_audio' if args.audio_dir else ''}")
+    annotators: list[Any] = list(models)
+    data, options = frame, {"samples": args.samples, "temperature": args.temperature, "id_column": "clip",
+                            "out": out, "api_base": args.api_base}
+    if args.audio_dir:
+        from llm_annotator.core.task import load_task
+
+        limit = min(load_task(t).media["clip"].max_seconds or float("inf") for t in AUDIO_TASKS)
+        try:
+            frame, skipped = attach_clips(frame, Path(args.audio_dir), args.audio_template, limit)
+        except DataError as exc:
+            parser.error(str(exc))
+        if frame.empty:
+            parser.error(f"--audio-dir {args.audio_dir}: none of the {len(skipped)} clips is there as "
+                         f"--audio-template {args.audio_template!r} names them (first: {skipped['file'].iloc[0]}); "
+                         "convert MELD.Raw's mp4 clips to WAV under that folder, e.g. ffmpeg -i dia0_utt0.mp4 "
+                         "-ac 1 -ar 16000 dia0_utt0.wav, or give the names with --audio-template")
+        if len(skipped):
+            out.mkdir(parents=True, exist_ok=True)
+            skipped.to_csv(out / "skipped_clips.csv", index=False)
+            reasons = ", ".join(f"{n} {r}" for r, n in sorted(skipped["reason"].value_counts().items()))
+            print(f"skipped {len(skipped)} utterances whose clip is unusable ({reasons}; first: "
+                  f"{skipped['file'].iloc[0]}): listed in {out / 'skipped_clips.csv'}")
+        annotators += audio_annotators(args.audio_model, args.audio_api_base)
+        # the templates' media field `clip` holds the file; the item id stays MELD's clip name
+        data = frame.assign(item=frame["clip"], clip=frame["audio"]).drop(columns="audio")
+        options.update(id_column="item", media_root=str(Path(args.audio_dir)))
+    names = [a if isinstance(a, str) else f"{a['model']}/{a['task']}" for a in annotators]
+    print(f"{len(frame)} utterances of MELD {args.split}; task {args.task}; annotators {', '.join(names)}; "
+          f"k={args.samples}")
     if args.plan:
         try:
             print(gpt4o_plan(Path(args.meld_dir), melt_csv=Path(args.melt_csv)))
         except DataError as exc:
             parser.error(missing_meld(args.meld_dir, exc))
-    print(plan(frame, args.task, models, samples=args.samples, id_column="clip", batch=args.batch,
-               api_base=args.api_base).table())
+    print(plan(data, args.task, annotators, samples=args.samples, id_column=options["id_column"], batch=args.batch,
+               api_base=args.api_base, media_root=options.get("media_root")).table())
 
-    options = {"samples": args.samples, "temperature": args.temperature, "id_column": "clip", "out": out,
-               "api_base": args.api_base}
     if args.batch:
-        result = submit_or_collect(frame, args.task, models, out, options)
+        result = submit_or_collect(data, args.task, annotators, out, options)
         if result is None:
             return 0
     else:
-        result = annotate(frame, args.task, models, **options)
+        result = annotate(data, args.task, annotators, **options)
     both = result.with_columns(columns)
     figures = both.agreement(gold="Emotion")
     print(format_report(figures, gold="Emotion"))
