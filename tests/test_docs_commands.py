@@ -87,6 +87,13 @@ NOT_RUN: dict[str, str] = {
         "needs MELD's CSVs and OpenAI's batch API (tests/test_examples.py runs the batch path on loopback)",
     "python -m examples.melt.run_melt --split dev -m local/smollm2-135m -m local/gemma3-270m --samples 5 "
     "--out runs/melt_dev_emotion_melt": "needs MELD's CSVs and about an hour of the embedded models",
+    "python -m examples.melt.run_melt --split dev -m gpt-4o --audio-dir MELD_WAV/dev --samples 1":
+        "needs MELD's audio (MELD.Raw, converted to WAV) and OpenAI (OPENAI_API_KEY); tests/test_melt_audio.py runs "
+        "--audio-dir on EmoDB clips against the loopback server",
+    "python -m examples.melt.run_melt --split dev -m gpt-4o --audio-dir MELD_WAV/dev --audio-model "
+    "openai/Qwen/Qwen2-Audio-7B-Instruct --audio-api-base http://127.0.0.1:8000/v1":
+        "needs MELD's audio and a self-hosted audio model; tests/test_melt_audio.py runs it against the loopback server",
+    "python benchmarks/melt_audio_cost.py": f"a benchmark of several minutes, and it {SHARED}",
     # docs/reliability.md
     "python benchmarks/faults.py --items 2000 --kills 10": "a benchmark of several minutes (docs/reliability.md)",
     # docs/trust.md
