@@ -39,6 +39,7 @@ from llm_annotator.engine.outcome import finish, warn_if_failed
 from llm_annotator.engine.pipeline import Backend, Pipeline, judge_again
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.engine.sync import run_sync
+from llm_annotator.engine.workers import annotate_in_workers, check_workers, join_worker_votes
 from llm_annotator.outputs.result import AnnotationResult, items_frame
 from llm_annotator.providers.client import start_import
 from llm_annotator.store.batch_state import STATE, BatchState
@@ -78,7 +79,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                api_key: str | None = None, timeout: float | None = None, progress: bool | None = None,
                shard: str | tuple[int, int] | None = None, batch: bool = False, overwrite: bool = False,
                chunk_rows: int = CHUNK_ROWS, collect_state: BatchState | None = None,
-               media_root: str | Path | None = None) -> tuple[RunManifest, Any]:
+               media_root: str | Path | None = None, workers: int = 1) -> tuple[RunManifest, Any]:
     """Run one job through the pipeline; returns its manifest and (in memory) its result."""
     import sys
 
@@ -93,6 +94,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
     if stream and out_dir is None:
         raise ConfigError("a streamed run keeps its votes on disk only and needs a run directory",
                           fix="pass out=RUN_DIR")
+    check_workers(workers, out=out_dir, batch=batch, collect=collect_state is not None, data=data, stream=stream)
     if batch:
         check_batch(specs, out_dir, cache)
     if collect_state is None and (cache is False or cache is None) and (out is None or overwrite):
@@ -146,6 +148,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         resumed: dict[Any, Vote | None] = {}
         if run_dir is not None:
             run_dir.begin(manifest)
+            join_worker_votes(run_dir.path, run_dir.votes_path)  # a killed run's workers' votes
             log = run_dir.vote_log()
             resumed = log.open(builder.wanted(source.hashes), keep=not stream, judge=judge_again(
                 the_task, {a.name: a.task for a in builder.annotators if a.spec.task is not None}))
@@ -167,7 +170,17 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                 backend = SubmitBackend(builder, state, budget, stats)
             else:
                 backend = LiveBackend(budget, stats)
-            await pipeline.run(source.chunks(), backend, resumed)
+            if workers > 1:  # the live calls in worker processes (check_workers: no batch)
+                assert run_dir is not None and log is not None
+                log.close()
+                pipeline.votes.update(await annotate_in_workers(
+                    workers, builder=builder, source=source, labels=labels, media_root=default_root(data, media_root),
+                    stream={"data": data, "id_column": id_column, "columns": columns, "shard": the_shard,
+                            "chunk_rows": chunk_rows} if stream else None,
+                    run_dir=run_dir.path, cache=answer_cache, budget=budget, stats=stats, progress=show,
+                    done=len(resumed), keep=not stream))
+            else:
+                await pipeline.run(source.chunks(), backend, resumed)
         finally:
             if log is not None:
                 log.close()
@@ -243,13 +256,14 @@ async def annotate_async(
     shard: str | tuple[int, int] | None = None,
     batch: bool = False,
     media_root: str | Path | None = None,
+    workers: int = 1,
 ) -> AnnotationResult:
     """The async twin of :func:`annotate` (same options)."""
     _, result = await _run(data, task, models, stream=False, samples=samples, temperature=temperature,
                            labels=labels, id_column=id_column, context=context, columns=columns, out=out,
                            overwrite=overwrite, cache=cache, budget_usd=budget_usd, concurrency=concurrency,
                            max_tokens=max_tokens, api_base=api_base, api_key=api_key, timeout=timeout,
-                           progress=progress, shard=shard, batch=batch, media_root=media_root)
+                           progress=progress, shard=shard, batch=batch, media_root=media_root, workers=workers)
     assert result is not None
     return result
 
@@ -262,7 +276,7 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
              concurrency: int | None = None, max_tokens: int | None = None, api_base: str | None = None,
              api_key: str | None = None, timeout: float | None = None, progress: bool | None = None,
              shard: str | tuple[int, int] | None = None, batch: bool = False,
-             media_root: str | Path | None = None) -> AnnotationResult:
+             media_root: str | Path | None = None, workers: int = 1) -> AnnotationResult:
     """Label ``data`` with ``models`` under ``task``: every vote, soft labels, confidence.
 
     Args:
@@ -299,6 +313,9 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
             :func:`collect`.
         media_root: the folder relative paths of a task's media fields are read from
             (default: the data file's folder; ``docs/multimodal.md``).
+        workers: processes that make the job's calls, sharing ``out`` (needed), the cache,
+            the budget and one progress display; the votes are a one-process run's
+            (``docs/scale.md``).
 
     Returns:
         An :class:`AnnotationResult`: ``.votes`` (one row per item, annotator and sample),
@@ -310,7 +327,7 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
                                    overwrite=overwrite, cache=cache, budget_usd=budget_usd,
                                    concurrency=concurrency, max_tokens=max_tokens, api_base=api_base,
                                    api_key=api_key, timeout=timeout, progress=progress, shard=shard, batch=batch,
-                                   media_root=media_root))
+                                   media_root=media_root, workers=workers))
 
 
 async def annotate_stream_async(data: Any, task: str | Path | Task = "classification", models: ModelsLike = None,

@@ -82,11 +82,12 @@ class StreamInput:
 
     def __init__(self, data: Any, builder: JobBuilder, *, id_column: str | None,
                  columns: Mapping[str, str] | None = None, shard: tuple[int, int] | None = None,
-                 chunk_rows: int = CHUNK_ROWS) -> None:
+                 chunk_rows: int = CHUNK_ROWS, part: tuple[int, int] | None = None) -> None:
+        """``part`` (i, N): only the job's items at positions i, i + N, ... (a worker's share)."""
         self.raw, self.column_map, self.chunk_rows = data, columns, chunk_rows
         self.stamp = self._stamp()
         self.source, _ = read_chunks(data, columns=columns, chunk_rows=chunk_rows)
-        self._index(builder, id_column, shard)
+        self._index(builder, id_column, shard, part)
 
     def _stamp(self) -> tuple[int, int] | None:
         if isinstance(self.raw, str | Path):
@@ -108,17 +109,23 @@ class StreamInput:
             yield records, names, offset
             offset += len(records)
 
-    def _index(self, builder: JobBuilder, id_column: str | None, shard: tuple[int, int] | None) -> None:
+    def _index(self, builder: JobBuilder, id_column: str | None, shard: tuple[int, int] | None,
+               part: tuple[int, int] | None = None) -> None:
         """Pass 1: ids, rendering and prompt hashes of every row; the first bad row stops it."""
         self.assign = IdAssigner(self.source, id_column)
         values: array[int] = array("Q")
         columns: dict[str, None] = {}
         digest = DataDigest()
         width = len(builder.prompts)
+        items = 0  # the job's items so far
         for records, names, offset in self._records():
             columns.update(dict.fromkeys(names))
             for position, (row, item_id) in enumerate(zip(records, self.assign(records, offset), strict=True)):
                 if shard is not None and shard_of(item_id, shard[1]) != shard[0]:
+                    values.extend([0] * width)
+                    continue
+                items += 1
+                if part is not None and (items - 1) % part[1] != part[0]:
                     values.extend([0] * width)
                     continue
                 found = builder.row_hashes(row, item_id, f"{self.source} row {offset + position + 1}")

@@ -70,7 +70,8 @@ class Pipeline:
 
     def __init__(self, builder: JobBuilder, *, cache: AnswerCache | None, log: VoteLog | None,
                  keep_votes: bool, stats: RunStats, progress: bool = False,
-                 in_flight: Collection[VoteKey] = frozenset(), warm: Callable[[], None] | None = None) -> None:
+                 in_flight: Collection[VoteKey] = frozenset(), warm: Callable[[], None] | None = None,
+                 bar: Any = None) -> None:
         self.builder = builder
         self.task = builder.task
         self.cache = cache
@@ -87,14 +88,14 @@ class Pipeline:
         self._read: dict[tuple[int, str | None], tuple[Parsed, Any, Any]] = {}
         self._scored = builder.task.primary.kind in ("categorical", "ordinal")  # a label distribution fits it
         self._flushed = time.monotonic()
-        self._bar: Any = None
+        self._bar: Any = bar  # a progress display given (a worker's reports), else made by run()
         self._chunk: tuple[Dataset, list[Hashes]] | None = None
 
     # -- running -------------------------------------------------------------------------
     async def run(self, chunks: Iterable[tuple[Dataset, list[Hashes]]], backend: Backend,
                   resumed: Collection[VoteKey] = frozenset()) -> None:
         started = time.perf_counter()
-        if self.progress:
+        if self.progress and self._bar is None:
             from tqdm import tqdm
 
             self._bar = tqdm(total=self.stats.requested_votes, initial=len(resumed), unit="vote",

@@ -10,7 +10,9 @@ from zero. Entries::
     {"usd": 0.1100, "kind": "batch_billed", "batch": "0001-gpt-4o.jsonl"}
 
 A collected batch's billed entry replaces its reservation. Without a run directory the
-ledger lives in memory and covers the one call.
+ledger lives in memory and covers the one call. Each entry is one ``write`` to a file
+opened for appending, so the worker processes of one job (``--workers``) append to the
+same ledger without tearing each other's lines.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from llm_annotator.core.errors import RunDirError
 
@@ -28,7 +30,7 @@ KINDS = frozenset({"billed", "may_be_billed", "batch_reserved", "batch_billed"})
 class Ledger:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
-        self._handle: IO[str] | None = None
+        self._fd: int | None = None
         self._spent = 0.0
         self._reserved: dict[str, float] = {}   # batch -> reserved dollars, until billed
         self.estimated = 0                       # entries whose cost was estimated
@@ -76,23 +78,21 @@ class Ledger:
         if self.path is None:
             return
         try:
-            if self._handle is None:
-                self._handle = self.path.open("a", encoding="utf-8")
-            self._handle.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(self._fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
         except OSError as exc:
             raise RunDirError(f"cannot append to {self.path}: {exc.strerror}",
                               fix="free disk space or choose another --out directory") from None
 
     def flush(self) -> None:
-        if self._handle is not None:
-            self._handle.flush()
+        """Nothing to do: every entry is written when it is recorded."""
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
-            self._handle = None
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
 
 __all__ = ["Ledger"]
