@@ -104,3 +104,25 @@ def test_melt_with_audio_stops_when_no_clip_is_there(shared_data, tmp_path, caps
     assert (f"--audio-dir {tmp_path}: none of the 3 clips is there as --audio-template "
             "'dia{Dialogue_ID}_utt{Utterance_ID}.wav' names them (first: dia0_utt0.wav)") in error
     assert "ffmpeg -i dia0_utt0.mp4" in error and not (tmp_path / "r").exists()
+
+
+def test_melt_with_audio_through_batch_jobs(shared_data, clips, tmp_path, fake_server, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    heard: dict[str, str] = {}
+    server = fake_server(respond(heard))
+    server.hold_batches = True
+    out = tmp_path / "run"
+    argv = ["--split", "train", "--limit", "4", "--samples", "1", "--out", str(out), "--batch",
+            "--meld-dir", str(shared_data / "meld"), "--melt-csv", str(shared_data / "melt" / "meld_train.csv"),
+            "-m", TEXT, "--api-base", server.url, "--audio-dir", str(clips), "--audio-model", AUDIO]
+    assert main(argv) == 0
+    assert "12 votes wait in batch jobs" in capsys.readouterr().out and not (out / "report.html").exists()
+    server.hold_batches = False
+    for batch in list(server.batches):  # the provider finishes
+        while server.retrieve_batch(batch)["status"] != "completed":
+            pass
+    monkeypatch.chdir(tmp_path)  # collected from elsewhere: the clips are found by their absolute paths
+    assert main(argv) == 0
+    figures = json.loads((out / "agreement.json").read_text())
+    assert figures["annotators"][:3] == NAMES and (out / "report.html").is_file()
+    assert server.calls == 12 and len(heard) == 4

@@ -257,9 +257,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {len(skipped)} utterances whose clip is unusable ({reasons}; first: "
                   f"{skipped['file'].iloc[0]}): listed in {out / 'skipped_clips.csv'}")
         annotators += audio_annotators(args.audio_model, args.audio_api_base)
-        # the templates' media field `clip` holds the file; the item id stays MELD's clip name
-        data = frame.assign(item=frame["clip"], clip=frame["audio"]).drop(columns="audio")
-        options.update(id_column="item", media_root=str(Path(args.audio_dir)))
+        # the templates' media field `clip` holds the file (absolute: a batch job is collected from its
+        # data alone); the item id stays MELD's clip name. A clip is identified by its bytes, not its path.
+        root = Path(args.audio_dir).resolve()
+        data = frame.assign(item=frame["clip"], clip=[str(root / n) for n in frame["audio"]]).drop(columns="audio")
+        options.update(id_column="item")
     names = [a if isinstance(a, str) else f"{a['model']}/{a['task']}" for a in annotators]
     print(f"{len(frame)} utterances of MELD {args.split}; task {args.task}; annotators {', '.join(names)}; "
           f"k={args.samples}")
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         except DataError as exc:
             parser.error(missing_meld(args.meld_dir, exc))
     print(plan(data, args.task, annotators, samples=args.samples, id_column=options["id_column"], batch=args.batch,
-               api_base=args.api_base, media_root=options.get("media_root")).table())
+               api_base=args.api_base).table())
 
     if args.batch:
         result = submit_or_collect(data, args.task, annotators, out, options)
