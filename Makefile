@@ -38,7 +38,7 @@ demo: check-compiler
 	llm-annotator annotate examples/data/walnut_street.csv --task emotion_melt --id-column 'Sr No.' --out runs/walnut_street
 
 install-dev: check-compiler
-	$(PIP) -e '.[local,report,ser,trust,dev]'
+	$(PIP) -e '.[local,report,ser,trust,ray,dev]'
 
 test: check-chromium install-dev label-studio lint
 	$(PYTHON) tools/check_pth.py

@@ -79,7 +79,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                api_key: str | None = None, timeout: float | None = None, progress: bool | None = None,
                shard: str | tuple[int, int] | None = None, batch: bool = False, overwrite: bool = False,
                chunk_rows: int = CHUNK_ROWS, collect_state: BatchState | None = None,
-               media_root: str | Path | None = None, workers: int = 1) -> tuple[RunManifest, Any]:
+               media_root: str | Path | None = None, workers: int = 1,
+               ray: str | None = None) -> tuple[RunManifest, Any]:
     """Run one job through the pipeline; returns its manifest and (in memory) its result."""
     import sys
 
@@ -94,7 +95,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
     if stream and out_dir is None:
         raise ConfigError("a streamed run keeps its votes on disk only and needs a run directory",
                           fix="pass out=RUN_DIR")
-    check_workers(workers, out=out_dir, batch=batch, collect=collect_state is not None, data=data, stream=stream)
+    check_workers(workers, out=out_dir, batch=batch, collect=collect_state is not None, data=data, stream=stream,
+                  ray=ray)
     if batch:
         check_batch(specs, out_dir, cache)
     if collect_state is None and (cache is False or cache is None) and (out is None or overwrite):
@@ -170,7 +172,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                 backend = SubmitBackend(builder, state, budget, stats)
             else:
                 backend = LiveBackend(budget, stats)
-            if workers > 1:  # the live calls in worker processes (check_workers: no batch)
+            if workers > 1 or ray is not None:  # the live calls in worker processes (check_workers: no batch)
                 assert run_dir is not None and log is not None
                 log.close()
                 pipeline.votes.update(await annotate_in_workers(
@@ -178,7 +180,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                     stream={"data": data, "id_column": id_column, "columns": columns, "shard": the_shard,
                             "chunk_rows": chunk_rows} if stream else None,
                     run_dir=run_dir.path, cache=answer_cache, budget=budget, stats=stats, progress=show,
-                    done=len(resumed), keep=not stream))
+                    done=len(resumed), keep=not stream, ray=ray))
             else:
                 await pipeline.run(source.chunks(), backend, resumed)
         finally:
@@ -257,13 +259,15 @@ async def annotate_async(
     batch: bool = False,
     media_root: str | Path | None = None,
     workers: int = 1,
+    ray: str | None = None,
 ) -> AnnotationResult:
     """The async twin of :func:`annotate` (same options)."""
     _, result = await _run(data, task, models, stream=False, samples=samples, temperature=temperature,
                            labels=labels, id_column=id_column, context=context, columns=columns, out=out,
                            overwrite=overwrite, cache=cache, budget_usd=budget_usd, concurrency=concurrency,
                            max_tokens=max_tokens, api_base=api_base, api_key=api_key, timeout=timeout,
-                           progress=progress, shard=shard, batch=batch, media_root=media_root, workers=workers)
+                           progress=progress, shard=shard, batch=batch, media_root=media_root, workers=workers,
+                           ray=ray)
     assert result is not None
     return result
 
@@ -276,7 +280,7 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
              concurrency: int | None = None, max_tokens: int | None = None, api_base: str | None = None,
              api_key: str | None = None, timeout: float | None = None, progress: bool | None = None,
              shard: str | tuple[int, int] | None = None, batch: bool = False,
-             media_root: str | Path | None = None, workers: int = 1) -> AnnotationResult:
+             media_root: str | Path | None = None, workers: int = 1, ray: str | None = None) -> AnnotationResult:
     """Label ``data`` with ``models`` under ``task``: every vote, soft labels, confidence.
 
     Args:
@@ -316,6 +320,8 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
         workers: processes that make the job's calls, sharing ``out`` (needed), the cache,
             the budget and one progress display; the votes are a one-process run's
             (``docs/scale.md``).
+        ray: run the workers as Ray tasks on the cluster at this address (``"local"``: a
+            Ray instance of this machine); ``out`` must be on storage every node sees.
 
     Returns:
         An :class:`AnnotationResult`: ``.votes`` (one row per item, annotator and sample),
@@ -327,7 +333,7 @@ def annotate(data: DataLike, task: str | Path | Task = "classification", models:
                                    overwrite=overwrite, cache=cache, budget_usd=budget_usd,
                                    concurrency=concurrency, max_tokens=max_tokens, api_base=api_base,
                                    api_key=api_key, timeout=timeout, progress=progress, shard=shard, batch=batch,
-                                   media_root=media_root, workers=workers))
+                                   media_root=media_root, workers=workers, ray=ray))
 
 
 async def annotate_stream_async(data: Any, task: str | Path | Task = "classification", models: ModelsLike = None,

@@ -52,6 +52,9 @@ def build_parser(width: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="I/N", help="annotate only shard I of N (item-hash ranges); merge with 'merge'")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes that make the job's calls, sharing its run directory, cache and budget (default 1)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="run the workers as Ray tasks on the cluster at ADDRESS ('local': this machine); the run "
+                        "directory must be on storage every node sees (the 'ray' extra)")
     p.add_argument("--stream", action="store_true",
                    help="read the input in chunks and keep no votes in memory (automatic for inputs over "
                         f"{STREAM_AUTO_MB} MB without dialogue context); same run directory")

@@ -154,7 +154,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     options = {"samples": args.samples, "out": out, "overwrite": args.overwrite, "concurrency": args.concurrency,
                "budget_usd": args.budget_usd,
                "timeout": args.timeout, "shard": args.shard, "progress": False if args.quiet else None,
-               "workers": args.workers,
+               "workers": args.workers, "ray": args.ray,
                **_job_options(args)}
     if _should_stream(args):
         from llm_annotator.api import annotate_stream

@@ -36,7 +36,7 @@ from llm_annotator.core.errors import AnnotatorError, ConfigError, RunDirError
 from llm_annotator.core.models import ModelSpec
 from llm_annotator.core.task import Task
 from llm_annotator.engine.stats import RunStats
-from llm_annotator.store.rundir import SHARED_BUDGET, WORKER_VOTES
+from llm_annotator.store.rundir import LEDGER, SHARED_BUDGET, VOTES, WORKER_LEDGER, WORKER_VOTES
 
 
 @dataclass
@@ -51,16 +51,19 @@ class WorkerCall:
     labels: list[str] | None
     media_root: Path | None
     run_dir: Path
-    cache: str | None                    # the answer cache's directory; None: no cache
+    cache: str | bool | None             # the answer cache's directory; True: the worker's own default; None: none
     budget_usd: float | None
+    ray: bool = False                    # a Ray task: its own ledger file and budget share, no lock
+    budget_share: float | None = None    # Ray: this worker's share of what the budget has left
     dataset: Dataset | None = None       # in memory: the worker's rows
     stream: dict[str, Any] | None = None  # streamed: StreamInput's arguments
 
 
-def check_workers(workers: int, *, out: Path | None, batch: bool, collect: bool, data: Any, stream: bool) -> None:
+def check_workers(workers: int, *, out: Path | None, batch: bool, collect: bool, data: Any, stream: bool,
+                  ray: str | None = None) -> None:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers={workers!r}: a job runs in one process or more", fix="pass workers=1 or more")
-    if workers == 1:
+    if workers == 1 and ray is None:
         return
     if out is None:
         raise ConfigError("workers write their votes into the run directory, and there is none",
@@ -73,20 +76,23 @@ def check_workers(workers: int, *, out: Path | None, batch: bool, collect: bool,
                           fix="pass the path of the input, or annotate it in memory")
 
 
-def join_worker_votes(run_dir: Path, votes: Path) -> int:
-    """Append the complete lines of every worker's votes file to ``votes`` and remove the
-    files; returns the lines joined. A line joined twice (a kill between the append and
-    the removal) is read back once."""
+def join_worker_votes(run_dir: Path, votes: Path | None = None) -> int:
+    """Append the complete lines of every worker's votes file to ``votes.jsonl`` (and of
+    every Ray worker's ledger to ``ledger.jsonl``) and remove the files; returns the votes
+    joined. A vote joined twice (a kill between the append and the removal) is read back
+    once; a ledger line joined twice counts twice, which errs on the side of the budget."""
     joined = 0
-    for path in sorted(run_dir.glob(WORKER_VOTES.format("*"))):
+    files = [(path, votes or run_dir / VOTES) for path in sorted(run_dir.glob(WORKER_VOTES.format("*")))]
+    files += [(path, run_dir / LEDGER) for path in sorted(run_dir.glob(WORKER_LEDGER.format("*")))]
+    for path, into in files:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")
         lines = text if text.endswith("\n") else text[:text.rfind("\n") + 1]  # a torn last line: re-asked
         if lines:
-            with votes.open("a", encoding="utf-8", errors="surrogateescape") as handle:
+            with into.open("a", encoding="utf-8", errors="surrogateescape") as handle:
                 handle.write(lines)
                 handle.flush()
                 os.fsync(handle.fileno())
-            joined += lines.count("\n")
+            joined += lines.count("\n") if into.name == VOTES else 0
         path.unlink()
     return joined
 
@@ -171,6 +177,70 @@ async def run_workers(calls: list[WorkerCall], stats: RunStats, *, progress: boo
     return float(budget_figures[0]), int(budget_figures[1])
 
 
+def _ray_task(call: WorkerCall) -> dict[str, Any]:
+    """One worker's share as a Ray task (on any machine of the cluster)."""
+    stats, budget = asyncio.run(work(call, lambda **_: None))
+    return {"stats": dataclasses.asdict(stats), "spent": budget.spent_this_run, "refused": budget.refused}
+
+
+async def run_ray_workers(calls: list[WorkerCall], stats: RunStats, *, progress: bool, done: int,
+                          address: str) -> tuple[float, int]:
+    """The workers as Ray tasks on the cluster at ``address`` (``local``: a Ray instance of
+    this machine, started here). The run directory must be on storage every node sees;
+    progress is read from the growth of the workers' votes files, so nothing but files
+    is shared. A task's error is raised once every task has ended."""
+    try:
+        import ray
+    except ModuleNotFoundError:
+        raise ConfigError("--ray runs the workers on a Ray cluster, and Ray is not installed",
+                          fix="pip install 'llm-annotator-kit[ray]'") from None
+    if any(spec.api_key is not None for call in calls for spec in call.specs):
+        raise ConfigError("a key given as api_key would travel in Ray's task records",
+                          fix="set the provider's key in the environment of every Ray node (e.g. OPENAI_API_KEY) "
+                              "and leave api_key unset")
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    task = ray.remote(_ray_task)
+    refs = [task.options(name=f"llm_annotator worker {c.index}/{c.workers}").remote(c) for c in calls]
+    bar: Any = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=stats.requested_votes, initial=done, unit="vote", desc=f"annotating ({len(calls)} Ray tasks)",
+                   file=sys.stderr, dynamic_ncols=True)
+    seen: dict[Path, int] = {}
+    results: list[Any] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    waiting = loop.run_in_executor(None, ray.get, refs)
+    try:
+        while not waiting.done():
+            await asyncio.wait([waiting], timeout=0.5)
+            if bar is not None:  # the votes written so far, from the files' new lines
+                for path in calls[0].run_dir.glob(WORKER_VOTES.format("*")):
+                    with contextlib.suppress(OSError), path.open("rb") as handle:
+                        handle.seek(seen.get(path, 0))
+                        chunk = handle.read()
+                        seen[path] = seen.get(path, 0) + len(chunk)
+                        bar.update(chunk.count(b"\n"))
+        results = waiting.result()
+    except Exception as exc:  # a task's error: ray.get raises it wrapped
+        cause = getattr(exc, "cause", None) or exc
+        errors.append(cause.message if isinstance(cause, AnnotatorError) else f"{type(cause).__name__}: {cause}")
+    finally:
+        if bar is not None:
+            bar.close()
+        stats.wall_s += time.perf_counter() - started
+    if errors:
+        raise RunDirError(f"a Ray worker failed: {errors[0]}",
+                          fix="correct it and run the same job again: it resumes where the workers stopped")
+    for result in results:
+        merge_stats(stats, result["stats"])
+    return sum(r["spent"] for r in results), sum(r["refused"] for r in results)
+
+
 class _Reports:
     """A worker's progress display: counts sent to the parent every 0.2 s."""
 
@@ -205,7 +275,6 @@ async def work(call: WorkerCall, send: Callable[..., None]) -> tuple[RunStats, A
     from llm_annotator.engine.pipeline import Pipeline
     from llm_annotator.providers.client import start_import
     from llm_annotator.store.ledger import Ledger
-    from llm_annotator.store.rundir import LEDGER, VOTES
     from llm_annotator.store.votelog import VoteLog, read_votes
 
     start_import()  # LiteLLM loads while the worker reads and renders its share
@@ -220,9 +289,13 @@ async def work(call: WorkerCall, send: Callable[..., None]) -> tuple[RunStats, A
     resumed: set[VoteKey] = {v.key for v in read_votes(votes) if v.item_id in ids} if votes.exists() else set()
     stats = RunStats(requested_votes=source.n_items * len(call.specs) * call.samples)
     cache = open_cache(call.cache if call.cache is not None else False)
-    ledger = Ledger(call.run_dir / LEDGER)
-    budget = (SharedBudget(call.budget_usd, ledger, call.run_dir / SHARED_BUDGET) if call.budget_usd is not None
-              else Budget(None, ledger))
+    if call.ray:  # nothing shared across machines but files of its own and the votes' folder
+        ledger = Ledger(call.run_dir / WORKER_LEDGER.format(call.index))
+        budget = Budget(call.budget_share, ledger)
+    else:
+        ledger = Ledger(call.run_dir / LEDGER)
+        budget = (SharedBudget(call.budget_usd, ledger, call.run_dir / SHARED_BUDGET) if call.budget_usd is not None
+                  else Budget(None, ledger))
     log = VoteLog(call.run_dir / WORKER_VOTES.format(call.index))
     log.open({})
     try:
@@ -263,12 +336,13 @@ def main() -> int:
 
 async def annotate_in_workers(workers: int, *, builder: Any, source: Any, labels: Any, media_root: Path | None,
                               stream: dict[str, Any] | None, run_dir: Path, cache: Any, budget: Any,
-                              stats: RunStats, progress: bool, done: int, keep: bool) -> dict[Any, Any]:
-    """The live calls of a job in ``workers`` processes (the parent has resumed the job);
-    then their votes joined into ``votes.jsonl``. Returns the job's votes when ``keep``."""
+                              stats: RunStats, progress: bool, done: int, keep: bool,
+                              ray: str | None = None) -> dict[Any, Any]:
+    """The live calls of a job in ``workers`` processes (the parent has resumed the job),
+    or in ``workers`` Ray tasks on the cluster at ``ray``; then their votes joined into
+    ``votes.jsonl``. Returns the job's votes when ``keep``."""
     from llm_annotator.engine.budget import SharedBudget
     from llm_annotator.store.ledger import Ledger
-    from llm_annotator.store.rundir import LEDGER, VOTES
     from llm_annotator.store.votelog import read_votes
 
     def share(i: int) -> Dataset | None:
@@ -283,10 +357,17 @@ async def annotate_in_workers(workers: int, *, builder: Any, source: Any, labels
                         media_root=media_root, run_dir=run_dir, budget_usd=budget.limit,
                         cache=str(cache.directory) if cache is not None else None, dataset=share(i), stream=stream)
              for i in range(workers)]
-    if budget.limit is not None:
+    if ray is not None:
+        for call in calls:  # each machine its own cache, and an even share of what the budget has left
+            call.ray, call.cache = True, (True if cache is not None else None)
+            call.budget_share = (budget.limit - budget.spent) / workers if budget.limit is not None else None
+    elif budget.limit is not None:
         SharedBudget.create(run_dir / SHARED_BUDGET, budget.spent)
     try:
-        spent, refused = await run_workers(calls, stats, progress=progress, done=done)
+        if ray is not None:
+            spent, refused = await run_ray_workers(calls, stats, progress=progress, done=done, address=ray)
+        else:
+            spent, refused = await run_workers(calls, stats, progress=progress, done=done)
     finally:
         (run_dir / SHARED_BUDGET).unlink(missing_ok=True)
         join_worker_votes(run_dir, run_dir / VOTES)
@@ -299,8 +380,8 @@ async def annotate_in_workers(workers: int, *, builder: Any, source: Any, labels
     return {v.key: v for v in read_votes(run_dir / VOTES) if wanted.get(v.key) == v.fingerprint}
 
 
-__all__ = ["SHARED_BUDGET", "WORKER_VOTES", "WorkerCall", "annotate_in_workers", "check_workers", "join_worker_votes",
-           "merge_stats", "run_workers"]
+__all__ = ["WorkerCall", "annotate_in_workers", "check_workers", "join_worker_votes", "merge_stats",
+           "run_ray_workers", "run_workers"]
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ LOCK = ".lock"
 #: What belongs to the job a directory holds (removed by ``overwrite``).
 #: A worker process's votes (``--workers``), joined into votes.jsonl when its run ends.
 WORKER_VOTES = "votes.w{}.jsonl"
+#: A Ray worker's ledger (``--ray``: no lock across machines), joined into ledger.jsonl.
+WORKER_LEDGER = "ledger.w{}.jsonl"
 #: The budget the workers of a run share (the job's spend, their reservations).
 SHARED_BUDGET = ".budget"
 JOB_FILES = (MANIFEST, VOTES, LEDGER, LABELS_CSV, LABELS_JSONL, EXPLANATIONS, BATCHES, BATCH_DIR)
@@ -124,7 +126,8 @@ class RunDir:
                 shutil.rmtree(target)
             else:
                 target.unlink(missing_ok=True)
-        for target in [*self.path.glob(WORKER_VOTES.format("*")), self.path / SHARED_BUDGET]:
+        for target in [*self.path.glob(WORKER_VOTES.format("*")), *self.path.glob(WORKER_LEDGER.format("*")),
+                       self.path / SHARED_BUDGET]:
             target.unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -173,5 +176,5 @@ class RunDir:
         return Ledger(self.path / LEDGER)
 
 
-__all__ = ["BATCHES", "BATCH_DIR", "EXPLANATIONS", "JOB_FILES", "LABELS_CSV", "LABELS_JSONL", "LEDGER", "MANIFEST", "SHARED_BUDGET", "VOTES", "WORKER_VOTES",
+__all__ = ["BATCHES", "BATCH_DIR", "EXPLANATIONS", "JOB_FILES", "LABELS_CSV", "LABELS_JSONL", "LEDGER", "MANIFEST", "SHARED_BUDGET", "VOTES", "WORKER_LEDGER", "WORKER_VOTES",
            "RunDir", "read_manifest"]
