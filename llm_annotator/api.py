@@ -131,7 +131,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             state.call = job_call(data, the_task, specs, samples=samples, id_column=id_column, context=window,
                                   columns=columns, shard=shard, cache=answer_cache, budget_usd=budget_usd,
                                   stream={"chunk_rows": chunk_rows} if stream else None,
-                                  own={a.name: a.task for a in builder.annotators if a.spec.task is not None})
+                                  own={a.name: a.task for a in builder.annotators if a.spec.task is not None},
+                                  media_root=default_root(data, media_root))
         parameters: dict[str, Any] = {"samples": samples, "context": window, "id_column": id_column, "budget_usd": budget_usd,
                       "shard": list(the_shard) if the_shard else None}
         if stream:

@@ -250,3 +250,24 @@ def test_plan_prices_each_annotator_with_its_own_prompt_and_media(corpus):
     assert audio.tokens_in < 200 * 4  # the clips' base64 is not counted as text
     assert "audio s" in found.table() and found.cost_usd_expected == pytest.approx(
         sum(m.cost_usd_expected for m in found.models))
+
+
+def test_a_batch_job_is_collected_from_each_annotators_server_and_media_root(fake_server, corpus, tmp_path,
+                                                                              monkeypatch):
+    heard: dict[str, str] = {}
+    text_server, audio_server = fake_server(respond(heard)), fake_server(respond(heard))
+    table = corpus / "data.csv"
+    moved = tmp_path / "elsewhere" / "table.csv"  # the data apart from the clips: media_root names their folder
+    moved.parent.mkdir()
+    shutil.copy(table, moved)
+    monkeypatch.chdir(tmp_path)
+    annotators = [{"model": TEXT}, {**AUDIO, "api_base": audio_server.url}]
+    out = tmp_path / "run"
+    annotate(str(moved), "emotion_melt", annotators, out=out, batch=True, id_column="id", api_key="sk-test",
+             api_base=text_server.url, media_root="corpus", progress=False)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # collected from another folder, with the text server's base
+    done = collect(out, wait=True, poll_s=0.01, progress=False, api_key="sk-test", api_base=text_server.url)
+    assert done.manifest["status"] == "complete"
+    assert text_server.calls == audio_server.calls == 4  # each answered its own annotator's batch lines
+    by = done.votes.groupby("annotator")["label"].apply(set)
+    assert by[TEXT] == {"joy"} and len(by[NAMES[2]]) == 4

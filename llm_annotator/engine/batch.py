@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from llm_annotator.core.errors import ConfigError, ErrorKind, RunDirError
+from llm_annotator.core.identity import public_url
 from llm_annotator.core.models import ModelSpec
 from llm_annotator.core.prompts import prompt_hash
 from llm_annotator.engine.budget import Budget
@@ -292,9 +293,11 @@ async def gather(state: BatchState, pipeline: Pipeline, budget: Budget) -> int:
 
 def job_call(data: Any, task: Any, specs: list[ModelSpec], *, samples: int, id_column: str | None, context: int,
              columns: Mapping[str, str] | None, shard: Any, cache: Any, budget_usd: float | None,
-             stream: dict[str, Any] | None = None, own: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             stream: dict[str, Any] | None = None, own: Mapping[str, Any] | None = None,
+             media_root: Path | None = None) -> dict[str, Any]:
     """What ``batches.json`` keeps to re-run a submitted job at collection (never a key).
-    ``own``: the tasks of annotators that have their own (name -> task), kept whole."""
+    ``own``: the tasks of annotators that have their own (name -> task), kept whole;
+    ``media_root``: where the media were read, so a collection from elsewhere finds them."""
     own = own or {}
     models = [{**s.public(), **({"task": own[s.name].model_dump(mode="json")} if s.name in own else {})}
               for s in specs]
@@ -307,6 +310,8 @@ def job_call(data: Any, task: Any, specs: list[ModelSpec], *, samples: int, id_c
     }
     if stream is not None:
         call["stream"] = stream
+    if media_root is not None:
+        call["media_root"] = str(Path(media_root).resolve())
     return call
 
 
@@ -323,7 +328,9 @@ def submitted_specs(state: BatchState, api_key: str | None, api_base: str | None
         fields["extra"] = public.get("extra") or {}
         if isinstance(fields.get("task"), dict):
             fields["task"] = Task(**fields["task"])
-        if api_base is not None:
+        # the caller's base replaces an annotator's recorded one only where it is that one
+        # (recorded without credentials) or there is none: each annotator keeps its server
+        if api_base is not None and fields.get("api_base") in (None, public_url(api_base)):
             fields["api_base"] = api_base
         specs.append(ModelSpec(**fields, api_key=SecretStr(api_key) if api_key else None))
     return specs
