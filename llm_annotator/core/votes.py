@@ -44,6 +44,8 @@ class Vote:
     # the primary's as in label/error; and the answer's free-text fields (never labels)
     outputs: dict[str, dict[str, Any]] | None = None
     explanation: dict[str, str] | None = None
+    # the pool ids of the labelled examples its prompt showed (a task with demonstrations)
+    demonstrations: list[str] | None = None
 
     @property
     def key(self) -> VoteKey:
@@ -55,12 +57,12 @@ class Vote:
 
     def to_json(self) -> str:
         """One line of votes.jsonl (a plain one-label task's votes leave out the empty
-        ``outputs`` and ``explanation``)."""
+        ``outputs``, ``explanation`` and ``demonstrations``)."""
         record = {f: getattr(self, f) for f in _ALWAYS}
-        if self.outputs is not None:
-            record["outputs"] = self.outputs
-        if self.explanation is not None:
-            record["explanation"] = self.explanation
+        for name in _OPTIONAL:
+            value = getattr(self, name)
+            if value is not None:
+                record[name] = value
         return _ENCODER.encode(record)
 
     @classmethod
@@ -69,7 +71,8 @@ class Vote:
 
 
 VOTE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Vote))
-_ALWAYS = tuple(f for f in VOTE_COLUMNS if f not in ("outputs", "explanation"))
+_OPTIONAL = ("outputs", "explanation", "demonstrations")
+_ALWAYS = tuple(f for f in VOTE_COLUMNS if f not in _OPTIONAL)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder: dumps(**kw) builds one per call
 
 

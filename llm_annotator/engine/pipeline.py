@@ -267,7 +267,7 @@ class Pipeline:
             tokens_out=int(entry.get("tokens_out", 0)), cost_usd=float(entry.get("cost_usd", 0.0)),
             latency_s=float(entry.get("latency_s", 0.0)), cached=cached, deployment=entry.get("deployment"),
             fingerprint=annotator.fingerprint(hashes[item][annotator.prompt], sample), outputs=outputs,
-            explanation=explanation,
+            explanation=explanation, demonstrations=self._shown(dataset, item, annotator),
         )
 
     def _failed_vote(self, item: int, annotator: Annotator, sample: int, kind: ErrorKind, detail: str) -> Vote:
@@ -279,7 +279,14 @@ class Pipeline:
             prompt_hash=hashes[item][annotator.prompt], template_hash=annotator.task.template_hash,
             fingerprint=annotator.fingerprint(hashes[item][annotator.prompt], sample),
             outputs={} if annotator.partial else None,  # none of the others' outputs failed
+            demonstrations=self._shown(dataset, item, annotator),
         )
+
+    def _shown(self, dataset: Dataset, item: int, annotator: Annotator) -> list[str] | None:
+        """The pool ids of the demonstrations the annotator's prompt showed the item."""
+        if annotator.task.demonstrations is None:
+            return None
+        return self.builder.prompts[annotator.prompt].demonstrations_of(dataset.rows[item], dataset.item_ids[item])
 
     def _emit(self, votes: list[Vote], *, fresh: bool = False) -> None:
         shared = sum(v.cached for v in votes)  # followers of an identical prompt's request
