@@ -94,6 +94,11 @@ NOT_RUN: dict[str, str] = {
     "openai/Qwen/Qwen2-Audio-7B-Instruct --audio-api-base http://127.0.0.1:8000/v1":
         "needs MELD's audio and a self-hosted audio model; tests/test_melt_audio.py runs it against the loopback server",
     "python benchmarks/melt_audio_cost.py": f"a benchmark of several minutes, and it {SHARED}",
+    # docs/scale.md
+    "ray start --head": "starts a Ray head that outlives the command; tests/test_ray.py starts one and stops it",
+    "llm-annotator annotate data.csv -t emotion_melt -m gpt-4o --samples 5 --workers 16 --ray auto "
+    "--out /shared/runs/big": "needs the Ray head above and storage every node sees; tests/test_ray.py runs --ray "
+                              "against a local head",
     # docs/reliability.md
     "python benchmarks/faults.py --items 2000 --kills 10": "a benchmark of several minutes (docs/reliability.md)",
     # docs/trust.md
