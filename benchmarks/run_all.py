@@ -1,11 +1,16 @@
 """Every toolkit benchmark in one command; writes docs/benchmarks.md and results JSON.
 
-    python benchmarks/run_all.py [--only overhead,concurrency,...] [--quick]
+    python benchmarks/run_all.py [--only overhead,concurrency,...] [--quick] [--no-curator]
+    python benchmarks/run_all.py --render     # docs/benchmarks.md from the saved JSON only
 
 Ratios are measured within one run against a loopback OpenAI-compatible server
 (llm_annotator.testing.FakeOpenAI) with a fixed latency, so the machine's noise cancels
 as far as it can. Benchmarks: overhead, concurrency, replay, startup, sampling, local,
-memory. The SER benchmarks are benchmarks/ser_probe.py and benchmarks/ser_pipeline.py.
+memory, router, curator. ``curator`` runs benchmarks/curator.py: Bespoke Curator beside
+the bare LiteLLM loop and ``annotate`` at the ceiling (requests/s, client CPU per
+request), Curator installed by that script into its own virtual environment on first use
+(``--no-curator`` leaves it out of a full run). The SER benchmarks are
+benchmarks/ser_probe.py and benchmarks/ser_pipeline.py.
 """
 
 from __future__ import annotations
@@ -128,7 +133,7 @@ def prefill(items: int, samples: int, cache_dir: Path) -> None:
     builder = JobBuilder(task, [spec], samples)
     hashes = builder.prompt_hashes(load_dataset(rows(items), id_column="id"))
     annotator = builder.annotators[0]
-    entries = [(annotator.fingerprint(h, s), {"content": json.dumps({"sentiment": LABELS[s % 3]}),
+    entries = [(annotator.fingerprint(h[annotator.prompt], s), {"content": json.dumps({"sentiment": LABELS[s % 3]}),
                                          "distribution": None, "finish_reason": "stop", "tokens_in": 12,
                                          "tokens_out": 5, "cost_usd": 0.0, "latency_s": 0.05})
                for h in hashes for s in range(samples)]
@@ -283,9 +288,23 @@ def bench_router(quick: bool, tmp: Path) -> dict[str, Any]:
     return out
 
 
+CURATOR_JSON = ROOT / "benchmarks" / "results" / "curator.json"
+
+
+def bench_curator(quick: bool, tmp: Path) -> dict[str, Any]:
+    """benchmarks/curator.py in its own process (it makes Curator's virtual environment when
+    missing); a full run writes benchmarks/results/curator.json, a quick one a scratch file."""
+    out = tmp / "curator.json" if quick else CURATOR_JSON
+    command = [sys.executable, str(ROOT / "benchmarks" / "curator.py")]  # its defaults write CURATOR_JSON
+    if quick:
+        command += ["--requests", "600", "--rounds", "1", "--json", str(out)]
+    subprocess.run(command, check=True)
+    return json.loads(out.read_text())
+
+
 BENCHES = {"overhead": bench_overhead, "concurrency": bench_concurrency, "replay": bench_replay,
            "startup": bench_startup, "sampling": bench_sampling, "local": bench_local, "memory": bench_memory,
-           "router": bench_router}
+           "router": bench_router, "curator": bench_curator}
 
 
 def findings(results: dict[str, Any]) -> list[str]:
@@ -347,6 +366,17 @@ def findings(results: dict[str, Any]) -> list[str]:
                      f"{sl['slots_per_server']} slots (as vLLM and llama.cpp servers have, and as per-key rate "
                      f"limits act) the Router over two gives {sl['router_rps'] / sl['single_server_rps']:.2f}× "
                      "one server's rate.")
+    if "curator" in results:
+        cu = results["curator"]
+        m, ratio = cu["median"], cu["ratio"]
+        lines.append(f"- **Against Bespoke Curator** (k = 1, concurrency {cu['concurrency']}, "
+                     f"{cu['latency_s'] * 1000:.0f} ms latency): Curator's client sends "
+                     f"{m['curator']['requests_per_s']:.0f} requests/s at {m['curator']['cpu_ms_per_request']:.2f} ms "
+                     f"CPU each; `annotate` {m['annotate']['requests_per_s']:.0f} at "
+                     f"{m['annotate']['cpu_ms_per_request']:.2f} ms ({ratio['annotate / curator']['cpu_ms_per_request']:.1f}× "
+                     f"Curator's CPU per request), the bare LiteLLM loop {m['bare']['requests_per_s']:.0f} at "
+                     f"{m['bare']['cpu_ms_per_request']:.2f} ms. Curator's backend is aiohttp with no LiteLLM on the "
+                     "request path; both of ours go through `litellm.acompletion`.")
     return [*lines, ""]
 
 
@@ -437,7 +467,34 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                       f"in progress, the rest wait; bound {sl['bound_one_server_rps']:.0f} req/s per server), "
                       f"{sl['requests']} requests: one server {sl['single_server_rps']:.1f} req/s, the Router over "
                       f"two {sl['router_rps']:.1f} req/s.", ""]
+    if "curator" in results:
+        lines += curator_section(results["curator"])
     return "\n".join(lines)
+
+
+def curator_section(cu: dict[str, Any]) -> list[str]:
+    m, versions = cu["median"], cu["versions"]
+    venv = versions.get("curator_venv", {})
+    load = cu["loadavg_1min"]
+    names = {"bare": "bare `litellm.acompletion` loop", "annotate": "`annotate` (render, cache, parse, votes, labels)",
+             "curator": f"Bespoke Curator {venv.get('bespokelabs-curator')} (OpenAI backend, aiohttp)"}
+    lines = ["## 10. Against Bespoke Curator: requests/s and client CPU per request at the ceiling", "",
+             f"`{cu['command']}` (or {command('curator')}, which runs it; `--no-curator` leaves it out of a "
+             "full run). Raw figures: `benchmarks/results/curator.json`.", "",
+             f"Measured {cu['date'][:10]}: {cu['requests']:,} requests per run, k = {cu['k']} (one request per row), "
+             f"concurrency {cu['concurrency']}, the asyncio loopback server of `benchmarks/cpu_per_request.py` "
+             f"({cu['latency_s'] * 1000:.0f} ms latency, its own process); each run a fresh process warmed up with "
+             f"{cu['warm_up_requests']} requests; the three clients interleaved over {cu['rounds']} rounds, medians. "
+             "The same request body for all three (messages, JSON schema, log-probabilities); Curator's cache off. "
+             f"CPU: the client process's, every thread. Load average (1 min) during the runs: {load['min']:.2f}–"
+             f"{load['max']:.2f} on {cu['cpus']} CPUs, so the figures are noisy.", "",
+             "| client | requests/s | CPU ms/request | CPU × bare loop |", "|---|---|---|---|"]
+    for name in ("bare", "annotate", "curator"):
+        lines.append(f"| {names[name]} | {m[name]['requests_per_s']:.0f} | {m[name]['cpu_ms_per_request']:.2f} | "
+                     f"{m[name]['cpu_ms_per_request'] / m['bare']['cpu_ms_per_request']:.2f} |")
+    lines += ["", f"Versions: litellm {versions['litellm']} here; in Curator's environment litellm "
+              f"{venv.get('litellm')}, aiohttp {venv.get('aiohttp')}, openai {venv.get('openai')}.", ""]
+    return lines
 
 
 def main() -> None:
@@ -445,12 +502,19 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated benchmark names")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     parser.add_argument("--render", action="store_true", help="only rewrite docs/benchmarks.md from the JSON")
+    parser.add_argument("--no-curator", action="store_true",
+                        help="leave out the Bespoke Curator comparison (which installs Curator into its own "
+                             "virtual environment on first use)")
     args = parser.parse_args()
     if args.render:
         saved = json.loads((ROOT / "benchmarks" / "results" / "benchmarks.json").read_text())
+        if CURATOR_JSON.exists():  # the latest full Curator comparison, run here or on its own
+            saved["curator"] = json.loads(CURATOR_JSON.read_text())
         (ROOT / "docs" / "benchmarks.md").write_text(markdown(saved, saved["meta"]))
         return
     names = args.only.split(",") if args.only else list(BENCHES)
+    if args.no_curator:
+        names = [name for name in names if name != "curator"]
     out_json = ROOT / "benchmarks" / "results" / "benchmarks.json"
     results = json.loads(out_json.read_text()) if out_json.exists() and args.only else {}
     with tempfile.TemporaryDirectory() as tmp:
