@@ -102,8 +102,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
     if collect_state is None and (cache is False or cache is None) and (out is None or overwrite):
         start_import()  # every vote needs a call: LiteLLM loads while the input is read and rendered
     check_budget(specs, budget_usd)
-    builder = JobBuilder(the_task, specs, samples, default_root(data, media_root), labels)
-    window = builder.context_window if context is None else context
+    builder = JobBuilder(the_task, specs, samples, default_root(data, media_root), labels, context)
+    window = builder.context_window
     if stream and window:
         asking = next(t.name for t in [the_task, *builder.tasks] if t.context_window)
         raise ConfigError(f"task {asking!r} asks for dialogue context, which needs whole dialogues in memory",
@@ -201,8 +201,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
 
             assert run_dir is not None
             sums = sum_votes(run_dir.votes_path, source.rows, source.n_rows, the_task, builder.names)
-            write_labels(source.chunks(), source.rows, source.columns, sums, the_task, samples * len(specs),
-                         run_dir.path)
+            write_labels(source.chunks(), source.rows, source.columns, sums, the_task,
+                         {o.name: samples * len(builder.answering(o.name)) for o in the_task.output_specs}, run_dir.path)
             tally = sums.tally
         manifest = finish(manifest, tally, stats, budget, state)
         if run_dir is not None:

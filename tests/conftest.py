@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import settings
 
@@ -57,3 +59,23 @@ def shared_data() -> Path:
 
 def sentences(n: int) -> list[dict[str, str]]:
     return [{"id": f"s{i}", "text": f"sentence number {i} about topic {i % 7}"} for i in range(n)]
+
+
+#: The EmoDB clips of the ``corpus`` fixture, in row order.
+MELT_CLIPS = ["03a01Fa.wav", "03a01Nc.wav", "03a01Wa.wav", "03a02Fc.wav"]
+
+
+@pytest.fixture
+def corpus(shared_data: Path, tmp_path: Path) -> Path:
+    """Four EmoDB clips with MELD's columns (two dialogues of two turns)."""
+    folder = tmp_path / "corpus"
+    (folder / "wav").mkdir(parents=True)
+    for name in MELT_CLIPS:
+        shutil.copy(shared_data / "emodb" / "wav" / name, folder / "wav" / name)
+    pd.DataFrame({
+        "id": [f"u{i}" for i in range(4)], "Speaker": ["Joey", "Ross", "Monica", "Joey"],
+        "Season": [3, 3, 5, 5], "Episode": [5, 5, 2, 2], "Dialogue_ID": [1, 1, 2, 2], "Utterance_ID": [0, 1, 0, 1],
+        "Utterance": ["How you doin'?", "We were on a break!", "I know!", "Could I BE any more hungry?"],
+        "Emotion": ["joy", "anger", "surprise", "joy"], "clip": [f"wav/{n}" for n in MELT_CLIPS],
+    }).to_csv(folder / "data.csv", index=False)
+    return folder

@@ -27,9 +27,10 @@ from llm_annotator.outputs.report import write_report
 from llm_annotator.outputs.result import AnnotationResult
 from llm_annotator.store.votelog import read_votes
 from llm_annotator.testing import media_hash, request_media, user_text
+from tests.conftest import MELT_CLIPS
 
 LABELS = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
-CLIPS = ["03a01Fa.wav", "03a01Nc.wav", "03a01Wa.wav", "03a02Fc.wav"]
+CLIPS = MELT_CLIPS  # the clips of the corpus fixture (tests/conftest.py)
 TEXT = "openai/text-model"
 AUDIO = {"model": "openai/qwen2-audio", "task": "emotion_audio"}  # unknown to LiteLLM, at an API base
 NAMES = [TEXT, f"{TEXT}/emotion_context", "openai/qwen2-audio/emotion_audio"]
@@ -54,22 +55,6 @@ def respond(heard: dict[str, str]):
         return melt_answer("joy")
 
     return answer
-
-
-@pytest.fixture
-def corpus(shared_data: Path, tmp_path: Path) -> Path:
-    """Four EmoDB clips with MELD's columns (two dialogues of two turns)."""
-    folder = tmp_path / "corpus"
-    (folder / "wav").mkdir(parents=True)
-    for name in CLIPS:
-        shutil.copy(shared_data / "emodb" / "wav" / name, folder / "wav" / name)
-    pd.DataFrame({
-        "id": [f"u{i}" for i in range(4)], "Speaker": ["Joey", "Ross", "Monica", "Joey"],
-        "Season": [3, 3, 5, 5], "Episode": [5, 5, 2, 2], "Dialogue_ID": [1, 1, 2, 2], "Utterance_ID": [0, 1, 0, 1],
-        "Utterance": ["How you doin'?", "We were on a break!", "I know!", "Could I BE any more hungry?"],
-        "Emotion": ["joy", "anger", "surprise", "joy"], "clip": [f"wav/{n}" for n in CLIPS],
-    }).to_csv(folder / "data.csv", index=False)
-    return folder
 
 
 def models(server) -> list[dict]:

@@ -141,7 +141,9 @@ def _should_stream(args: argparse.Namespace) -> bool:
         from llm_annotator.core.task import load_task
 
         labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
-        big = args.context == 0 or not load_task(args.task, labels).context_window
+        tasks = [args.task] + [m["task"] for m in map(_model_entry, args.models or []) if isinstance(m, dict)
+                               and "task" in m]  # an annotator's own task may need dialogue context too
+        big = args.context == 0 or not any(load_task(t, labels).context_window for t in tasks)
     return big
 
 

@@ -97,7 +97,9 @@ def content_part(name: str, spec: MediaSpec, value: Any, root: Path, where: str)
     if not path.is_file():
         raise DataError(f"{where}: media field {name!r}: {path} is not a file", fix="give the path of a file")
     try:
-        return copy.deepcopy(_part(str(path.resolve()), stat.st_size, stat.st_mtime_ns, spec))  # never the cache's own
+        # the cache's key holds the change time too, which no copy or utime can set back
+        found = _part(str(path.resolve()), (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino), spec)
+        return copy.deepcopy(found)  # never the cache's own
     except _Refused as exc:
         raise DataError(f"{where}: media field {name!r}: {path}: {exc.args[0]}", fix=exc.fix) from None
 
@@ -109,8 +111,9 @@ class _Refused(Exception):
 
 
 @functools.lru_cache(maxsize=64)
-def _part(path: str, size: int, mtime_ns: int, spec: MediaSpec) -> dict[str, Any]:
-    """One file's content part (cached while the file's size and time stay the same)."""
+def _part(path: str, version: tuple[int, int, int, int], spec: MediaSpec) -> dict[str, Any]:
+    """One file's content part (cached while the file's size, times and inode stay the same)."""
+    size = version[0]
     if spec.kind == "audio":
         data = encode_audio(path, spec)
         return {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(), "format": "wav"}}

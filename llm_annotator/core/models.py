@@ -127,7 +127,7 @@ class ModelSpec(BaseModel):
             params["deployments"] = sorted(str(d.get("litellm_params", {}).get("model")) for d in self.deployments)
         for key in sorted(self.extra):
             if not is_secret_name(key):
-                params[key] = self.extra[key]
+                params[key] = without_secrets(self.extra[key])
         return params
 
     def public(self) -> dict[str, Any]:
@@ -141,8 +141,28 @@ class ModelSpec(BaseModel):
                 {"model": d.get("litellm_params", {}).get("model"),
                  "api_base": public_url(d.get("litellm_params", {}).get("api_base"))}
                 for d in self.deployments]
-        data["extra"] = {k: v for k, v in self.extra.items() if not is_secret_name(k)}
+        data["extra"] = without_secrets(self.extra)
         return data
+
+
+def without_secrets(value: Any) -> Any:
+    """Parameters as they may be recorded: at every depth, an entry whose key names a
+    credential (``api_key``, ``Authorization``, ``X-Api-Key`` in ``extra_headers``) is left out."""
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items() if not is_secret_name(str(k))}
+    if isinstance(value, list | tuple):
+        return [without_secrets(v) for v in value]
+    return value
+
+
+def _named(entry: Any) -> str:
+    """An annotator entry named in a message: its name and model, never its settings (a
+    key, a router's keys)."""
+    if isinstance(entry, dict):
+        name, model = entry.get("name"), entry.get("model")
+        return repr(f"{name} ({model})" if name and model else (name or model or "?"))
+    return repr(entry.name if isinstance(entry, ModelSpec) else entry) if isinstance(entry, str | ModelSpec) \
+        else f"of type {type(entry).__name__}"
 
 
 def as_specs(models: Any, **defaults: Any) -> list[ModelSpec]:
@@ -162,12 +182,12 @@ def as_specs(models: Any, **defaults: Any) -> list[ModelSpec]:
             elif isinstance(entry, dict):
                 spec = ModelSpec(**{**defaults, **entry})
             else:
-                raise ConfigError(f"model {entry!r} is not a model string, dict or ModelSpec",
+                raise ConfigError(f"model {_named(entry)} is not a model string, dict or ModelSpec",
                                   fix="pass models=['gpt-4o', ...]")
         except ValueError as exc:
             errors = getattr(exc, "errors", None)
             detail = errors()[0]["msg"] if callable(errors) else str(exc)
-            raise ConfigError(f"model {entry!r}: {str(detail).removeprefix('Value error, ')}",
+            raise ConfigError(f"model {_named(entry)}: {str(detail).removeprefix('Value error, ')}",
                               fix="correct the model's parameters") from None
         specs.append(spec)
     names = [s.name for s in specs]
@@ -182,4 +202,4 @@ def as_specs(models: Any, **defaults: Any) -> list[ModelSpec]:
     return specs
 
 
-__all__ = ["DEFAULT_MODEL", "ModelSpec", "as_specs"]
+__all__ = ["DEFAULT_MODEL", "ModelSpec", "as_specs", "without_secrets"]

@@ -53,7 +53,8 @@ class Annotator:
 class Request:
     """What a backend is asked: one item's prompt, for one annotator, for some samples.
 
-    ``followers`` are items of the chunk with the very same prompt: they get the same
+    ``followers`` are (item, annotator) pairs of the chunk asking the very same question
+    (a repeated row, an annotator identical but for its name): they get the same
     answers (a re-run would find them in the cache under the same fingerprints).
     """
 
@@ -63,7 +64,7 @@ class Request:
     prompt_hash: str
     samples: list[int]
     messages: Messages
-    followers: list[int] = field(default_factory=list)
+    followers: list[tuple[int, Annotator]] = field(default_factory=list)
 
     def fingerprint(self, sample: int) -> str:
         return self.annotator.fingerprint(self.prompt_hash, sample)
@@ -108,7 +109,8 @@ class JobBuilder:
     """The job's annotators, each with its task, and the distinct prompts they are asked with."""
 
     def __init__(self, task: Task, specs: Sequence[ModelSpec], samples: int, media_root: Path | None = None,
-                 labels: Sequence[str] | None = None) -> None:
+                 labels: Sequence[str] | None = None, context: int | None = None) -> None:
+        """``context``: the previous turns every prompt shows (None: each task's own window)."""
         self.task = task  # its outputs are every annotator's
         self.samples = samples
         self.tasks: list[Task] = []  # distinct, in the order of the annotators
@@ -129,20 +131,30 @@ class JobBuilder:
             self.annotators.append(Annotator(spec, found, found.digest, own, key, partial))
         self.prompts = [compile_prompt(t, media_root) for t in self.tasks]
         self.schemas = [t.response_schema() for t in self.tasks]
+        self.context = context
+        self.windows = [t.context_window if context is None else context for t in self.tasks]
 
     @property
     def names(self) -> list[str]:
         return [a.name for a in self.annotators]
 
+    def answering(self, output: str) -> list[str]:
+        """The annotators whose task answers ``output`` (the primary: every one)."""
+        return [a.name for a in self.annotators if any(o.name == output for o in a.task.output_specs)]
+
     @property
     def context_window(self) -> int:
-        """Previous turns any annotator's task asks for."""
-        return max(t.context_window for t in [self.task, *self.tasks])
+        """Previous turns to read for the rows: the most any prompt shows."""
+        return max(self.windows) if self.context is None else self.context
 
     def render(self, dataset: Dataset, index: int, prompt: int = 0) -> Messages:
         return self.render_row(dataset.rows[index], dataset.item_ids[index], dataset.where(index), prompt)
 
     def render_row(self, row: Mapping[str, Any], item_id: str, where: str, prompt: int = 0) -> Messages:
+        """The row as prompt ``prompt`` shows it: its dialogue context cut to that task's window."""
+        turns, window = row.get("context"), self.windows[prompt]
+        if isinstance(turns, list) and len(turns) > window:
+            row = {**row, "context": turns[len(turns) - window:] if window else []}
         return self.prompts[prompt].render(row, item_id=item_id, where=where)
 
     def row_hashes(self, row: Mapping[str, Any], item_id: str, where: str) -> Hashes:

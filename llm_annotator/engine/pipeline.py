@@ -162,18 +162,20 @@ class Pipeline:
         return kept
 
     def _dedupe(self, requests: list[Request]) -> list[Request]:
-        """One request for items whose prompts are identical (repeated rows): the others
-        follow it and get the same answers, as they would from the cache on a re-run."""
+        """One request for the same question: items whose prompts are identical (repeated
+        rows), and annotators identical but for their name, follow the first such request
+        and get its answers, as they would from the cache on a re-run (one fingerprint, one
+        answer: a run never asks it twice)."""
         leaders: dict[tuple[str, str, tuple[int, ...]], Request] = {}
         out = []
         for request in requests:
-            key = (request.annotator.name, request.prompt_hash, tuple(request.samples))
+            key = (request.annotator.digest, request.prompt_hash, tuple(request.samples))
             leader = leaders.get(key)
             if leader is None:
                 leaders[key] = request
                 out.append(request)
             else:
-                leader.followers.append(request.item)
+                leader.followers.append((request.item, request.annotator))
         return out
 
     # -- what backends report ---------------------------------------------------------------
@@ -183,7 +185,7 @@ class Pipeline:
             entry = self.entry(answer, request.annotator)
             entries.append((request.fingerprint(sample), entry))
             votes.append(self._vote(request.item, request.annotator, sample, entry, cached=False))
-            votes += [self._vote(item, request.annotator, sample, entry, cached=True) for item in request.followers]
+            votes += [self._vote(item, annotator, sample, entry, cached=True) for item, annotator in request.followers]
         if self.cache is not None:
             self._store(entries)  # cached before the votes are written: a kill loses nothing paid
         self._emit(votes)
@@ -206,8 +208,9 @@ class Pipeline:
 
     def failed(self, request: Request, samples: Sequence[int], kind: ErrorKind, detail: str) -> None:
         self.stats.example(kind.value, detail)
-        self._emit([self._failed_vote(item, request.annotator, s, kind, detail)
-                    for item in (request.item, *request.followers) for s in samples], fresh=True)
+        self._emit([self._failed_vote(item, annotator, s, kind, detail)
+                    for item, annotator in ((request.item, request.annotator), *request.followers) for s in samples],
+                   fresh=True)
 
     def pending(self, request: Request, samples: Sequence[int]) -> None:
         self.stats.in_batch += len(samples) * (1 + len(request.followers))

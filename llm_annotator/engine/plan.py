@@ -97,8 +97,8 @@ def plan(data: Any, task: str | Path | Task = "classification", models: Any = No
     check_arguments(samples, None, context)
     the_task = load_task(task, labels)
     specs = as_specs(models, temperature=temperature, max_tokens=max_tokens, api_base=api_base)
-    builder = JobBuilder(the_task, specs, samples, default_root(data, media_root), labels)
-    window = builder.context_window if context is None else context
+    builder = JobBuilder(the_task, specs, samples, default_root(data, media_root), labels, context)
+    window = builder.context_window
     dataset = load_dataset(data, id_column=id_column, context=window, columns=columns)
     rendered = [[builder.render(dataset, n, p) for n in range(len(dataset.rows))] for p in range(len(builder.prompts))]
     hashes = [[prompt_hash(m, schema) for m in messages] for messages, schema in zip(rendered, builder.schemas, strict=True)]

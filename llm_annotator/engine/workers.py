@@ -49,6 +49,7 @@ class WorkerCall:
     specs: list[ModelSpec]
     samples: int
     labels: list[str] | None
+    context: int | None
     media_root: Path | None
     run_dir: Path
     cache: str | bool | None             # the answer cache's directory; True: the worker's own default; None: none
@@ -278,7 +279,7 @@ async def work(call: WorkerCall, send: Callable[..., None]) -> tuple[RunStats, A
     from llm_annotator.store.votelog import VoteLog, read_votes
 
     start_import()  # LiteLLM loads while the worker reads and renders its share
-    builder = JobBuilder(call.task, call.specs, call.samples, call.media_root, call.labels)
+    builder = JobBuilder(call.task, call.specs, call.samples, call.media_root, call.labels, call.context)
     if call.dataset is not None:
         source: MemoryInput | StreamInput = MemoryInput(call.dataset, builder)
     else:
@@ -354,6 +355,7 @@ async def annotate_in_workers(workers: int, *, builder: Any, source: Any, labels
 
     calls = [WorkerCall(index=i, workers=workers, task=builder.task, specs=[a.spec for a in builder.annotators],
                         samples=builder.samples, labels=list(labels) if labels is not None else None,
+                        context=builder.context,
                         media_root=media_root, run_dir=run_dir, budget_usd=budget.limit,
                         cache=str(cache.directory) if cache is not None else None, dataset=share(i), stream=stream)
              for i in range(workers)]

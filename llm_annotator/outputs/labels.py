@@ -154,10 +154,11 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
 
 
 def output_tables(task: Task, item_ids: Sequence[str], positions: Sequence[int], sums: LabelSums,
-                  n_requested: int) -> list[Any]:
+                  n_requested: int | Mapping[str, int]) -> list[Any]:
     """Every output's labels table of the items at ``positions``: a categorical output's by
     :func:`~llm_annotator.outputs.tables.label_table`, the other kinds' by
-    :func:`~llm_annotator.analysis.kinds.output_table` (what the in-memory results give)."""
+    :func:`~llm_annotator.analysis.kinds.output_table` (what the in-memory results give).
+    ``n_requested``: votes asked per item, or per output (annotators may answer some only)."""
     from llm_annotator.analysis.kinds import output_table
     from llm_annotator.outputs.tables import label_table
 
@@ -165,16 +166,17 @@ def output_tables(task: Task, item_ids: Sequence[str], positions: Sequence[int],
     for spec in task.output_specs:
         mine = sums.outputs.get(spec.name) or OutputSums(sums.probs, sums.n_valid, None)
         probs, n_valid = mine.probs[positions], mine.n_valid[positions]
+        requested = n_requested[spec.name] if isinstance(n_requested, Mapping) else n_requested
         if spec.kind == "categorical":
-            tables.append(label_table(item_ids, probs, n_valid, n_requested, list(spec.categories)))
+            tables.append(label_table(item_ids, probs, n_valid, requested, list(spec.categories)))
         else:
             moments = mine.moments[positions] if mine.moments is not None else None
-            tables.append(output_table(spec, item_ids, probs, n_valid, n_requested, moments))
+            tables.append(output_table(spec, item_ids, probs, n_valid, requested, moments))
     return tables
 
 
 def write_labels(chunks: Iterable[tuple[Dataset, Any]], rows: Mapping[str, int], columns: Sequence[str],
-                 sums: LabelSums, task: Task, n_requested: int, out_dir: Path) -> None:
+                 sums: LabelSums, task: Task, n_requested: int | Mapping[str, int], out_dir: Path) -> None:
     """labels.csv and labels.jsonl, chunk by chunk, each through a rename; the input
     ``columns`` named as :func:`~llm_annotator.outputs.tables.output_names` says, every
     output of the task in its column group. A task with explanations (or votes with

@@ -88,7 +88,11 @@ class AnnotationResult:
         if name == self.task.primary.name and task is self.task:
             return self
         votes = output_frame(self.votes, self.task.primary.name, name)
-        return self.derive(votes, self.annotators, task=task)
+        # an annotator whose task does not answer this output has no votes of it: it was not
+        # asked, so it counts in neither the requests nor the agreement (one with no votes at
+        # all is kept: nothing says it was not asked)
+        present, voted = set(votes["annotator"]), set(self.votes["annotator"])
+        return self.derive(votes, [a for a in self.annotators if a in present or a not in voted], task=task)
 
     def votes_by_output(self) -> Any:
         """Every output's votes in one long table: one row per item, annotator, output and

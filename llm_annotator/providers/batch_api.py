@@ -21,6 +21,10 @@ def check_spec(spec: ModelSpec) -> str:
     if spec.is_local:
         raise ConfigError(f"annotator {spec.name!r}: the embedded model has no batch API",
                           fix="run it live (drop --batch)")
+    headers = [k for k in spec.extra if k in ("extra_headers", "headers")]
+    if headers:
+        raise ConfigError(f"annotator {spec.name!r}: {headers[0]} are HTTP headers, and the lines of a batch file "
+                          "carry none", fix=f"drop {headers[0]} from the annotator's extra, or drop --batch")
     if "|" in spec.name:
         raise ConfigError(f"annotator name {spec.name!r} contains '|', which batch request ids use",
                           fix="give the model another name=")
