@@ -79,7 +79,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                api_key: str | None = None, timeout: float | None = None, progress: bool | None = None,
                shard: str | tuple[int, int] | None = None, batch: bool = False, overwrite: bool = False,
                chunk_rows: int = CHUNK_ROWS, collect_state: BatchState | None = None,
-               media_root: str | Path | None = None, workers: int = 1,
+               media_root: str | Path | None = None, workers: int | None = 1,
                ray: str | None = None) -> tuple[RunManifest, Any]:
     """Run one job through the pipeline; returns its manifest and (in memory) its result."""
     import sys
@@ -95,8 +95,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
     if stream and out_dir is None:
         raise ConfigError("a streamed run keeps its votes on disk only and needs a run directory",
                           fix="pass out=RUN_DIR")
-    check_workers(workers, out=out_dir, batch=batch, collect=collect_state is not None, data=data, stream=stream,
-                  ray=ray)
+    workers = check_workers(workers, out=out_dir, batch=batch, collect=collect_state is not None, data=data,
+                            stream=stream, ray=ray)
     if batch:
         check_batch(specs, out_dir, cache)
     if collect_state is None and (cache is False or cache is None) and (out is None or overwrite):

@@ -122,3 +122,16 @@ def test_outputs_count_only_the_annotators_asked(fake_server, corpus, tmp_path):
                     **options)
     streamed = pd.read_csv(tmp_path / "s" / "labels.csv")
     assert (streamed["loudness_n_requested"] == 2).all() and (streamed["n_requested"] == 3).all()
+
+
+def test_small_settings_are_checked_where_they_are_given(tmp_path):
+    from llm_annotator.core.errors import ModelError
+    from llm_annotator.engine.workers import check_workers
+
+    assert check_workers(None, out=None, batch=False, collect=False, data=[], stream=False) == 1
+    with pytest.raises(ConfigError, match="top_p 3"):
+        as_specs([{"model": "openai/m", "top_p": 3}])
+    rows = [{"id": "a", "clip": "x.wav"}]
+    with pytest.raises(ModelError) as info:  # the fix is said for Python and for the CLI
+        annotate(rows, "emotion_audio_only", ["gpt-4o-mini"], id_column="id", progress=False, cache=False)
+    assert "-m 'gpt-4o-mini,media=audio'" in str(info.value)

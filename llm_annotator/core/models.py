@@ -101,6 +101,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"temperature {self.temperature} is outside 0..2")
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p {self.top_p} is outside (0, 1]")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
         if self.price is not None and min(self.price) < 0:

@@ -60,12 +60,15 @@ class WorkerCall:
     stream: dict[str, Any] | None = None  # streamed: StreamInput's arguments
 
 
-def check_workers(workers: int, *, out: Path | None, batch: bool, collect: bool, data: Any, stream: bool,
-                  ray: str | None = None) -> None:
+def check_workers(workers: int | None, *, out: Path | None, batch: bool, collect: bool, data: Any, stream: bool,
+                  ray: str | None = None) -> int:
+    """The number of worker processes (None: one), checked against the job's other options."""
+    if workers is None:
+        workers = 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers={workers!r}: a job runs in one process or more", fix="pass workers=1 or more")
     if workers == 1 and ray is None:
-        return
+        return workers
     if out is None:
         raise ConfigError("workers write their votes into the run directory, and there is none",
                           fix="pass out=RUN_DIR (CLI: --out RUN_DIR)")
@@ -75,6 +78,7 @@ def check_workers(workers: int, *, out: Path | None, batch: bool, collect: bool,
     if stream and not isinstance(data, str | Path):
         raise ConfigError("streamed workers each read the input file, and the input is not a file",
                           fix="pass the path of the input, or annotate it in memory")
+    return workers
 
 
 def join_worker_votes(run_dir: Path, votes: Path | None = None) -> int:

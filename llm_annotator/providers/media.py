@@ -39,7 +39,8 @@ def check_media(spec: ModelSpec, kinds: set[str]) -> None:
         kind = refused[0]
         raise ModelError(f"annotator {spec.name!r}: model {spec.model!r} cannot take {kind} input ({why})",
                          fix=f"pick a model that takes {kind}, or, for a self-hosted model that does, say so: "
-                             f"models=[{{'model': {spec.model!r}, 'media': [{kind!r}]}}]")
+                             f"models=[{{'model': {spec.model!r}, 'media': [{kind!r}]}}] "
+                             f"(CLI: -m '{spec.model},media={kind}')")
 
 
 def _refused(model: str, kinds: set[str], self_hosted: bool) -> tuple[list[str], str]:
