@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from llm_annotator.engine.inputs import CHUNK_ROWS, MemoryInput, StreamInput
 from llm_annotator.engine.jobs import JobBuilder
 from llm_annotator.engine.live import LiveBackend
 from llm_annotator.engine.options import check_arguments, check_batch, check_budget, open_cache
-from llm_annotator.engine.outcome import finish, warn_if_failed
+from llm_annotator.engine.outcome import begin, finish, warn_if_failed
 from llm_annotator.engine.pipeline import Backend, Pipeline, judge_again
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.engine.sync import run_sync
@@ -133,20 +132,11 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                                   stream={"chunk_rows": chunk_rows} if stream else None,
                                   own={a.name: a.task for a in builder.annotators if a.spec.task is not None},
                                   media_root=default_root(data, media_root))
-        parameters: dict[str, Any] = {"samples": samples, "context": window, "id_column": id_column, "budget_usd": budget_usd,
-                      "shard": list(the_shard) if the_shard else None}
+        parameters: dict[str, Any] = {"samples": samples, "context": window, "id_column": id_column,
+                                      "budget_usd": budget_usd, "shard": list(the_shard) if the_shard else None}
         if stream:
             parameters["stream"] = {"chunk_rows": chunk_rows}
-        manifest = RunManifest(job={**job.model_dump(mode="json"), "fingerprint": job.fingerprint},
-                               task=the_task.model_dump(mode="json"), template_hash=the_task.template_hash,
-                               labels=list(the_task.labels), models=[s.public() for s in specs],
-                               annotators={a.name: {**a.identity.model_dump(mode="json"), "digest": a.digest}
-                                           for a in builder.annotators},
-                               parameters=parameters,
-                               data={"source": source.source, "n_items": source.n_items, "columns": source.columns},
-                               started_at=started.isoformat(timespec="seconds"),
-                               cache_dir=str(answer_cache.directory) if answer_cache is not None else None,
-                               versions={"llm_annotator": _version("llm-annotator-kit"), "litellm": _version("litellm")})
+        manifest = begin(job, builder, specs, parameters, source, started, answer_cache)
         log = None
         resumed: dict[Any, Vote | None] = {}
         if run_dir is not None:
@@ -398,12 +388,6 @@ def status(run_dir: str | Path, *, api_key: str | None = None, api_base: str | N
     run_sync(refresh(state, submitted_specs(state, api_key, api_base)))
     return state.summary()
 
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 __all__ = ["StreamedRun", "annotate", "annotate_async", "annotate_stream", "annotate_stream_async", "collect",

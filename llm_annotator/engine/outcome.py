@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from importlib import metadata
 from typing import Any
 
 from llm_annotator.core.errors import ErrorKind, RunWarning
@@ -16,6 +17,31 @@ from llm_annotator.engine.budget import Budget
 from llm_annotator.engine.stats import RunStats
 from llm_annotator.store.batch_state import BatchState
 from llm_annotator.store.manifest import BudgetFigures, Counts, Failure, RunManifest, Status
+
+
+def begin(job: Any, builder: Any, specs: list[Any], parameters: dict[str, Any], source: Any, started: dt.datetime,
+          cache: Any) -> RunManifest:
+    """The manifest of a run that starts: the job, its annotators (each with the outputs its
+    task answers) and parameters, the data read, the versions."""
+    task = builder.task
+    return RunManifest(job={**job.model_dump(mode="json"), "fingerprint": job.fingerprint},
+                       task=task.model_dump(mode="json"), template_hash=task.template_hash,
+                       labels=list(task.labels), models=[s.public() for s in specs],
+                       annotators={a.name: {**a.identity.model_dump(mode="json"), "digest": a.digest,
+                                            "outputs": [o.name for o in a.task.output_specs]}
+                                   for a in builder.annotators},
+                       parameters=parameters,
+                       data={"source": source.source, "n_items": source.n_items, "columns": source.columns},
+                       started_at=started.isoformat(timespec="seconds"),
+                       cache_dir=str(cache.directory) if cache is not None else None,
+                       versions={"llm_annotator": _version("llm-annotator-kit"), "litellm": _version("litellm")})
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def finish(manifest: RunManifest, tally: dict[str, Any], stats: RunStats, budget: Budget,
@@ -76,4 +102,4 @@ def warn_if_failed(manifest: RunManifest) -> None:
                   f"valid{none}; {reasons}", RunWarning, stacklevel=2)
 
 
-__all__ = ["finish", "run_status", "warn_if_failed"]
+__all__ = ["begin", "finish", "run_status", "warn_if_failed"]
