@@ -16,7 +16,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 DISTRIBUTION = {"ppi_py": "ppi-python", "yaml": "pyyaml", "llama_cpp": "llama-cpp-python", "sklearn": "scikit-learn"}
 #: packages only some features need, and the extra that installs them
 OPTIONAL = {"matplotlib": "report", "datasets": "hf", "llama_cpp": "local", "scipy": "trust", "sklearn": "trust",
-            "ppi_py": "trust"}
+            "ppi_py": "trust", "ray": "ray"}
 
 
 def requirement_names(requirements):
