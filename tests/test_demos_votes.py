@@ -58,3 +58,21 @@ def test_a_task_without_demonstrations_writes_no_such_field(fake_server, tmp_pat
     annotate([{"id": "a", "text": "hi"}], "sentiment", ["openai/fake"], id_column="id", api_base=server.url,
              api_key="sk-test", progress=False, out=tmp_path / "run", cache=False)
     assert "demonstrations" not in (tmp_path / "run" / "votes.jsonl").read_text()
+
+
+def test_annotate_ranks_by_the_tasks_embedding_model(fake_server, tmp_path, monkeypatch):
+    server = fake_server(lambda request: json.dumps({"sentiment": "neutral"}))
+    monkeypatch.setenv("OPENAI_API_BASE", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    pd.DataFrame({"pid": [f"p{i}" for i in range(6)],
+                  "text": ["tiger cloud", "river stone", "tiger river", "cloud stone", "plain words", "other words"],
+                  "gold": ["positive", "negative", "neutral"] * 2}).to_csv(tmp_path / "pool.csv", index=False)
+    pd.DataFrame({"id": ["a", "b"], "text": ["tiger cloud tiger", "stone river stone"]}).to_csv(
+        tmp_path / "data.csv", index=False)
+    task = parse_task_text(TASK.replace("id_column: pid}", "id_column: pid, select: similar, "
+                                        "embedding_model: openai/bow}"), "sentiment_demos.jinja")
+    result = annotate(str(tmp_path / "data.csv"), task, ["openai/fake"], id_column="id", progress=False,
+                      out=tmp_path / "run", cache=False)
+    shown = result.votes.set_index("item_id")["demonstrations"]
+    assert shown["a"][-1] == "p0" and shown["b"][-1] == "p1"  # the most similar last
+    assert len(server.embedding_requests[0]["input"]) == 6  # the pool, embedded once

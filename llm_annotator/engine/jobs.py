@@ -105,6 +105,18 @@ def annotator_task(spec: ModelSpec, task: Task, labels: Sequence[str] | None = N
     return own
 
 
+def _embedding(task: Task) -> Any:
+    """The embedding function a task's demonstrations rank by (None: lexical, or none):
+    its ``embedding_model`` through LiteLLM, with the provider's key and base from the
+    environment (``OPENAI_API_KEY``, ``OPENAI_API_BASE``, ...)."""
+    spec = task.demonstrations
+    if spec is None or not spec.embedding_model:
+        return None
+    from llm_annotator.providers.embeddings import embedder
+
+    return embedder(spec.embedding_model)
+
+
 class JobBuilder:
     """The job's annotators, each with its task, and the distinct prompts they are asked with."""
 
@@ -129,7 +141,7 @@ class JobBuilder:
             found = identity(spec, own.max_tokens)
             partial = len(own.output_specs) != len(task.output_specs)
             self.annotators.append(Annotator(spec, found, found.digest, own, key, partial))
-        self.prompts = [compile_prompt(t, media_root) for t in self.tasks]
+        self.prompts = [compile_prompt(t, media_root, embed=_embedding(t)) for t in self.tasks]
         self.schemas = [t.response_schema() for t in self.tasks]
         self.context = context
         self.windows = [t.context_window if context is None else context for t in self.tasks]
