@@ -6,7 +6,8 @@
 Ratios are measured within one run against a loopback OpenAI-compatible server
 (llm_annotator.testing.FakeOpenAI) with a fixed latency, so the machine's noise cancels
 as far as it can. Benchmarks: overhead, concurrency, replay, startup, sampling, local,
-memory, router, curator. ``curator`` runs benchmarks/curator.py: Bespoke Curator beside
+memory, router, replay_process (a finished job run again as a new command), workers
+(benchmarks/workers.py: one job in 1 and 2 processes), curator. ``curator`` runs benchmarks/curator.py: Bespoke Curator beside
 the bare LiteLLM loop and ``annotate`` at the ceiling (requests/s, client CPU per
 request), Curator installed by that script into its own virtual environment on first use
 (``--no-curator`` leaves it out of a full run). The SER benchmarks are
@@ -288,6 +289,44 @@ def bench_router(quick: bool, tmp: Path) -> dict[str, Any]:
     return out
 
 
+def bench_replay_process(quick: bool, tmp: Path) -> dict[str, Any]:
+    """A finished job run again as a new command (the issue's measure): a fresh
+    ``llm-annotator annotate`` process reads the CSV, renders every row, resumes every vote
+    from votes.jsonl, and writes labels.csv, labels.jsonl and run.json. Median of 5 runs
+    (3 quick), the first run (which fills votes.jsonl from the cache) not counted."""
+    items, samples = (2000 if quick else 10_000), 5
+    cache_dir = tmp / "replay-process-cache"
+    prefill(items, samples, cache_dir)
+    data = tmp / "replay-process.csv"
+    import pandas as pd
+
+    pd.DataFrame(rows(items)).to_csv(data, index=False)
+    command = [sys.executable, "-m", "llm_annotator", "annotate", str(data), "-t", "sentiment", "-m", "openai/fake",
+               "-k", str(samples), "--api-base", "http://127.0.0.1:9/v1", "--cache-dir", str(cache_dir),
+               "--out", str(tmp / "replay-process-run"), "--id-column", "id", "-q"]
+    subprocess.run(command, check=True, capture_output=True)  # the job, from the cache
+    seconds = _median_time(command, 3 if quick else 5)
+    manifest = json.loads((tmp / "replay-process-run" / "run.json").read_text())
+    assert manifest["counts"]["resumed"] == items * samples and manifest["counts"]["requests"] == 0
+    return {"items": items, "samples": samples, "votes": items * samples, "seconds": seconds,
+            "votes_per_s": items * samples / seconds, "target_votes_per_s": 20_000,
+            "load_average_1min": os.getloadavg()[0]}
+
+
+WORKERS_JSON = ROOT / "benchmarks" / "results" / "workers.json"
+
+
+def bench_workers(quick: bool, tmp: Path) -> dict[str, Any]:
+    """benchmarks/workers.py in its own process: one job in 1 and 2 processes."""
+    out = tmp / "workers.json" if quick else WORKERS_JSON
+    command = [sys.executable, str(ROOT / "benchmarks" / "workers.py"), "--out", str(out)]
+    if quick:
+        command += ["--items", "1500", "--rounds", "1"]
+    subprocess.run(command, check=True, capture_output=True)
+    found: dict[str, Any] = json.loads(out.read_text())
+    return found
+
+
 CURATOR_JSON = ROOT / "benchmarks" / "results" / "curator.json"
 
 
@@ -304,7 +343,8 @@ def bench_curator(quick: bool, tmp: Path) -> dict[str, Any]:
 
 BENCHES = {"overhead": bench_overhead, "concurrency": bench_concurrency, "replay": bench_replay,
            "startup": bench_startup, "sampling": bench_sampling, "local": bench_local, "memory": bench_memory,
-           "router": bench_router, "curator": bench_curator}
+           "router": bench_router, "replay_process": bench_replay_process, "workers": bench_workers,
+           "curator": bench_curator}
 
 
 def findings(results: dict[str, Any]) -> list[str]:
@@ -469,6 +509,24 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                       f"two {sl['router_rps']:.1f} req/s.", ""]
     if "curator" in results:
         lines += curator_section(results["curator"])
+    if "replay_process" in results:
+        r = results["replay_process"]
+        verdict = "above" if r["votes_per_s"] >= r["target_votes_per_s"] else "below"
+        lines += ["## 11. A finished job run again as a new command", "", command("replay_process"), "",
+                  f"{r['items']:,} items × {r['samples']} samples: a fresh `llm-annotator annotate` process reads the "
+                  "CSV, renders every row, resumes every vote from votes.jsonl and writes labels.csv, labels.jsonl "
+                  f"and run.json. Median of the runs: {r['seconds']:.2f} s, **{r['votes_per_s']:,.0f} votes/s** "
+                  f"({verdict} the target {r['target_votes_per_s']:,}); load average {r['load_average_1min']:.2f}.", ""]
+    if "workers" in results:
+        w = results["workers"]
+        med = w["median_requests_per_s"]
+        lines += ["## 12. One job in two processes (`--workers 2`)", "",
+                  f"`{w['command']}` (or {command('workers')}); every run in `benchmarks/results/workers.json`.", "",
+                  f"{w['items']:,} rows, k = 1, {w['concurrency_per_process']} requests in flight per process, the "
+                  f"asyncio loopback server ({w['latency_ms']:.0f} ms, its own process, at most "
+                  f"{max(x['server_cpu_share'] for x in w['runs']):.1%} of a core): one process "
+                  f"{med['1']:.0f} requests/s, two workers {med['2']:.0f} (**{w['speedup']:.2f}×**; target 1.6×; "
+                  "docs/scale.md says where the rest goes).", ""]
     return "\n".join(lines)
 
 
@@ -510,6 +568,8 @@ def main() -> None:
         saved = json.loads((ROOT / "benchmarks" / "results" / "benchmarks.json").read_text())
         if CURATOR_JSON.exists():  # the latest full Curator comparison, run here or on its own
             saved["curator"] = json.loads(CURATOR_JSON.read_text())
+        if WORKERS_JSON.exists():
+            saved["workers"] = json.loads(WORKERS_JSON.read_text())
         (ROOT / "docs" / "benchmarks.md").write_text(markdown(saved, saved["meta"]))
         return
     names = args.only.split(",") if args.only else list(BENCHES)
@@ -527,6 +587,9 @@ def main() -> None:
             "python": platform.python_version(), "litellm": metadata.version("litellm"),
             "llm_annotator": metadata.version("llm-annotator-kit"), "quick": args.quick}
     results["meta"] = meta
+    for name, saved_json in (("curator", CURATOR_JSON), ("workers", WORKERS_JSON)):
+        if name not in results and saved_json.exists():  # the latest, run here or on its own
+            results[name] = json.loads(saved_json.read_text())
     out_json.write_text(json.dumps(results, indent=2) + "\n")
     (ROOT / "docs" / "benchmarks.md").write_text(markdown(results, meta))
     print(f"wrote {out_json} and docs/benchmarks.md; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
