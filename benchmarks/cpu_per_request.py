@@ -37,7 +37,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 LABELS = ["positive", "negative", "neutral"]
 CONCURRENCY = 128
-LATENCY_S = 0.001
+LATENCY_S = float(os.environ.get("BENCH_SERVER_LATENCY_S", "0.001"))  # the server process reads it too
 
 
 # -- the server (its own process) -------------------------------------------------------
