@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from llm_annotator.core.models import ModelSpec
     from llm_annotator.core.task import Task, load_task
+    from llm_annotator.engine.plan import plan
     from llm_annotator.outputs.result import AnnotationResult
     from llm_annotator.store.cache import AnswerCache
 
@@ -41,6 +42,7 @@ _LAZY = {
     "annotate": "api", "annotate_async": "api", "AnswerCache": "store.cache", "ModelSpec": "core.models",
     "AnnotationResult": "outputs.result", "Task": "core.task", "load_task": "core.task",
     "annotate_stream": "api", "annotate_stream_async": "api", "StreamedRun": "api", "collect": "api",
+    "plan": "engine.plan",
 }
 
 
@@ -74,4 +76,5 @@ __all__ = [
     "annotate_stream_async",
     "collect",
     "load_task",
+    "plan",
 ]

@@ -205,8 +205,11 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             result.manifest = manifest.to_dict()
         warn_if_failed(manifest)
         return manifest, result
-    except BaseException:
+    except BaseException as exc:
         if run_dir is not None:
+            if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) and "manifest" in locals():
+                # the votes so far are in votes.jsonl and the cache; run.json says the run did not end
+                run_dir.write_manifest(manifest.model_copy(update={"status": "interrupted"}))
             run_dir.abandon()
         raise
     finally:

@@ -135,3 +135,51 @@ def test_small_settings_are_checked_where_they_are_given(tmp_path):
     with pytest.raises(ModelError) as info:  # the fix is said for Python and for the CLI
         annotate(rows, "emotion_audio_only", ["gpt-4o-mini"], id_column="id", progress=False, cache=False)
     assert "-m 'gpt-4o-mini,media=audio'" in str(info.value)
+
+
+def test_an_interrupted_run_says_so_in_run_json_and_resumes(fake_server, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server = fake_server(lambda request: json.dumps({"sentiment": "neutral"}), latency=0.3)
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"id": [f"s{i}" for i in range(60)], "text": [f"line {i}" for i in range(60)]}).to_csv(path, index=False)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "llm_annotator", "annotate", str(path), "-t", "sentiment", "-m", "openai/fake",
+               "--api-base", server.url, "--id-column", "id", "--out", str(out), "--concurrency", "2", "--no-cache"]
+    env = {**os.environ, "OPENAI_API_KEY": "sk-x"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and server.calls < 4:  # some answers in, many to go
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    manifest = json.loads((out / "run.json").read_text())
+    assert done.returncode == 0 and manifest["status"] == "complete" and manifest["counts"]["resumed"] > 0
+
+
+def test_what_a_new_user_met_is_mended(fake_server, corpus, tmp_path, capsys):
+    import llm_annotator
+    from llm_annotator.analysis.agreement import format_report
+
+    assert llm_annotator.plan.__module__ == "llm_annotator.engine.plan"
+    found = llm_annotator.plan(str(corpus / "data.csv"), "emotion_melt",
+                               ["gpt-4o", {"model": "openai/qwen2-audio", "task": "emotion_audio",
+                                           "api_base": "http://127.0.0.1:9/v1"}], id_column="id", cache=False)
+    table = found.table()
+    assert "(without openai/qwen2-audio/emotion_audio: not priced)" in table
+    assert [line.split()[-3] for line in table.splitlines() if line.startswith("openai/qwen2")] == ["n/a"]
+    # two annotators whose names share a long prefix stay apart in the printed tables
+    server = fake_server(respond({}))
+    result = annotate(str(corpus / "data.csv"), "emotion_melt", models(server), id_column="id", api_key="sk-t",
+                      progress=False, out=tmp_path / "run")
+    printed = format_report(result.agreement(gold="Emotion", bootstrap=0), gold="Emotion")
+    assert all(name in printed for name in NAMES)
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert manifest["counts"]["by_output"]["loudness"]["votes"] == 8
+    assert manifest["counts"]["by_output"]["emotion"]["votes"] == 12

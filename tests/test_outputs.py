@@ -146,7 +146,7 @@ def test_every_output_flows_through_the_in_memory_path(fake_server, task_file, t
     assert valid["value"].tolist() == [scripted(texts[i])["arousal"] for i in valid["item_id"]]
     assert result.output("intensity").task.labels == ("low", "medium", "high")
     by_output = result.manifest["counts"]["by_output"]
-    assert by_output["arousal"] == {"valid": 48 - 2 * len(missing),
+    assert by_output["arousal"] == {"votes": 48, "valid": 48 - 2 * len(missing),
                                     "by_reason": {"missing_field": 2 * len(missing)}}
     assert by_output["sentiment"]["valid"] == 48 and by_output["intensity"]["by_reason"] == {}
     soft = result.output("intensity").soft_labels()
@@ -168,7 +168,7 @@ def test_every_output_flows_through_the_streamed_path(fake_server, task_file, tm
     assert run.manifest["status"] == "complete"
     check_votes(list(read_votes(tmp_path / "run" / "votes.jsonl")), texts)
     missing = sum("arousal" not in scripted(t) for t in texts.values())
-    assert run.manifest["counts"]["by_output"]["arousal"] == {"valid": 60 - 2 * missing,
+    assert run.manifest["counts"]["by_output"]["arousal"] == {"votes": 60, "valid": 60 - 2 * missing,
                                                               "by_reason": {"missing_field": 2 * missing}}
     loaded = run.load()
     values = loaded.output("arousal").votes.dropna(subset=["label"])

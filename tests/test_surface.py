@@ -16,7 +16,7 @@ def test_exported_members_are_pinned_and_sorted():
     assert llm_annotator.__all__ == [
         "AnnotationResult", "AnnotatorError", "AnswerCache", "ConfigError", "DataError", "ModelError",
         "ModelSpec", "RunDirError", "RunWarning", "StreamedRun", "Task", "TaskError", "TemplateError", "annotate",
-        "annotate_async", "annotate_stream", "annotate_stream_async", "collect", "load_task"]
+        "annotate_async", "annotate_stream", "annotate_stream_async", "collect", "load_task", "plan"]
     for name in llm_annotator.__all__:
         assert getattr(llm_annotator, name) is not None
 

@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="MELT's published train labels (llm_label; meld_train.csv in "
                              "https://github.com/KeiKinn/meltdataset), imported as an annotator for --split train")
     parser.add_argument("--limit", type=int, help="first N utterances only")
-    parser.add_argument("--out", help="run directory (default runs/melt_SPLIT_TASK)")
+    parser.add_argument("--out", help="run directory (default runs/melt_SPLIT_TASK, with _audio for --audio-dir, "
+                                      "under the working directory)")
     parser.add_argument("--plan", action="store_true", help="also print GPT-4o's cost on MELT's 7,024 + 1,794 utterances")
     parser.add_argument("--api-base", help="API base URL of the model(s), e.g. a vLLM server")
     parser.add_argument("--batch", action="store_true",
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         if merged["llm_label"].notna().any():
             frame = merged
             columns.append("llm_label")
-    out = Path(args.out or ROOT / "runs" / f"melt_{args.split}_{args.task}{'_audio' if args.audio_dir else ''}")
+    out = Path(args.out or Path("runs") / f"melt_{args.split}_{args.task}{'_audio' if args.audio_dir else ''}")
     annotators: list[Any] = list(models)
     data, options = frame, {"samples": args.samples, "temperature": args.temperature, "id_column": "clip",
                             "out": out, "api_base": args.api_base}
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         if frame.empty:
             parser.error(f"--audio-dir {args.audio_dir}: none of the {len(skipped)} clips is there as "
                          f"--audio-template {args.audio_template!r} names them (first: {skipped['file'].iloc[0]}); "
-                         "convert MELD.Raw's mp4 clips to WAV under that folder, e.g. ffmpeg -i dia0_utt0.mp4 "
+                         "convert MELD.Raw's mp4 clips to WAV under that folder, e.g. ffmpeg -i dia0_utt0.mp4 -vn "
                          "-ac 1 -ar 16000 dia0_utt0.wav, or give the names with --audio-template")
         if len(skipped):
             out.mkdir(parents=True, exist_ok=True)

@@ -408,20 +408,23 @@ def format_report(figures: dict[str, Any], gold: str | None = None) -> str:
                   f"Fleiss' kappa:        {num(figures['fleiss_kappa'])}",
                   f"percent agreement:    {num(figures['percent_agreement'], 'percent_agreement')}",
                   "", "pairwise Cohen's kappa:"]
-        width = max(len(n) for n in names) + 2
-        lines.append(" " * width + "".join(n[:12].rjust(14) for n in names))
-        for a in names:
-            lines.append(a.ljust(width) + "".join(num(figures["pairwise_cohen_kappa"][a][b]).rjust(14) for b in names))
+        # columns by number: names that share a long prefix (two prompts of one model) stay apart
+        width = max(len(n) for n in names) + 7
+        lines.append(" " * width + "".join(f"[{i}]".rjust(9) for i in range(1, len(names) + 1)))
+        for i, a in enumerate(names, 1):
+            lines.append(f"[{i}] {a}".ljust(width)
+                         + "".join(num(figures["pairwise_cohen_kappa"][a][b]).rjust(9) for b in names))
     consistency = {k: v for k, v in figures.get("self_consistency", {}).items() if v.get("samples", 1) > 1}
     if consistency:
         lines += ["", "self-consistency over samples (alpha, mean top share):"]
         lines += [f"  {name}: {num(v['alpha'])}, {num(v['mean_top_share'])}" for name, v in consistency.items()]
     if "vs_gold" in figures:
+        named = max([28, *(len(name) for name in figures["vs_gold"])])
         lines += ["", f"against gold ({gold}):",
-                  f"  {'annotator':28} {'n':>6} {'accuracy':>24} {'macro_f1':>8} {'uar':>8} {'kappa':>8} {'ECE':>8}"]
+                  f"  {'annotator':{named}} {'n':>6} {'accuracy':>24} {'macro_f1':>8} {'uar':>8} {'kappa':>8} {'ECE':>8}"]
         for name, m in figures["vs_gold"].items():
             bounds = ci.get("vs_gold", {}).get(name, {})
             ece = figures.get("calibration", {}).get(name, {}).get("ece", float("nan"))
-            lines.append(f"  {name[:28]:28} {m['n']:>6} {num(m['accuracy'], 'accuracy', bounds):>24} "
+            lines.append(f"  {name:{named}} {m['n']:>6} {num(m['accuracy'], 'accuracy', bounds):>24} "
                          f"{num(m['macro_f1']):>8} {num(m['uar']):>8} {num(m['cohen_kappa']):>8} {num(ece):>8}")
     return "\n".join(lines)

@@ -302,9 +302,10 @@ def _num(value: Any, bounds: Any = None) -> str:
 
 
 def _gold_table(figures: dict[str, Any], keys: Sequence[str], title: str) -> str:
-    lines = [f"{title}:", f"  {'annotator':28} {'n':>6} " + " ".join(f"{k:>12}" for k in keys)]
+    named = max([28, *(len(name) for name in figures["vs_gold"])])
+    lines = [f"{title}:", f"  {'annotator':{named}} {'n':>6} " + " ".join(f"{k:>12}" for k in keys)]
     for name, scores in figures["vs_gold"].items():
-        lines.append(f"  {name[:28]:28} {scores.get('n', 0):>6} " + " ".join(f"{_num(scores.get(k)):>12}" for k in keys))
+        lines.append(f"  {name:{named}} {scores.get('n', 0):>6} " + " ".join(f"{_num(scores.get(k)):>12}" for k in keys))
     return "\n".join(lines)
 
 

@@ -41,7 +41,8 @@ def job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", dest="models", action="append", metavar="MODEL[,KEY=VALUE...]",
                    help="an annotator: a LiteLLM model string, repeatable (default: local/smollm2-135m, offline); "
                         "after commas its own settings, e.g. 'gpt-4o,task=emotion_context,temperature=0.7' "
-                        f"(keys: {', '.join(MODEL_KEYS)}); an annotator with its own task is named MODEL/TASK")
+                        f"(keys: {', '.join(MODEL_KEYS)}; media as audio+image); an annotator with its own task is "
+                        "named MODEL/TASK")
     p.add_argument("-k", "--samples", type=int, default=1, help="answers per item and model (default 1)")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
     p.add_argument("--max-tokens", type=int, default=None, help="answer length limit (default: the task's)")
@@ -56,7 +57,8 @@ def job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="answer cache directory (default: $LLM_ANNOTATOR_CACHE_DIR or the user cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
     p.add_argument("--price", metavar="IN,OUT",
-                   help="US dollars per million input and output tokens, for models LiteLLM has no price for")
+                   help="US dollars per million input and output tokens, in place of LiteLLM's price (needed for "
+                        "models it has none for; media are priced by it where it has an audio or image price)")
 
 
 def _price(text: str | None) -> list[float] | None:
@@ -86,7 +88,8 @@ def _model_entry(text: str) -> str | dict[str, Any]:
         key = key.strip()
         if not sep or key not in MODEL_KEYS or not value.strip():
             raise ConfigError(f"-m {text!r}: {pair!r} is not KEY=VALUE with a key of {', '.join(MODEL_KEYS)}",
-                              fix="write e.g. -m 'gpt-4o,task=emotion_context,temperature=0.7'")
+                              fix="write e.g. -m 'gpt-4o,task=emotion_context,temperature=0.7' (several media "
+                                  "kinds as media=audio+image)")
         value = value.strip()
         entry[key] = value.split("+") if key == "media" else value
     return entry
@@ -170,7 +173,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 def _summary(m: dict[str, Any], out: Path, samples: int) -> None:
     c = m["counts"]
-    print(f"{m['data']['n_items']} items x {len(m['models'])} model(s) x {samples} sample(s): "
+    print(f"{m['data']['n_items']} items x {len(m['models'])} annotator(s) x {samples} sample(s): "
           f"{c['valid']} valid votes, {c['invalid']} invalid answers, {c['errors']} votes without an answer "
           f"({c['failed_requests']} failed requests); "
           f"{c['cache_hits']} from cache, {c['resumed']} resumed; ${m['cost_usd']:.4f} spent in {m['wall_s']:.1f} s")
@@ -226,7 +229,8 @@ def _output_reasons(m: dict[str, Any]) -> None:
     asked = m["counts"].get("votes", 0)
     for name, figures in list(outputs.items())[1:]:  # the first output's are the run's own lines
         reasons = ", ".join(f"{kind} x{n}" for kind, n in figures.get("by_reason", {}).items())
-        print(f"  output {name}: {figures['valid']} valid of {asked}" + (f"; {reasons}" if reasons else ""),
+        print(f"  output {name}: {figures['valid']} valid of {figures.get('votes', asked)}"
+              + (f"; {reasons}" if reasons else ""),
               file=sys.stderr if reasons else sys.stdout)
 
 

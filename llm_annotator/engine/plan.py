@@ -76,10 +76,13 @@ class Plan(BaseModel):
             price = (f"{m.cost_usd_expected:.4f}", f"{m.cost_usd_max:.4f}") if m.priced else ("n/a", "n/a")
             rows.append((m.annotator, str(m.items), str(m.samples), str(m.requests), str(m.cached_votes),
                          str(m.tokens_in), f"{m.tokens_out_expected}/{m.tokens_out_max}",
-                         *((f"{m.audio_seconds:.1f}", str(m.audio_tokens + m.image_tokens)) if media else ()), *price))
+                         *((f"{m.audio_seconds:.1f}", "n/a" if m.unpriced else str(m.audio_tokens + m.image_tokens))
+                           if media else ()), *price))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        lines.append(f"total: ${self.cost_usd_expected:.4f} expected, ${self.cost_usd_max:.4f} at most")
+        unpriced = [m.annotator for m in self.models if not m.priced and not m.model.startswith("local/")]
+        lines.append(f"total: ${self.cost_usd_expected:.4f} expected, ${self.cost_usd_max:.4f} at most"
+                     + (f" (without {', '.join(unpriced)}: not priced)" if unpriced else ""))
         lines += [f"not priced: {why}" for m in self.models for why in m.unpriced]
         return "\n".join(lines)
 

@@ -119,6 +119,7 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
     sums = [_Accumulator(spec, len(names), n_rows) for spec in specs]
     errors: list[str] = []
     output_errors: list[list[str]] = [[] for _ in specs]
+    asked = [0] * len(specs)  # votes per output: the annotators that answer it
     keys: set[str] = set()
     n_votes, cost = 0, 0.0
     with path.open(encoding="utf-8") as handle:
@@ -137,6 +138,7 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
                 answer = _answer(vote, spec, n == 0)
                 if answer is None:
                     continue
+                asked[n] += 1
                 label, value, distribution, error = answer
                 accumulator.add(a, row, label, value, distribution)
                 if label is None and n:
@@ -146,7 +148,7 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
     tally = {"votes": n_votes, "valid": int(counts.sum()), "errors": error_counts(errors), "cost_usd": cost,
              "valid_by_annotator": {name: int(counts[a].sum()) for name, a in annotator.items()}}
     if len(specs) > 1:
-        tally["by_output"] = {spec.name: {"valid": int(accumulator.counts.sum()),
+        tally["by_output"] = {spec.name: {"votes": asked[n], "valid": int(accumulator.counts.sum()),
                                           "by_reason": error_counts(errors if n == 0 else output_errors[n])}
                               for n, (spec, accumulator) in enumerate(zip(specs, sums, strict=True))}
     primary = outputs[specs[0].name]

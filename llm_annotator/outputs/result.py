@@ -111,7 +111,8 @@ class AnnotationResult:
 
         if len(self.output_names) < 2:
             return {}
-        return {name: {"valid": int(part["label"].notna().sum()), "by_reason": error_counts(part["error"])}
+        return {name: {"votes": len(part), "valid": int(part["label"].notna().sum()),
+                       "by_reason": error_counts(part["error"])}
                 for name, part in self.votes_by_output().groupby("output", sort=False)}
 
     def outputs(self) -> dict[str, AnnotationResult]:

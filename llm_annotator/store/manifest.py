@@ -18,7 +18,7 @@ from llm_annotator.core.votes import FORMAT_VERSION
 #: requests failed (a re-run asks them again); ``failed``: no valid vote at all, or an
 #: annotator met an error no retry mends; ``stopped_by_budget``: votes left unasked by the
 #: budget; ``batch_pending``: votes wait in provider batch jobs.
-Status = Literal["running", "complete", "partial", "failed", "stopped_by_budget", "batch_pending"]
+Status = Literal["running", "complete", "partial", "failed", "stopped_by_budget", "batch_pending", "interrupted"]
 
 
 class Counts(BaseModel):
