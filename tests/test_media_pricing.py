@@ -137,7 +137,7 @@ def test_images_are_counted_by_tiles_read_from_the_file_header(tmp_path: Path, m
     messages = compile_prompt(parse_task_text(IMAGE_TASK, "t.jinja"), tmp_path).render({"frame": "f.png"})
     cost = media_cost(ModelSpec(model=model), messages)
     entry = litellm.model_cost[model]
-    per_token = entry.get("input_cost_per_image_token", entry["input_cost_per_token"])
+    per_token = entry.get("input_cost_per_image_token") or entry["input_cost_per_token"]  # null: none
     assert (cost.image_count, cost.image_tokens, cost.priced) == (1, tokens, True)
     assert cost.cost_usd == pytest.approx(tokens * per_token)
     assert count_tokens(model, messages) == count_tokens(model, [{"role": "user", "content": "What is shown?"}])

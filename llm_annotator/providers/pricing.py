@@ -302,14 +302,15 @@ def _audio_rate(family: str) -> int | None:
 
 def _audio_price(entry: Mapping[str, Any], caller: float | None, seconds: float,
                  tokens: int | None) -> float | None:
-    if tokens is not None and "input_cost_per_audio_token" in entry:
+    # a price the table holds as null (LiteLLM fills some entries' keys with None) is no price
+    if tokens is not None and entry.get("input_cost_per_audio_token") is not None:
         return tokens * float(entry["input_cost_per_audio_token"])
     for name in ("input_cost_per_audio_per_second", "input_cost_per_second"):
-        if name in entry:
+        if entry.get(name) is not None:
             return seconds * float(entry[name])
     if tokens is not None and caller is not None:
         return tokens * caller
-    if tokens is not None and entry.get("supports_audio_input") and "input_cost_per_token" in entry:
+    if tokens is not None and entry.get("supports_audio_input") and entry.get("input_cost_per_token") is not None:
         return tokens * float(entry["input_cost_per_token"])
     return None
 
