@@ -120,6 +120,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
     stats = RunStats(requested_votes=source.n_items * len(specs) * samples)
     answer_cache = open_cache(cache)
     run_dir = RunDir(out_dir).open(job, overwrite=overwrite) if out_dir is not None else None
+    manifest: RunManifest | None = None
     try:
         ledger = run_dir.ledger() if run_dir is not None else Ledger(None)
         budget = Budget(budget_usd, ledger)
@@ -207,7 +208,7 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
         return manifest, result
     except BaseException as exc:
         if run_dir is not None:
-            if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) and "manifest" in locals():
+            if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) and manifest is not None:
                 # the votes so far are in votes.jsonl and the cache; run.json says the run did not end
                 run_dir.write_manifest(manifest.model_copy(update={"status": "interrupted"}))
             run_dir.abandon()
