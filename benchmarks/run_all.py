@@ -326,32 +326,28 @@ def bench_replay_process(quick: bool, tmp: Path) -> dict[str, Any]:
 
 
 WORKERS_JSON = ROOT / "benchmarks" / "results" / "workers.json"
-
-
-def bench_workers(quick: bool, tmp: Path) -> dict[str, Any]:
-    """benchmarks/workers.py in its own process: one job in 1 and 2 processes."""
-    out = tmp / "workers.json" if quick else WORKERS_JSON
-    command = [sys.executable, str(ROOT / "benchmarks" / "workers.py"), "--out", str(out)]
-    if quick:
-        command += ["--items", "1500", "--rounds", "1"]
-    subprocess.run(command, check=True, capture_output=True)
-    found: dict[str, Any] = json.loads(out.read_text())
-    return found
-
-
 RERUN_JSON = ROOT / "benchmarks" / "results" / "rerun.json"
 
 
-def bench_rerun(quick: bool, tmp: Path) -> dict[str, Any]:
-    """benchmarks/rerun.py in its own process: a re-run asking one changed row against
-    LiteLLM's bare import time, each a fresh interpreter."""
-    out = tmp / "rerun.json" if quick else RERUN_JSON
-    command = [sys.executable, str(ROOT / "benchmarks" / "rerun.py"), "--json", str(out)]
-    if quick:
-        command += ["--items", "200", "--runs", "2"]
-    subprocess.run(command, check=True, capture_output=True)
+def _script(name: str, saved: Path, out_flag: str, quick_args: list[str], quick: bool, tmp: Path) -> dict[str, Any]:
+    """benchmarks/NAME.py in its own process; a full run writes ``saved``, a quick one
+    (``quick_args``) a scratch file."""
+    out = tmp / saved.name if quick else saved
+    command = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), out_flag, str(out)]
+    subprocess.run(command + (quick_args if quick else []), check=True, capture_output=True)
     found: dict[str, Any] = json.loads(out.read_text())
     return found
+
+
+def bench_workers(quick: bool, tmp: Path) -> dict[str, Any]:
+    """benchmarks/workers.py: one job in 1 and 2 processes."""
+    return _script("workers", WORKERS_JSON, "--out", ["--items", "1500", "--rounds", "1"], quick, tmp)
+
+
+def bench_rerun(quick: bool, tmp: Path) -> dict[str, Any]:
+    """benchmarks/rerun.py: a re-run asking one changed row against LiteLLM's bare import
+    time, each a fresh interpreter."""
+    return _script("rerun", RERUN_JSON, "--json", ["--items", "200", "--runs", "2"], quick, tmp)
 
 
 CURATOR_JSON = ROOT / "benchmarks" / "results" / "curator.json"
