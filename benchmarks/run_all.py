@@ -571,28 +571,161 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _curator_load(figures: dict[str, Any]) -> str:
+    load = figures.get("loadavg_1min")
+    if isinstance(load, dict):
+        return f"load average (1 min) {load['min']:.2f}–{load['max']:.2f}"
+    return f"load average (1 min) {load:.2f}" if load is not None else "load average not recorded"
+
+
+def _curator_command(figures: dict[str, Any], item: str) -> str:
+    return f"`python benchmarks/curator.py --items {item}` (measured {figures['date'][:10]} by `{figures['command']}`)"
+
+
+def _curator_items(items: dict[str, Any], version: str | None) -> list[str]:
+    """The items of issue 18 beyond the ceiling, Curator's figure beside ours, each with its command."""
+    lines: list[str] = []
+    c = items.get("concurrency")
+    if c:
+        m = c["median_requests_per_s"]
+        lines += ["### High concurrency: 256 requests in flight", "", _curator_command(c, "concurrency"), "",
+                  f"The setting of section 2 at {c['concurrency']}: the asyncio loopback server at "
+                  f"{c['latency_s'] * 1000:.0f} ms (bound {c['bound_rps']:.0f} req/s), {c['requests']:,} requests "
+                  f"({c['requests'] // c['concurrency']} per slot), the same prompts for the three; the bare loop and "
+                  "`annotate` in the benchmark's process (LiteLLM imported first), Curator in a fresh process warmed "
+                  f"up with {c['concurrency']} requests, `max_concurrent_requests` = {c['concurrency']}, cache off; "
+                  f"the three in turn over {c['rounds']} rounds, medians; {_curator_load(c)}.", "",
+                  "| client | requests/s | of bound | × bare loop |", "|---|---|---|---|"]
+        for name, label in (("bare", "bare `litellm.acompletion` loop"), ("annotate", "`annotate` (a whole run)"),
+                            ("curator", "Bespoke Curator")):
+            lines.append(f"| {label} | {m[name]:.0f} | {m[name] / c['bound_rps']:.0%} | {m[name] / m['bare']:.2f} |")
+        lines.append("")
+    w = items.get("workers")
+    if w:
+        ours = w.get("ours") or {}
+        med = ours.get("median_requests_per_s") or {}
+        lines += ["### Many cores: one job in one and two processes", "", _curator_command(w, "workers"), "",
+                  f"The setting of section 12 (`{ours.get('command')}`, {ours.get('date')}): the asyncio loopback "
+                  f"server at {w['latency_s'] * 1000:.0f} ms, {w['concurrency']} requests in flight per process, "
+                  f"k = 1, {w['items']:,} rows, no cache. Curator {version} has no multi-process mode for requests: "
+                  "every backend of its `LLM` runs one process (online: one asyncio loop over aiohttp; batch: the "
+                  "provider's batch API; offline: vLLM, `tensor_parallel_size` over one machine's GPUs), so its "
+                  f"figure is one process's ({w['rounds']} fresh processes warmed up with 200 requests, median; "
+                  f"{_curator_load(w)}). `annotate`'s figures are section 12's, not measured again.", "",
+                  "| client | processes | requests/s |", "|---|---|---|"]
+        if "1" in med:
+            lines.append(f"| `annotate` (`--workers 1`) | 1 | {med['1']:.0f} |")
+        for key, value in med.items():
+            if key != "1":
+                lines.append(f"| `annotate --workers {key}` | {key} | {value:.0f} |")
+        lines += [f"| Bespoke Curator | 1 | {w['curator_requests_per_s']:.0f} |", ""]
+    r = items.get("rerun")
+    if r:
+        ours = (r.get("ours") or {}).get("median_s") or {}
+        m = r["median"]
+        lines += ["### A quick re-run: one row changed", "", _curator_command(r, "rerun"), "",
+                  f"A job of {r['items']:,} rows (section 13's: the same rows, the loopback `FakeOpenAI`) run once "
+                  "with Curator's cache on, then, interleaved, each a fresh process timed from start to exit: "
+                  "Curator's import alone, the job with one row changed, the job unchanged; medians of "
+                  f"{r['runs']}; {_curator_load(r)}. Curator's cache is keyed by the fingerprint of the whole "
+                  "input dataset (with the prompt function, model and generation parameters), so the job with "
+                  f"one changed row asked the server for {statistics.median(r['seconds']['rerun_requests']):.0f} "
+                  f"answers of {r['items']:,}, the unchanged job for "
+                  f"{statistics.median(r['seconds']['replay_requests']):.0f} (besides its one request without "
+                  "messages, for rate-limit headers, as each process of its OpenAI backend starts). `annotate`'s "
+                  "figures are section 13's, not measured again.", "",
+                  "| seconds (a fresh process) | `annotate` | Bespoke Curator |", "|---|---|---|",
+                  f"| import alone (`import litellm`; `from bespokelabs import curator`) | "
+                  f"{ours.get('import_litellm_s', float('nan')):.2f} | {m['import_curator_s']:.2f} |",
+                  f"| the job with one row changed | {ours.get('rerun_one_changed_row_s', float('nan')):.2f} (1 call) | "
+                  f"{m['rerun_one_changed_row_s']:.2f} ({statistics.median(r['seconds']['rerun_requests']):.0f} calls) |",
+                  f"| the job unchanged (a replay) | {ours.get('replay_s', float('nan')):.2f} | {m['replay_s']:.2f} |",
+                  ""]
+    p = items.get("replay")
+    if p:
+        ours = p.get("ours") or {}
+        lines += ["### A finished job run again as a new process", "", _curator_command(p, "replay"), "",
+                  f"Section 11's job, {p['items']:,} items × {p['samples']} samples, every answer in the cache. "
+                  f"Curator sends one request per row, so its job is {p['rows']:,} rows (each item {p['samples']} "
+                  "times, a `sample` column apart): a fresh process reads the CSV, renders each row in `prompt`, "
+                  "loads the dataset the finished run left and writes the labels CSV (`dataset.to_csv`). Its cache "
+                  "was filled without a request per row: one real answer copied into every row's line of "
+                  "`responses_0.jsonl` in the run directory Curator computes (`curator_client.py --mode fill`); a "
+                  f"first run resumed from those lines and built the dataset ({p['resume_s']:.1f} s), asking for no "
+                  f"answer; median of {p['runs']} runs after it; {_curator_load(p)}. `annotate`'s figure is "
+                  "section 11's (`llm-annotator annotate`, votes.jsonl, labels.csv, labels.jsonl, run.json), not "
+                  "measured again.", "",
+                  "| client | seconds | votes (answers)/s |", "|---|---|---|"]
+        if ours.get("votes_per_s"):
+            lines.append(f"| `llm-annotator annotate` ({ours['items']:,} × {ours['samples']}) | {ours['seconds']:.2f} | "
+                         f"{ours['votes_per_s']:,.0f} |")
+        lines += [f"| Bespoke Curator ({p['rows']:,} rows) | {p['seconds']:.2f} | {p['answers_per_s']:,.0f} |", ""]
+    mem = items.get("memory")
+    if mem:
+        ours = mem.get("ours") or {}
+        annotate_mb = {row["items"]: row["peak_rss_mb"] for row in ours.get("rows") or []}
+        stream_mb = {row["items"]: row["peak_rss_mb"] for row in ours.get("streamed") or []}
+        lines += ["### Memory: a job replayed from the cache", "", _curator_command(mem, "memory"), "",
+                  "Peak RSS (`VmHWM`) of the process, k = 1. Curator's cache filled as above: \"resume\" is the "
+                  "first run over it (every answer read from `responses_0.jsonl`, the dataset built), \"replay\" "
+                  f"the run after it (the finished dataset loaded); {_curator_load(mem)}. `annotate` and "
+                  "`annotate_stream` are section 7's, not measured again (— where section 7 has no such size).", "",
+                  "| rows | `annotate` (MB) | `annotate_stream` (MB) | Curator resume (MB, s) | Curator replay (MB, s) |",
+                  "|---|---|---|---|---|"]
+        for row in mem["rows"]:
+            n = row["items"]
+            ours_a = f"{annotate_mb[n]:.0f}" if n in annotate_mb else "—"
+            ours_s = f"{stream_mb[n]:.0f}" if n in stream_mb else "—"
+            lines.append(f"| {n:,} | {ours_a} | {ours_s} | {row['resume_peak_rss_mb']:.0f} ({row['resume_s']:.1f} s) | "
+                         f"{row['replay_peak_rss_mb']:.0f} ({row['replay_s']:.1f} s) |")
+        lines.append("")
+    lines += ["### Where an item does not apply to Curator", "",
+              "- **SER input pipeline** (section 8): it feeds audio to a speech-emotion model's training; Curator "
+              "trains no such model (its `finetune` module fine-tunes language models on chat text through the "
+              "Tinker or Fireworks APIs), so there is nothing to measure beside it.",
+              f"- **Ray, many machines** (`--ray`, docs/scale.md): Curator {version} has no mode that spreads requests "
+              "over processes or machines; Ray appears in it only as one of CodeExecutor's backends for running "
+              "generated code (its README: local, Ray, Docker, e2b), not for LLM requests.", ""]
+    return lines
+
+
 def curator_section(cu: dict[str, Any]) -> list[str]:
-    m, versions = cu["median"], cu["versions"]
+    versions = cu["versions"]
     venv = versions.get("curator_venv", {})
-    load = cu["loadavg_1min"]
-    names = {"bare": "bare `litellm.acompletion` loop", "annotate": "`annotate` (render, cache, parse, votes, labels)",
-             "curator": f"Bespoke Curator {venv.get('bespokelabs-curator')} (OpenAI backend, aiohttp)"}
-    lines = ["## 10. Against Bespoke Curator: requests/s and client CPU per request at the ceiling", "",
-             f"`{cu['command']}` (or {command('curator')}, which runs it; `--no-curator` leaves it out of a "
-             "full run). Raw figures: `benchmarks/results/curator.json`.", "",
-             f"Measured {cu['date'][:10]}: {cu['requests']:,} requests per run, k = {cu['k']} (one request per row), "
-             f"concurrency {cu['concurrency']}, the asyncio loopback server of `benchmarks/cpu_per_request.py` "
-             f"({cu['latency_s'] * 1000:.0f} ms latency, its own process); each run a fresh process warmed up with "
-             f"{cu['warm_up_requests']} requests; the three clients interleaved over {cu['rounds']} rounds, medians. "
-             "The same request body for all three (messages, JSON schema, log-probabilities); Curator's cache off. "
-             f"CPU: the client process's, every thread. Load average (1 min) during the runs: {load['min']:.2f}–"
-             f"{load['max']:.2f} on {cu['cpus']} CPUs, so the figures are noisy.", "",
-             "| client | requests/s | CPU ms/request | CPU × bare loop |", "|---|---|---|---|"]
-    for name in ("bare", "annotate", "curator"):
-        lines.append(f"| {names[name]} | {m[name]['requests_per_s']:.0f} | {m[name]['cpu_ms_per_request']:.2f} | "
-                     f"{m[name]['cpu_ms_per_request'] / m['bare']['cpu_ms_per_request']:.2f} |")
-    lines += ["", f"Versions: litellm {versions['litellm']} here; in Curator's environment litellm "
-              f"{venv.get('litellm')}, aiohttp {venv.get('aiohttp')}, openai {venv.get('openai')}.", ""]
+    items = cu.get("items") or {}
+    lines = ["## 10. Against Bespoke Curator", "",
+             "`python benchmarks/curator.py` (every item below, about "
+             f"{(cu.get('ceiling_wall_s', 0) + sum(i.get('wall_s', 0) for i in items.values())) / 60:.0f} min; "
+             "`--items NAME,...`, `--quick`; "
+             f"{command('curator')} runs it, `--no-curator` leaves it out of a full run). Bespoke Curator "
+             f"{venv.get('bespokelabs-curator')} in its own virtual environment, made by that script on first use; "
+             "its OpenAI-compatible online backend (aiohttp, no LiteLLM on the request path), rate limits far above "
+             "the servers' rates, no retries, the request body of the bare loop (the messages `annotate` renders "
+             "for the sentiment task, its JSON schema, log-probabilities), one request per row (Curator has no "
+             "`n`). Raw figures: `benchmarks/results/curator.json`; on "
+             f"{cu['cpus']} CPUs shared with other work, so the figures are noisy.", ""]
+    if "median" in cu:
+        m = cu["median"]
+        load = cu["loadavg_1min"]
+        names = {"bare": "bare `litellm.acompletion` loop",
+                 "annotate": "`annotate` (render, cache, parse, votes, labels)",
+                 "curator": f"Bespoke Curator {venv.get('bespokelabs-curator')} (OpenAI backend, aiohttp)"}
+        lines += ["### Requests/s and client CPU per request at the ceiling", "", _curator_command(cu, "ceiling"), "",
+                  f"{cu['requests']:,} requests per run, k = {cu['k']} (one request per row), "
+                  f"concurrency {cu['concurrency']}, the asyncio loopback server of `benchmarks/cpu_per_request.py` "
+                  f"({cu['latency_s'] * 1000:.0f} ms latency, its own process); each run a fresh process warmed up "
+                  f"with {cu['warm_up_requests']} requests; the three clients interleaved over {cu['rounds']} rounds, "
+                  "medians. Curator's cache off. CPU: the client process's, every thread. Load average (1 min) "
+                  f"during the runs: {load['min']:.2f}–{load['max']:.2f}.", "",
+                  "| client | requests/s | CPU ms/request | CPU × bare loop |", "|---|---|---|---|"]
+        for name in ("bare", "annotate", "curator"):
+            lines.append(f"| {names[name]} | {m[name]['requests_per_s']:.0f} | {m[name]['cpu_ms_per_request']:.2f} | "
+                         f"{m[name]['cpu_ms_per_request'] / m['bare']['cpu_ms_per_request']:.2f} |")
+        lines.append("")
+    lines += _curator_items(items, venv.get("bespokelabs-curator"))
+    lines += [f"Versions: litellm {versions['litellm']} here; in Curator's environment litellm "
+              f"{venv.get('litellm')}, aiohttp {venv.get('aiohttp')}, openai {venv.get('openai')}, datasets "
+              f"{venv.get('datasets')}.", ""]
     return lines
 
 
