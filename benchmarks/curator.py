@@ -316,7 +316,7 @@ def item_workers(python: Path, quick: bool, rounds: int, log: Any) -> dict[str, 
             "loadavg_1min": _loads({"curator": runs}),
             "ours": {"from": "benchmarks/results/workers.json", "date": ours.get("date"), "command": ours.get("command"),
                      "items": ours.get("items"), "median_requests_per_s": ours.get("median_requests_per_s"),
-                     "speedup": ours.get("speedup")}}
+                     "speedup": ours.get("speedup"), "loadavg_1min": ours.get("load_average_1min")}}
 
 
 def item_rerun(python: Path, quick: bool, runs_: int, log: Any) -> dict[str, Any]:
@@ -388,7 +388,7 @@ def item_replay(python: Path, quick: bool, runs_: int, log: Any) -> dict[str, An
             "loadavg_1min": loadavg()[0],
             "ours": {"from": "benchmarks/results/benchmarks.json replay_process", "items": ours.get("items"),
                      "samples": ours.get("samples"), "seconds": ours.get("seconds"),
-                     "votes_per_s": ours.get("votes_per_s")}}
+                     "votes_per_s": ours.get("votes_per_s"), "loadavg_1min": ours.get("load_average_1min")}}
 
 
 def item_memory(python: Path, quick: bool, sizes: list[int], log: Any) -> dict[str, Any]:

@@ -579,7 +579,9 @@ def _curator_load(figures: dict[str, Any]) -> str:
 
 
 def _curator_command(figures: dict[str, Any], item: str) -> str:
-    return f"`python benchmarks/curator.py --items {item}` (measured {figures['date'][:10]} by `{figures['command']}`)"
+    wall = figures.get("wall_s", figures.get("ceiling_wall_s"))
+    took = f", {wall / 60:.1f} min" if wall is not None else ""
+    return f"`python benchmarks/curator.py --items {item}` (measured {figures['date'][:10]} by `{figures['command']}`{took})"
 
 
 def _curator_items(items: dict[str, Any], version: str | None) -> list[str]:
@@ -611,7 +613,8 @@ def _curator_items(items: dict[str, Any], version: str | None) -> list[str]:
                   "every backend of its `LLM` runs one process (online: one asyncio loop over aiohttp; batch: the "
                   "provider's batch API; offline: vLLM, `tensor_parallel_size` over one machine's GPUs), so its "
                   f"figure is one process's ({w['rounds']} fresh processes warmed up with 200 requests, median; "
-                  f"{_curator_load(w)}). `annotate`'s figures are section 12's, not measured again.", "",
+                  f"{_curator_load(w)}). `annotate`'s figures are section 12's, not measured again"
+                  + (f" (load average {ours['loadavg_1min']:.2f})." if ours.get("loadavg_1min") is not None else "."), "",
                   "| client | processes | requests/s |", "|---|---|---|"]
         if "1" in med:
             lines.append(f"| `annotate` (`--workers 1`) | 1 | {med['1']:.0f} |")
@@ -629,16 +632,16 @@ def _curator_items(items: dict[str, Any], version: str | None) -> list[str]:
                   "Curator's import alone, the job with one row changed, the job unchanged; medians of "
                   f"{r['runs']}; {_curator_load(r)}. Curator's cache is keyed by the fingerprint of the whole "
                   "input dataset (with the prompt function, model and generation parameters), so the job with "
-                  f"one changed row asked the server for {statistics.median(r['seconds']['rerun_requests']):.0f} "
+                  f"one changed row asked the server for {statistics.median(r['seconds']['rerun_requests']):,.0f} "
                   f"answers of {r['items']:,}, the unchanged job for "
-                  f"{statistics.median(r['seconds']['replay_requests']):.0f} (besides its one request without "
+                  f"{statistics.median(r['seconds']['replay_requests']):,.0f} (besides its one request without "
                   "messages, for rate-limit headers, as each process of its OpenAI backend starts). `annotate`'s "
                   "figures are section 13's, not measured again.", "",
                   "| seconds (a fresh process) | `annotate` | Bespoke Curator |", "|---|---|---|",
                   f"| import alone (`import litellm`; `from bespokelabs import curator`) | "
                   f"{ours.get('import_litellm_s', float('nan')):.2f} | {m['import_curator_s']:.2f} |",
                   f"| the job with one row changed | {ours.get('rerun_one_changed_row_s', float('nan')):.2f} (1 call) | "
-                  f"{m['rerun_one_changed_row_s']:.2f} ({statistics.median(r['seconds']['rerun_requests']):.0f} calls) |",
+                  f"{m['rerun_one_changed_row_s']:.2f} ({statistics.median(r['seconds']['rerun_requests']):,.0f} calls) |",
                   f"| the job unchanged (a replay) | {ours.get('replay_s', float('nan')):.2f} | {m['replay_s']:.2f} |",
                   ""]
     p = items.get("replay")
@@ -654,7 +657,8 @@ def _curator_items(items: dict[str, Any], version: str | None) -> list[str]:
                   f"first run resumed from those lines and built the dataset ({p['resume_s']:.1f} s), asking for no "
                   f"answer; median of {p['runs']} runs after it; {_curator_load(p)}. `annotate`'s figure is "
                   "section 11's (`llm-annotator annotate`, votes.jsonl, labels.csv, labels.jsonl, run.json), not "
-                  "measured again.", "",
+                  "measured again"
+                  + (f" (load average {ours['loadavg_1min']:.2f})." if ours.get("loadavg_1min") is not None else "."), "",
                   "| client | seconds | votes (answers)/s |", "|---|---|---|"]
         if ours.get("votes_per_s"):
             lines.append(f"| `llm-annotator annotate` ({ours['items']:,} × {ours['samples']}) | {ours['seconds']:.2f} | "
@@ -694,9 +698,8 @@ def curator_section(cu: dict[str, Any]) -> list[str]:
     venv = versions.get("curator_venv", {})
     items = cu.get("items") or {}
     lines = ["## 10. Against Bespoke Curator", "",
-             "`python benchmarks/curator.py` (every item below, about "
-             f"{(cu.get('ceiling_wall_s', 0) + sum(i.get('wall_s', 0) for i in items.values())) / 60:.0f} min; "
-             "`--items NAME,...`, `--quick`; "
+             "`python benchmarks/curator.py` (every item below, the memory item at 100,000 rows; "
+             "`--items NAME,...`, `--memory-sizes 100000,1000000`, `--quick`; "
              f"{command('curator')} runs it, `--no-curator` leaves it out of a full run). Bespoke Curator "
              f"{venv.get('bespokelabs-curator')} in its own virtual environment, made by that script on first use; "
              "its OpenAI-compatible online backend (aiohttp, no LiteLLM on the request path), rate limits far above "
