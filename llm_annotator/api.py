@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,8 +118,13 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
     job = builder.job(source.source, source.data, the_shard)
     started = dt.datetime.now(dt.UTC)
     stats = RunStats(requested_votes=source.n_items * len(specs) * samples)
-    answer_cache = open_cache(cache)
-    run_dir = RunDir(out_dir).open(job, overwrite=overwrite) if out_dir is not None else None
+    try:
+        answer_cache = open_cache(cache)
+        run_dir = RunDir(out_dir).open(job, overwrite=overwrite) if out_dir is not None else None
+    except BaseException:
+        if isinstance(source, StreamInput):
+            source.close()
+        raise
     manifest: RunManifest | None = None
     try:
         ledger = run_dir.ledger() if run_dir is not None else Ledger(None)
@@ -139,13 +144,15 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             parameters["stream"] = {"chunk_rows": chunk_rows}
         manifest = begin(job, builder, specs, parameters, source, started, answer_cache)
         log = None
-        resumed: dict[Any, Vote | None] = {}
+        resumed: MutableMapping[Any, Vote | None] = {}
         if run_dir is not None:
             run_dir.begin(manifest)
             join_worker_votes(run_dir.path, run_dir.votes_path)  # a killed run's workers' votes
             log = run_dir.vote_log()
+            keys: Callable[[], MutableMapping[Any, Any]] = (  # streamed: the keys go on disk
+                source.index.key_set if isinstance(source, StreamInput) else dict)
             resumed = log.open(builder.wanted(source.hashes), keep=not stream, judge=judge_again(
-                the_task, {a.name: a.task for a in builder.annotators if a.spec.task is not None}))
+                the_task, {a.name: a.task for a in builder.annotators if a.spec.task is not None}), keys=keys)
             stats.resumed_votes, stats.log_repaired, stats.stale_dropped = len(resumed), log.repaired, log.dropped
             stats.reparsed, stats.failed_before = log.reparsed, log.failed
         show = sys.stderr.isatty() if progress is None else progress
@@ -191,8 +198,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             from llm_annotator.outputs.labels import sum_votes, write_labels
 
             assert run_dir is not None
-            sums = sum_votes(run_dir.votes_path, source.rows, source.n_rows, the_task, builder.names)
-            write_labels(source.chunks(), source.rows, source.columns, sums, the_task,
+            sums = sum_votes(run_dir.votes_path, source.index, the_task, builder.names)
+            write_labels(source.chunks(), source.columns, sums, the_task,
                          {o.name: samples * len(builder.answering(o.name)) for o in the_task.output_specs}, run_dir.path)
             tally = sums.tally
         manifest = finish(manifest, tally, stats, budget, state)
@@ -214,6 +221,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
             run_dir.abandon()
         raise
     finally:
+        if isinstance(source, StreamInput):
+            source.close()
         if run_dir is not None:
             run_dir.close()
         if answer_cache is not None and answer_cache is not cache:

@@ -110,6 +110,7 @@ def test_in_memory_frames_and_streamed_chunk_sums_give_the_same_soft_labels(tmp_
     (combine_soft): on votes with and without distributions, invalid votes, and items
     no annotator labelled, they agree."""
     from llm_annotator.outputs.labels import sum_votes
+    from llm_annotator.store.item_index import ItemIndex
 
     rng = np.random.default_rng(3)
     labels, task = list(LABELS), TASK
@@ -128,6 +129,9 @@ def test_in_memory_frames_and_streamed_chunk_sums_give_the_same_soft_labels(tmp_
     memory = result_of(votes, items, 3, annotators).soft_labels()
     path = tmp_path / "votes.jsonl"
     path.write_text("".join(v.to_json() + "\n" for v in votes))
-    streamed = sum_votes(path, {item: n for n, item in enumerate(items)}, len(items), task, annotators)
-    np.testing.assert_allclose(streamed.probs, memory[labels].to_numpy(), equal_nan=True)
-    assert np.isnan(streamed.probs[7]).all()
+    index = ItemIndex("votes", "id", 1)
+    index.assign([{"id": item} for item in items], 0)
+    probs = sum_votes(path, index, task, annotators).at(range(len(items)))[task.primary.name].probs
+    index.close()
+    np.testing.assert_allclose(probs, memory[labels].to_numpy(), equal_nan=True)
+    assert np.isnan(probs[7]).all()

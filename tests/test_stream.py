@@ -146,16 +146,18 @@ def test_repeated_rows_get_the_same_ids_as_in_memory(fake_server, tmp_path):
 
 
 def test_a_row_changed_between_passes_is_an_error():
-    from llm_annotator.core.data import IdAssigner
+    from llm_annotator.store.item_index import ItemIndex
 
-    assign = IdAssigner("d.csv", None)
+    index = ItemIndex("d.csv", None, 1)
     rows = [{"text": "a"}, {"text": "b"}, {"text": "a"}]
-    first = assign(rows)
-    assign.restart()
-    assert assign.replay(rows) == first
-    assign.restart()
+    first = index.assign(rows, 0)
+    assert first[2] == f"{first[0]}~1"
+    assert index.replay(rows, 0)[0] == first
     with pytest.raises(DataError, match=r"d\.csv row 2 changed"):
-        assign.replay([{"text": "a"}, {"text": "B"}, {"text": "a"}])
+        index.replay([{"text": "a"}, {"text": "B"}, {"text": "a"}], 0)
+    path = index.path
+    index.close()
+    assert not os.path.exists(path)
 
 
 def test_a_streamed_batch_job(fake_server, tmp_path):

@@ -38,10 +38,15 @@ class Dataset:
     columns: list[str]
     source: str
     offset: int = 0  # rows of the input before this one (a chunk of a streamed input)
+    positions: list[int] | None = None  # each row's 0-based input row, where rows were left out
 
     def where(self, index: int) -> str:
         """Human name of a row for error messages: file and 1-based data row."""
-        return f"{self.source} row {self.offset + index + 1}"
+        return f"{self.source} row {self.input_row(index) + 1}"
+
+    def input_row(self, index: int) -> int:
+        """The 0-based input row of row ``index``."""
+        return self.positions[index] if self.positions is not None else self.offset + index
 
 
 def read_table(data: Any, *, columns: Mapping[str, str] | None = None) -> tuple[list[Row], list[str], str]:
@@ -156,12 +161,33 @@ def row_hash(row: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def row_id(row: Row, index: int, source: str, id_column: str | None) -> str:
+    """The id of row ``index`` (0-based) before repeats are told apart: its id column's value,
+    else its content hash (:func:`row_hash`)."""
+    if id_column is None:
+        return row_hash(row)
+    value = row.get(id_column)
+    if value is None or value == "":
+        if id_column not in row:
+            raise DataError(f"{source}: id column {id_column!r} does not exist",
+                            fix="name an existing column with --id-column, or omit it to hash rows")
+        raise DataError(f"{source} row {index + 1}: id column {id_column!r} is empty", fix="give every row an id")
+    return str(value)
+
+
+def duplicate_id(source: str, id_column: str, key: str, first: int, second: int) -> DataError:
+    """The error for an id column whose value ``key`` is at rows ``first`` and ``second`` (0-based)."""
+    return DataError(f"{source} rows {first + 1} and {second + 1}: duplicate id {key!r} in column {id_column!r}",
+                     fix="make the ids unique, or omit --id-column to hash rows")
+
+
 class IdAssigner:
     """Item ids for rows given in order, in one list or chunk after chunk.
 
     With an id column its values (unique, non-empty); else the row hash, identical rows
     getting the suffixes ``~1``, ``~2`` ... in input order. Remembers the ids it gave
-    (row number per id), which is what a streamed input keeps per item.
+    (row number per id). A streamed input gives ids by the same rules from an index on
+    disk (:class:`llm_annotator.store.item_index.ItemIndex`).
     """
 
     def __init__(self, source: str, id_column: str | None) -> None:
@@ -169,56 +195,20 @@ class IdAssigner:
         self.id_column = id_column
         self.rows: dict[str, int] = {}   # id -> 0-based input row
         self._repeats: dict[str, int] = {}  # row hash -> next suffix, for repeated rows only
-        self._replay_repeats: dict[str, int] = {}
 
     def __call__(self, records: Iterable[Row], offset: int = 0) -> list[str]:
         ids: list[str] = []
         for index, row in enumerate(records, start=offset):
-            if self.id_column is not None:
-                value = row.get(self.id_column)
-                if value is None or value == "":
-                    if self.id_column not in row:
-                        raise DataError(f"{self.source}: id column {self.id_column!r} does not exist",
-                                        fix="name an existing column with --id-column, or omit it to hash rows")
-                    raise DataError(f"{self.source} row {index + 1}: id column {self.id_column!r} is empty",
-                                    fix="give every row an id")
-                key = str(value)
-                if key in self.rows:
-                    raise DataError(f"{self.source} rows {self.rows[key] + 1} and {index + 1}: duplicate id {key!r} "
-                                    f"in column {self.id_column!r}",
-                                    fix="make the ids unique, or omit --id-column to hash rows")
-            else:
-                key = base = row_hash(row)
-                if base in self.rows:  # an identical row came before
-                    n = self._repeats.get(base, 1)
-                    self._repeats[base] = n + 1
-                    key = f"{base}~{n}"
+            key = row_id(row, index, self.source, self.id_column)
+            if key in self.rows:
+                if self.id_column is not None:
+                    raise duplicate_id(self.source, self.id_column, key, self.rows[key], index)
+                n = self._repeats.get(key, 1)  # an identical row came before
+                self._repeats[key] = n + 1
+                key = f"{key}~{n}"
             self.rows[key] = index
             ids.append(key)
         return ids
-
-    def replay(self, records: Iterable[Row], offset: int = 0) -> list[str]:
-        """The ids given earlier to these rows, found again without storing anything (a
-        streamed input's later passes); a row that no longer has its id is an error."""
-        ids: list[str] = []
-        for index, row in enumerate(records, start=offset):
-            if self.id_column is not None:
-                key = str(row.get(self.id_column))
-            else:
-                key = base = row_hash(row)
-                if self.rows.get(base) != index:
-                    n = self._replay_repeats.get(base, 1)
-                    self._replay_repeats[base] = n + 1
-                    key = f"{base}~{n}"
-            if self.rows.get(key) != index:
-                raise DataError(f"{self.source} row {index + 1} changed while it was annotated",
-                                fix="do not edit the input during a run; re-run to resume")
-            ids.append(key)
-        return ids
-
-    def restart(self) -> None:
-        """Begin another replay from the first row."""
-        self._replay_repeats = {}
 
 
 def assign_ids(records: list[Row], source: str, id_column: str | None) -> list[str]:
@@ -281,4 +271,5 @@ def load_dataset(data: Any, *, id_column: str | None = None, context: int = 0,
     return Dataset(rows=records, item_ids=ids, columns=names, source=source)
 
 
-__all__ = ["Dataset", "add_context", "assign_ids", "load_dataset", "read_table", "row_hash"]
+__all__ = ["Dataset", "IdAssigner", "add_context", "assign_ids", "duplicate_id", "load_dataset", "read_table",
+           "row_hash", "row_id"]

@@ -5,25 +5,27 @@ Both are read first in full (pass 1): every row is given its id, rendered and ch
 with the data digest of the job's identity. Then :meth:`chunks` gives the rows again,
 chunk by chunk, with their prompt hashes. A dataset in memory is one chunk.
 
-The streamed input holds per item only its id's row number and its prompt hashes as
-64-bit numbers, one per distinct prompt of the job (about 200 bytes with the id map); a file must not change between the
-passes (size and modification time are checked), and an iterable must yield the same
-rows each time it is iterated (a streaming ``datasets.IterableDataset`` does).
+The streamed input holds nothing per item in memory: each row's id and prompt hashes
+(64-bit, one per distinct prompt of the job) go into an index on disk
+(:class:`llm_annotator.store.item_index.ItemIndex`, removed by :meth:`StreamInput.close`).
+A file must not change between the passes (size and modification time are checked), and
+an iterable must yield the same rows each time it is iterated (a streaming
+``datasets.IterableDataset`` does).
 """
 
 from __future__ import annotations
 
 import os
-from array import array
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from llm_annotator.core.data import Dataset, IdAssigner, Row, read_chunks
+from llm_annotator.core.data import Dataset, Row, read_chunks
 from llm_annotator.core.errors import DataError
 from llm_annotator.core.identity import DataDigest
 from llm_annotator.core.shard import shard_of
 from llm_annotator.engine.jobs import Hashes, JobBuilder
+from llm_annotator.store.item_index import ItemHashes, ItemIndex
 
 #: Rows read, rendered and annotated at a time by a streamed input.
 CHUNK_ROWS = 10_000
@@ -51,34 +53,8 @@ class MemoryInput:
         yield self.dataset, self._hashes
 
 
-class _RowHashes(Mapping[str, Hashes]):
-    """item id -> prompt hashes, answered from the streamed index (``width`` per row)."""
-
-    def __init__(self, assign: IdAssigner, hashes: array[int], n_items: int, width: int) -> None:
-        self.assign, self.codes, self.n_items, self.width = assign, hashes, n_items, width
-
-    def row_hash(self, row: int) -> Hashes | None:
-        start = row * self.width
-        if not self.codes[start]:
-            return None
-        return tuple(f"{value:016x}" for value in self.codes[start:start + self.width])
-
-    def __getitem__(self, item_id: str) -> Hashes:
-        row = self.assign.rows.get(item_id)
-        found = self.row_hash(row) if row is not None else None
-        if found is None:
-            raise KeyError(item_id)
-        return found
-
-    def __iter__(self) -> Iterator[str]:
-        return (item_id for item_id, row in self.assign.rows.items() if self.codes[row * self.width])
-
-    def __len__(self) -> int:
-        return self.n_items
-
-
 class StreamInput:
-    """A file or re-iterable of dicts, read chunk by chunk."""
+    """A file or re-iterable of dicts, read chunk by chunk; its per-row index on disk."""
 
     def __init__(self, data: Any, builder: JobBuilder, *, id_column: str | None,
                  columns: Mapping[str, str] | None = None, shard: tuple[int, int] | None = None,
@@ -87,7 +63,17 @@ class StreamInput:
         self.raw, self.column_map, self.chunk_rows = data, columns, chunk_rows
         self.stamp = self._stamp()
         self.source, _ = read_chunks(data, columns=columns, chunk_rows=chunk_rows)
-        self._index(builder, id_column, shard, part)
+        self.index = ItemIndex(self.source, id_column, len(builder.prompts))
+        try:
+            self._index(builder, shard, part)
+        except BaseException:
+            self.index.close()
+            raise
+        self.hashes = ItemHashes(self.index)
+
+    def close(self) -> None:
+        """Remove the index file (the input cannot be read again after)."""
+        self.index.close()
 
     def _stamp(self) -> tuple[int, int] | None:
         if isinstance(self.raw, str | Path):
@@ -109,64 +95,46 @@ class StreamInput:
             yield records, names, offset
             offset += len(records)
 
-    def _index(self, builder: JobBuilder, id_column: str | None, shard: tuple[int, int] | None,
-               part: tuple[int, int] | None = None) -> None:
+    def _index(self, builder: JobBuilder, shard: tuple[int, int] | None, part: tuple[int, int] | None) -> None:
         """Pass 1: ids, rendering and prompt hashes of every row; the first bad row stops it."""
-        self.assign = IdAssigner(self.source, id_column)
-        values: array[int] = array("Q")
         columns: dict[str, None] = {}
         digest = DataDigest()
-        width = len(builder.prompts)
         items = 0  # the job's items so far
         for records, names, offset in self._records():
             columns.update(dict.fromkeys(names))
-            for position, (row, item_id) in enumerate(zip(records, self.assign(records, offset), strict=True)):
+            found = []
+            for position, (row, item_id) in enumerate(zip(records, self.index.assign(records, offset), strict=True)):
                 if shard is not None and shard_of(item_id, shard[1]) != shard[0]:
-                    values.extend([0] * width)
                     continue
                 items += 1
                 if part is not None and (items - 1) % part[1] != part[0]:
-                    values.extend([0] * width)
                     continue
-                found = builder.row_hashes(row, item_id, f"{self.source} row {offset + position + 1}")
-                codes = [int(h, 16) or 1 for h in found]  # 0 marks "not in the job"
-                values.extend(codes)
-                digest.add(item_id, ",".join(f"{value:016x}" for value in codes))
+                hashes = builder.row_hashes(row, item_id, f"{self.source} row {offset + position + 1}")
+                found.append((offset + position, hashes))
+                digest.add(item_id, ",".join(hashes))
+            self.index.put_hashes(found)
         self.columns = list(columns)
-        self._all_columns = list(columns)
         self.data = digest.finish()
         self.n_items = digest.n_items
-        self._values = values
-        self._width = width
-        self.hashes: _RowHashes = _RowHashes(self.assign, values, self.n_items, width)
 
     def chunks(self) -> Iterator[tuple[Dataset, list[Hashes]]]:
         """Pass 2 (and 3): the rows of the job, chunk by chunk, with their ids and prompt hashes."""
         total = 0
-        self.assign.restart()
         for records, _, offset in self._records():
             total = offset + len(records)
-            if total > self.n_rows:
-                break
-            keep = [n for n in range(len(records)) if self._values[(offset + n) * self._width]]
+            ids, found = self.index.replay(records, offset)
+            keep = [n for n, hashes in enumerate(found) if hashes is not None]
             if not keep:
                 continue
-            ids = self.assign.replay(records, offset)
-            hashes: list[Hashes] = [self.hashes.row_hash(offset + n) or () for n in keep]
-            yield Dataset([records[n] for n in keep], [ids[n] for n in keep], self._all_columns, self.source,
-                          offset), hashes
+            yield Dataset([records[n] for n in keep], [ids[n] for n in keep], self.columns, self.source,
+                          offset, [offset + n for n in keep]), [found[n] or () for n in keep]
         if total != self.n_rows:
-            raise DataError(f"{self.source} gave {total} rows on a second reading, {self.n_rows} on the first",
+            raise DataError(f"{self.source} gave {total} rows on a later reading, {self.n_rows} on the first",
                             fix="pass an input that reads the same each time (a file, or a re-iterable dataset)")
 
     @property
-    def rows(self) -> Mapping[str, int]:
-        """item id -> input row number."""
-        return self.assign.rows
-
-    @property
     def n_rows(self) -> int:
-        return len(self._values) // self._width
+        return self.index.n_rows
 
 
 __all__ = ["CHUNK_ROWS", "MemoryInput", "StreamInput"]

@@ -26,7 +26,7 @@ import os
 import pickle
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,9 +289,12 @@ async def work(call: WorkerCall, send: Callable[..., None]) -> tuple[RunStats, A
     else:
         assert call.stream is not None
         source = StreamInput(builder=builder, part=(call.index, call.workers), **call.stream)
-    ids = set(source.hashes)
     votes = call.run_dir / VOTES
-    resumed: set[VoteKey] = {v.key for v in read_votes(votes) if v.item_id in ids} if votes.exists() else set()
+    resumed: MutableMapping[VoteKey, None] = source.index.key_set() if isinstance(source, StreamInput) else {}
+    if votes.exists():  # what the parent resumed: this worker's items' votes in votes.jsonl
+        for vote in read_votes(votes):
+            if vote.item_id in source.hashes:
+                resumed[vote.key] = None
     stats = RunStats(requested_votes=source.n_items * len(call.specs) * call.samples)
     cache = open_cache(call.cache if call.cache is not None else False)
     if call.ray:  # nothing shared across machines but files of its own and the votes' folder
@@ -307,6 +310,8 @@ async def work(call: WorkerCall, send: Callable[..., None]) -> tuple[RunStats, A
         pipeline = Pipeline(builder, cache=cache, log=log, keep_votes=False, stats=stats, bar=_Reports(send, stats))
         await pipeline.run(source.chunks(), LiveBackend(budget, stats), resumed)
     finally:
+        if isinstance(source, StreamInput):
+            source.close()
         log.close()
         ledger.close()
         if cache is not None:

@@ -1,10 +1,12 @@
 """``labels.csv``, ``labels.jsonl`` and ``explanations.csv`` of a streamed run, written chunk by chunk.
 
-The log is read back into per-item sums of every output of the task (numbers only):
-per annotator and item, the sum of its valid votes' category vectors (a multi-label
-output's: one per label its set holds), their count, and for a numeric output the sums
-of x and x². The labels are then written beside the input columns, one chunk of the
-input at a time, each file through a rename: the primary output's columns, then one
+The log is read once for its tally, and then, one chunk of the input at a time, its
+votes of that chunk's rows are read again (in row order, from a sorter on disk) into
+per-item sums of every output of the task (numbers only): per annotator and item, the
+sum of its valid votes' category vectors (a multi-label output's: one per label its set
+holds), their count, and for a numeric output the sums of x and x². Nothing per item is
+kept beyond the chunk. The labels are written beside the input columns, one chunk at a
+time, each file through a rename: the primary output's columns, then one
 column group per other output (:func:`llm_annotator.outputs.tables.item_table`), each
 table by the rules of :func:`llm_annotator.analysis.kinds.output_table`. An in-memory
 run writes the same files from its :class:`~llm_annotator.outputs.result.AnnotationResult`.
@@ -15,9 +17,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,16 +45,58 @@ class OutputSums:
     moments: np.ndarray | None      # a numeric output's item x (E[x], E[x²]); else None
 
 
-@dataclass
-class LabelSums:
-    """What the log holds, reduced to numbers per item."""
+class Rows(Protocol):
+    """Where a streamed run's votes go: item id -> input row, and a sorter by row (both on
+    disk: :class:`llm_annotator.store.item_index.ItemIndex`)."""
 
-    probs: np.ndarray           # item x label of the primary output, combined over annotators (NaN: no valid vote)
-    n_valid: np.ndarray         # valid votes per item
-    tally: dict[str, Any]       # votes, valid, errors by kind, cost_usd
-    outputs: dict[str, OutputSums] = field(default_factory=dict)  # every output's, the primary's first
-    explanation_keys: frozenset[str] = frozenset()  # the keys the votes' explanations have
-    log: Path = Path("votes.jsonl")  # the log they were read from
+    def row_of(self, item_id: str) -> int | None: ...
+
+    def row_order(self) -> Any: ...
+
+
+class LabelSums:
+    """What the log holds: its tally, read in one pass, and every output's sums per item,
+    summed a window of rows at a time (:meth:`at`) from the log's lines in row order.
+
+    Nothing per item is held but the window asked for: the first pass keeps each vote's
+    row and byte offset in a sorter on disk, and :meth:`at` reads the window's lines again.
+    """
+
+    def __init__(self, path: Path, order: Iterable[tuple[int, int]], task: Task, names: Sequence[str],
+                 tally: dict[str, Any], explanation_keys: frozenset[str]) -> None:
+        self.log, self.task, self.tally, self.explanation_keys = path, task, tally, explanation_keys
+        self._annotator = {name: a for a, name in enumerate(names)}
+        self._order = iter(order)
+        self._next: tuple[int, int] | None = next(self._order, None)
+
+    def at(self, positions: Sequence[int]) -> dict[str, OutputSums]:
+        """Every output's sums of the rows at ``positions`` (ascending; each call's rows
+        after the last call's), the primary output's first."""
+        if not positions:
+            return {spec.name: OutputSums(np.zeros((0, len(spec.categories))), np.zeros(0, dtype=np.int64), None)
+                    for spec in self.task.output_specs}
+        low, high = positions[0], positions[-1] + 1
+        sums = [_Accumulator(spec, len(self._annotator), high - low) for spec in self.task.output_specs]
+        with self.log.open("rb") as handle:
+            while self._next is not None and self._next[0] < high:
+                row, offset = self._next
+                if row >= low:
+                    handle.seek(offset)
+                    vote = json.loads(handle.readline())
+                    a = self._annotator[vote["annotator"]]
+                    for n, (spec, accumulator) in enumerate(zip(self.task.output_specs, sums, strict=True)):
+                        answer = _answer(vote, spec, n == 0)
+                        if answer is not None:
+                            label, value, distribution, _ = answer
+                            accumulator.add(a, row - low, label, value, distribution)
+                self._next = next(self._order, None)
+        window = [p - low for p in positions]
+        out = {}
+        for spec, accumulator in zip(self.task.output_specs, sums, strict=True):
+            whole = accumulator.result()
+            out[spec.name] = OutputSums(whole.probs[window], whole.n_valid[window],
+                                        whole.moments[window] if whole.moments is not None else None)
+        return out
 
 
 class _Accumulator:
@@ -112,21 +156,28 @@ def _answer(vote: Mapping[str, Any], spec: OutputSpec, primary: bool) -> tuple[A
     return None, None, None, vote.get("error")
 
 
-def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, names: Sequence[str]) -> LabelSums:
-    """Per-item soft labels of every output from ``votes.jsonl`` (``rows``: item id -> row number)."""
+def sum_votes(path: Path, rows: Rows, task: Task, names: Sequence[str]) -> LabelSums:
+    """The tally of ``votes.jsonl`` and its per-item soft labels of every output, by the
+    rows of ``rows`` (item id -> input row); a vote of an item ``rows`` does not know is
+    not the job's and is left out."""
     annotator = {name: a for a, name in enumerate(names)}
     specs = task.output_specs
-    sums = [_Accumulator(spec, len(names), n_rows) for spec in specs]
+    order = rows.row_order()
     errors: list[str] = []
     output_errors: list[list[str]] = [[] for _ in specs]
     asked = [0] * len(specs)  # votes per output: the annotators that answer it
+    valid = [0] * len(specs)
+    by_annotator = [0] * len(names)
     keys: set[str] = set()
-    n_votes, cost = 0, 0.0
-    with path.open(encoding="utf-8") as handle:
+    n_votes, cost, offset = 0, 0.0, 0
+    with path.open("rb") as handle:
         for line in handle:
+            at, offset = offset, offset + len(line)
             vote = json.loads(line)
-            row = rows[vote["item_id"]]
-            a = annotator[vote["annotator"]]
+            row = rows.row_of(vote["item_id"])
+            if row is None:
+                continue
+            order.add(row, at)
             n_votes += 1
             cost += float(vote.get("cost_usd") or 0.0)
             explanation = vote.get("explanation")
@@ -134,25 +185,24 @@ def sum_votes(path: Path, rows: Mapping[str, int], n_rows: int, task: Task, name
                 keys.update(explanation)
             if vote.get("label") is None:
                 errors.append(str(vote.get("error")))
-            for n, (spec, accumulator) in enumerate(zip(specs, sums, strict=True)):
+            else:
+                by_annotator[annotator[vote["annotator"]]] += 1
+            for n, spec in enumerate(specs):
                 answer = _answer(vote, spec, n == 0)
                 if answer is None:
                     continue
                 asked[n] += 1
-                label, value, distribution, error = answer
-                accumulator.add(a, row, label, value, distribution)
+                label, _, _, error = answer
+                valid[n] += label is not None
                 if label is None and n:
                     output_errors[n].append(str(error))
-    counts = sums[0].counts
-    outputs = {spec.name: accumulator.result() for spec, accumulator in zip(specs, sums, strict=True)}
-    tally = {"votes": n_votes, "valid": int(counts.sum()), "errors": error_counts(errors), "cost_usd": cost,
-             "valid_by_annotator": {name: int(counts[a].sum()) for name, a in annotator.items()}}
+    tally = {"votes": n_votes, "valid": valid[0], "errors": error_counts(errors), "cost_usd": cost,
+             "valid_by_annotator": {name: by_annotator[a] for name, a in annotator.items()}}
     if len(specs) > 1:
-        tally["by_output"] = {spec.name: {"votes": asked[n], "valid": int(accumulator.counts.sum()),
+        tally["by_output"] = {spec.name: {"votes": asked[n], "valid": valid[n],
                                           "by_reason": error_counts(errors if n == 0 else output_errors[n])}
-                              for n, (spec, accumulator) in enumerate(zip(specs, sums, strict=True))}
-    primary = outputs[specs[0].name]
-    return LabelSums(primary.probs, primary.n_valid, tally, outputs, frozenset(keys), path)
+                              for n, spec in enumerate(specs)}
+    return LabelSums(path, order, task, names, tally, frozenset(keys))
 
 
 def output_tables(task: Task, item_ids: Sequence[str], positions: Sequence[int], sums: LabelSums,
@@ -165,20 +215,19 @@ def output_tables(task: Task, item_ids: Sequence[str], positions: Sequence[int],
     from llm_annotator.outputs.tables import label_table
 
     tables = []
+    outputs = sums.at(positions)
     for spec in task.output_specs:
-        mine = sums.outputs.get(spec.name) or OutputSums(sums.probs, sums.n_valid, None)
-        probs, n_valid = mine.probs[positions], mine.n_valid[positions]
+        mine = outputs[spec.name]
         requested = n_requested[spec.name] if isinstance(n_requested, Mapping) else n_requested
         if spec.kind == "categorical":
-            tables.append(label_table(item_ids, probs, n_valid, requested, list(spec.categories)))
+            tables.append(label_table(item_ids, mine.probs, mine.n_valid, requested, list(spec.categories)))
         else:
-            moments = mine.moments[positions] if mine.moments is not None else None
-            tables.append(output_table(spec, item_ids, probs, n_valid, requested, moments))
+            tables.append(output_table(spec, item_ids, mine.probs, mine.n_valid, requested, mine.moments))
     return tables
 
 
-def write_labels(chunks: Iterable[tuple[Dataset, Any]], rows: Mapping[str, int], columns: Sequence[str],
-                 sums: LabelSums, task: Task, n_requested: int | Mapping[str, int], out_dir: Path) -> None:
+def write_labels(chunks: Iterable[tuple[Dataset, Any]], columns: Sequence[str], sums: LabelSums, task: Task,
+                 n_requested: int | Mapping[str, int], out_dir: Path) -> None:
     """labels.csv and labels.jsonl, chunk by chunk, each through a rename; the input
     ``columns`` named as :func:`~llm_annotator.outputs.tables.output_names` says, every
     output of the task in its column group. A task with explanations (or votes with
@@ -198,7 +247,7 @@ def write_labels(chunks: Iterable[tuple[Dataset, Any]], rows: Mapping[str, int],
 
     def frames() -> Iterator[Any]:
         for dataset, _ in chunks:
-            positions = [rows[i] for i in dataset.item_ids]
+            positions = [dataset.input_row(n) for n in range(len(dataset.rows))]
             items = items_frame(dataset.rows, dataset.item_ids, input_columns)
             table, *groups = output_tables(task, dataset.item_ids, positions, sums, n_requested)
             yield item_table(items, table, labels, dict(zip(others, groups, strict=True)))
@@ -255,5 +304,5 @@ def write_explanations(path: Path, task: Task, keys: Iterable[str], out: Path) -
     write_atomic(out, write)
 
 
-__all__ = ["EXPLANATION_ROWS", "LabelSums", "OutputSums", "output_tables", "sum_votes", "write_explanations",
-           "write_labels"]
+__all__ = ["EXPLANATION_ROWS", "LabelSums", "OutputSums", "Rows", "output_tables", "sum_votes",
+           "write_explanations", "write_labels"]

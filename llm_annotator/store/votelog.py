@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import IO
 
@@ -43,24 +43,26 @@ class VoteLog:
         self.reparsed = 0
 
     def open(self, wanted: Mapping[VoteKey, str], *, keep: bool = True,
-             judge: Callable[[Vote], Vote] | None = None) -> dict[VoteKey, Vote | None]:
+             judge: Callable[[Vote], Vote] | None = None,
+             keys: Callable[[], MutableMapping[VoteKey, Vote | None]] = dict) -> MutableMapping[VoteKey, Vote | None]:
         """Read back the votes still wanted and open for appending.
 
         ``wanted`` maps each vote key to the request fingerprint the job asks now
         (anything with ``get``); recorded votes with another fingerprint, an unknown key
         or a failed request are dropped (the file is rewritten atomically). Returns the
-        kept votes by key; with ``keep=False`` only their keys (values None), so a
-        resumed corpus larger than memory stays on disk. ``judge`` parses a recorded
-        answer again by the task's current rules; a vote it changes is rewritten.
+        kept votes by key; with ``keep=False`` only their keys (values None), in what
+        ``keys`` makes (a streamed run's: a table on disk, so a resumed corpus larger than
+        memory stays there). ``judge`` parses a recorded answer again by the task's
+        current rules; a vote it changes is rewritten.
         """
-        kept: dict[VoteKey, Vote | None] = {}
+        kept = keys()
         if self.path.exists():
             rewrite = self._read_back(wanted, kept, keep=keep, out=None, judge=judge)
             if rewrite:  # a second pass copies the kept lines: nothing but their keys is held
                 tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
                 try:
                     with tmp.open("w", encoding="utf-8") as out:
-                        self._read_back(wanted, {}, keep=False, out=out, judge=judge)
+                        self._read_back(wanted, keys(), keep=False, out=out, judge=judge)
                         out.flush()
                         os.fsync(out.fileno())
                     os.replace(tmp, self.path)
@@ -73,7 +75,7 @@ class VoteLog:
                               fix="choose a writable --out directory") from None
         return kept
 
-    def _read_back(self, wanted: Mapping[VoteKey, str], kept: dict[VoteKey, Vote | None],
+    def _read_back(self, wanted: Mapping[VoteKey, str], kept: MutableMapping[VoteKey, Vote | None],
                    *, keep: bool, out: IO[str] | None, judge: Callable[[Vote], Vote] | None) -> bool:
         """Fill ``kept`` with the wanted votes of the log (copying their lines to ``out``);
         True when a line had to be dropped or repaired."""
