@@ -83,10 +83,14 @@ def test_a_million_rows_stream_and_a_bad_last_row_stops_them_before_any_call(fak
     with data.open("w", encoding="utf-8") as out:
         out.writelines(f'{{"id": "r{i}", "text": "sentence {i}"}}\n' for i in range(n - 1))
         out.write(f'{{"id": "r{n - 1}", "text": null}}\n')
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     proc = subprocess.run([sys.executable, "-m", "llm_annotator", "annotate", str(data), "-t", "sentiment",
                            "-m", "openai/fake", "--api-base", server.url, "--id-column", "id", "--stream",
-                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TMPDIR": str(scratch)})
     assert proc.returncode == 2
+    assert list(scratch.iterdir()) == []  # the index of the million rows is removed with the error
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"big.jsonl row {n:d} (item r{n - 1}): field 'text' is empty" in lines[0]
     assert "fix:" in lines[0]
@@ -99,6 +103,21 @@ def test_a_duplicate_id_far_apart_is_found_across_chunks(fake_server, tmp_path):
         annotate_stream(rows, "sentiment", ["openai/fake"], out=tmp_path / "run", api_base="http://127.0.0.1:9/v1",
                         id_column="id", chunk_rows=5, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_streamed_run_leaves_no_index_behind(fake_server, tmp_path, monkeypatch):
+    import tempfile
+
+    server = fake_server(sampling_responder(LABELS, "sentiment"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    run = annotate_stream(table(12), "sentiment", ["openai/fake"], out=tmp_path / "run", api_base=server.url,
+                          id_column="id", chunk_rows=5, progress=False)
+    assert run.manifest["counts"]["valid"] == 12 and list(scratch.iterdir()) == []
+    again = annotate_stream(table(12), "sentiment", ["openai/fake"], out=tmp_path / "run", api_base=server.url,
+                            id_column="id", chunk_rows=5, progress=False)  # resumed: its keys went on disk
+    assert again.manifest["counts"]["resumed"] == 12 and server.calls == 12 and list(scratch.iterdir()) == []
 
 
 def test_streaming_refuses_dialogue_context(tmp_path):
