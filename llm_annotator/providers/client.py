@@ -9,17 +9,24 @@ that will call a provider starts the import in a background thread
 nor by a run that needs no call (a replay from the cache).
 
 LiteLLM's import and calls allocate so much that Python's cyclic garbage collector took a
-quarter of a call's CPU: :func:`quiet_collector` tunes it while they run.
+quarter of a call's CPU: :func:`quiet_collector` tunes it while they run. ``acompletion``
+hands its request building to a thread of the event loop's executor and back for each call:
+:func:`setup_inline` keeps it on the loop's thread for the providers where that building
+does no I/O (docs/cpu.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
+import functools
 import gc
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from llm_annotator.core.errors import ModelError
@@ -132,4 +139,66 @@ def _settle() -> None:
             gc.freeze()
 
 
-__all__ = ["YOUNG_THRESHOLD", "litellm", "quiet_collector", "start_import"]
+#: Providers whose request building (LiteLLM's sync ``completion`` under ``acompletion``)
+#: only transforms parameters and returns the coroutine of the HTTP call: no credential
+#: fetch, no file upload, nothing that waits. Others keep LiteLLM's thread hop.
+INLINE_PROVIDERS = frozenset({"openai"})
+_INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("llm_annotator_setup_inline", default=False)
+
+
+def _is_request_building(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is what ``litellm.acompletion`` hands to the executor:
+    ``partial(Context.run, partial(litellm.main.completion, ...))``."""
+    if not isinstance(fn, functools.partial) or not fn.args or not isinstance(fn.args[0], functools.partial):
+        return False
+    inner = fn.args[0].func
+    return getattr(inner, "__module__", None) == "litellm.main" and getattr(inner, "__name__", None) == "completion"
+
+
+class _LoopExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The default executor of an event loop :func:`setup_inline` runs in: a thread pool as
+    asyncio makes one, except that LiteLLM's request building for a call made under
+    :func:`setup_inline` runs at once on the calling (the loop's) thread.
+
+    Measured at the ceiling (benchmarks/cpu_per_request.py, docs/cpu.md): the hop to a
+    pool thread and back (a future, a self-pipe write, a thread woken, the GIL passed twice)
+    cost about 9% of a request's CPU; the building itself is the same work on either thread.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        if not (_INLINE.get() and _is_request_building(fn)):
+            return super().submit(fn, *args, **kwargs)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # as a pool thread would: the awaiting caller gets it
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+        return future
+
+
+@contextlib.contextmanager
+def setup_inline(provider: str) -> Iterator[None]:
+    """While a LiteLLM call to ``provider`` is awaited: its request building runs on the
+    event loop's thread (see :class:`_LoopExecutor`), where the provider is one of
+    :data:`INLINE_PROVIDERS` and the running loop has no default executor of its own yet
+    (one the caller set is left alone, and the call keeps the hop)."""
+    if provider not in INLINE_PROVIDERS:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    executor = getattr(loop, "_default_executor", False)  # False: a loop that is not asyncio's own
+    if executor is None:
+        loop.set_default_executor(executor := _LoopExecutor(thread_name_prefix="asyncio"))
+    if not isinstance(executor, _LoopExecutor):
+        yield
+        return
+    token = _INLINE.set(True)
+    try:
+        yield
+    finally:
+        _INLINE.reset(token)
+
+
+__all__ = ["INLINE_PROVIDERS", "YOUNG_THRESHOLD", "litellm", "quiet_collector", "setup_inline", "start_import"]

@@ -29,7 +29,7 @@ from llm_annotator.core.errors import ConfigError, ErrorKind
 from llm_annotator.core.identity import public_url
 from llm_annotator.core.models import ModelSpec
 from llm_annotator.providers import failures, pricing
-from llm_annotator.providers.client import litellm
+from llm_annotator.providers.client import litellm, setup_inline
 from llm_annotator.providers.failures import MAX_RETRY_AFTER_S
 from llm_annotator.providers.redaction import PLACEHOLDER_KEY, leaks, redact, scrub, secrets_of
 
@@ -256,6 +256,8 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
     if spec.is_local and local is not None:
         kwargs.update(local)
     where = (spec.model, spec.api_base)
+    # LiteLLM's request building stays on the loop's thread for providers where it waits on nothing
+    inline = "" if spec.router is not None or spec.is_local else provider(spec.model, spec.api_base)[0]
     attempt = 0
     while True:
         form = _SCHEMA_FORM.get(where, 0)
@@ -270,8 +272,9 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
                 call = _router(spec).acompletion(**routed)
             else:
                 call = lm.acompletion(**kwargs)
-            async with asyncio.timeout(spec.timeout + 5):  # here, where wait_for wraps each call in a task of its own
-                response = await call
+            with setup_inline(inline):
+                async with asyncio.timeout(spec.timeout + 5):  # here, where wait_for wraps each call in a task of its own
+                    response = await call
         except Exception as exc:
             if "response_format" in kwargs and "response_format" in str(exc):
                 # The server refuses this form of JSON schema (llama.cpp's wants json_object):
