@@ -2,6 +2,7 @@
 
     python benchmarks/cpu_per_request.py [--requests 1500] [--rounds 3] [--k 1,3]
     python benchmarks/cpu_per_request.py --profile annotate:3 [--out annotate-k3.pstats]
+    python benchmarks/cpu_per_request.py --variants gc,gc+no-log,gc+inline [--k 1]
 
 The server is an asyncio OpenAI-compatible loopback server with a fixed latency (1 ms),
 run in its own process so its CPU is not counted; the client process's CPU time
@@ -13,6 +14,10 @@ reported. Each measured run is a fresh process, warmed up first (LiteLLM importe
 clients made), so the bare loop runs under LiteLLM's own defaults whatever ``annotate``
 sets. ``annotate`` is measured whole: rendering, the answer cache, votes.jsonl,
 labels and run.json included.
+
+``--variants`` measures the bare loop under settings instead (each ``+``-joined part of a
+name one of :data:`VARIANTS`), beside the bare loop as it is, to tell what each setting of
+LiteLLM (or of the loop) saves of a request's CPU (docs/cpu.md).
 """
 
 from __future__ import annotations
@@ -142,26 +147,73 @@ def messages_of(items: list[dict[str, str]]) -> list[list[dict[str, str]]]:
     return [prompt.render(row) for row in items]
 
 
-async def _bare(url: str, requests: list[Any], k: int) -> None:
-    """The floor: litellm.acompletion over the same requests with the same bound, nothing else."""
+async def _bare(url: str, requests: list[Any], k: int, variant: str = "") -> None:
+    """The floor: litellm.acompletion over the same requests with the same bound, nothing else
+    (``variant``: under the settings of :data:`VARIANTS` its ``+``-joined parts name)."""
     import litellm
 
     from llm_annotator.core.task import load_task
 
     gate = asyncio.Semaphore(CONCURRENCY)
     schema = load_task("sentiment").response_schema()
+    extra: dict[str, Any] = {}
+    for part in filter(None, variant.split("+")):
+        extra.update(VARIANTS[part](litellm) or {})
 
     async def one(messages: Any) -> None:
         async with gate:
             await litellm.acompletion(model="openai/fake", api_base=url, api_key="x", n=k, max_retries=0,
                                       messages=messages, temperature=1.0, max_tokens=30, response_format=schema,
-                                      logprobs=True, top_logprobs=5, timeout=120)
+                                      logprobs=True, top_logprobs=5, timeout=120, **extra)
 
     await asyncio.gather(*(one(m) for m in requests))
 
 
-def bare(url: str, items: list[dict[str, str]], k: int, tmp: Path) -> None:
-    asyncio.run(_bare(url, messages_of(items), k))
+def bare(url: str, items: list[dict[str, str]], k: int, tmp: Path, variant: str = "") -> None:
+    asyncio.run(_bare(url, messages_of(items), k, variant))
+
+
+def _gc(litellm: Any) -> None:
+    """The collector as llm_annotator tunes it for a run (providers/client.py quiet_collector)."""
+    import gc
+
+    from llm_annotator.providers.client import YOUNG_THRESHOLD
+
+    gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def _message_logging_off(litellm: Any) -> None:
+    litellm.turn_off_message_logging = True
+
+
+def _internal(litellm: Any) -> None:
+    """LiteLLM's private marker of its own nested calls: no success logging, no failure
+    handler (not a setting: measured to size that work, not used by llm_annotator)."""
+    from litellm._internal_context import is_internal_call
+
+    is_internal_call.set(True)
+
+
+def _inline(litellm: Any) -> None:
+    """Request building on the loop's thread, as llm_annotator's calls to OpenAI-compatible
+    servers do (providers/client.py setup_inline)."""
+    from llm_annotator.providers import client
+
+    asyncio.get_running_loop().set_default_executor(client._LoopExecutor(thread_name_prefix="asyncio"))
+    client._INLINE.set(True)
+
+
+#: Settings the bare loop can be measured under (--variants), each a function of the
+#: litellm module that sets it and returns the per-call keyword arguments it adds.
+VARIANTS: dict[str, Any] = {
+    "gc": _gc,
+    "no-log": lambda litellm: {"no-log": True},
+    "message-logging-off": _message_logging_off,
+    "custom-price": lambda litellm: {"input_cost_per_token": 1e-7, "output_cost_per_token": 2e-7},
+    "internal": _internal,
+    "inline": _inline,
+}
 
 
 def ours(url: str, items: list[dict[str, str]], k: int, tmp: Path) -> None:
@@ -180,7 +232,10 @@ def measure(name: str, url: str, n: int, k: int, tag: str) -> dict[str, float]:
     items = rows(n, tag)
     with tempfile.TemporaryDirectory() as tmp:
         cpu, wall = time.process_time(), time.perf_counter()
-        PATHS[name](url, items, k, Path(tmp))
+        if name.startswith("bare:"):
+            bare(url, items, k, Path(tmp), name.removeprefix("bare:"))
+        else:
+            PATHS[name](url, items, k, Path(tmp))
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"cpu_ms_per_request": cpu / n * 1000, "wall_s": wall, "requests_per_s": n / wall}
 
@@ -243,7 +298,7 @@ def run_child(name: str, url: str, n: int, k: int, tag: str, profile_out: str | 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=sorted(PATHS), help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="r", help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=1500, help="requests per measured run")
@@ -251,6 +306,9 @@ def main() -> None:
     parser.add_argument("--k", default="1,3", help="samples per item, sent as n (comma-separated)")
     parser.add_argument("--profile", metavar="PATH:K", help="cProfile one run of bare:K or annotate:K instead")
     parser.add_argument("--out", help="with --profile: the pstats file (default: PATH-kK.pstats)")
+    parser.add_argument("--variants", metavar="NAMES",
+                        help=f"measure the bare loop under these settings instead (comma-separated, each "
+                             f"+-joined parts of: {', '.join(VARIANTS)})")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     if args.serve:
@@ -266,10 +324,16 @@ def main() -> None:
             print(run_child(name, server.url, args.requests, int(k), "profile", out))
             return
         ks = [int(k) for k in args.k.split(",")]
+        names = list(PATHS)
+        if args.variants:
+            names = ["bare"] + [f"bare:{v}" for v in args.variants.split(",")]
+            for part in "+".join(args.variants.split(",")).split("+"):
+                if part not in VARIANTS:
+                    parser.error(f"unknown variant {part!r}: one of {', '.join(VARIANTS)}")
         runs: dict[str, list[dict[str, float]]] = {}
         for round_ in range(args.rounds):
             for k in ks:
-                for name in PATHS:
+                for name in names:
                     figures = json.loads(run_child(name, server.url, args.requests, k, f"r{round_}"))
                     runs.setdefault(f"{name} k={k}", []).append(figures)
                     print(f"round {round_} {name} k={k}: {figures['cpu_ms_per_request']:.2f} ms CPU/request, "
@@ -279,12 +343,14 @@ def main() -> None:
     for key, figures in runs.items():
         summary["median_cpu_ms_per_request"][key] = statistics.median(f["cpu_ms_per_request"] for f in figures)
     medians = summary["median_cpu_ms_per_request"]
-    summary["ratio"] = {f"k={k}": medians[f"annotate k={k}"] / medians[f"bare k={k}"] for k in ks}
+    summary["ratio"] = {(f"k={k}" if name == "annotate" else f"{name} k={k}"): medians[f"{name} k={k}"]
+                        / medians[f"bare k={k}"] for k in ks for name in names if name != "bare"}
     print("\nmedian CPU ms per request:")
     for key, value in medians.items():
-        print(f"  {key:<14} {value:6.2f}")
-    for k in ks:
-        print(f"  annotate / bare at k={k}: {summary['ratio'][f'k={k}']:.2f} (target <= 0.8)")
+        print(f"  {key:<24} {value:6.2f}")
+    for key, value in summary["ratio"].items():
+        print(f"  annotate / bare at {key}: {value:.2f} (target <= 0.8)" if key.startswith("k=")
+              else f"  {key} / bare: {value:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
 
