@@ -162,7 +162,7 @@ class _LoopExecutor(concurrent.futures.ThreadPoolExecutor):
 
     Measured at the ceiling (benchmarks/cpu_per_request.py, docs/cpu.md): the hop to a
     pool thread and back (a future, a self-pipe write, a thread woken, the GIL passed twice)
-    cost about 9% of a request's CPU; the building itself is the same work on either thread.
+    cost 4 to 9% of a request's CPU; the building itself is the same work on either thread.
     """
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
