@@ -171,7 +171,7 @@ class _LoopExecutor(concurrent.futures.ThreadPoolExecutor):
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         try:
             result = fn(*args, **kwargs)
-        except BaseException as exc:  # as a pool thread would: the awaiting caller gets it
+        except Exception as exc:  # as a pool thread would: the awaiting caller gets it
             future.set_exception(exc)
         else:
             future.set_result(result)

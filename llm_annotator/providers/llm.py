@@ -257,7 +257,8 @@ async def complete(spec: ModelSpec, messages: list[dict[str, str]], *, n: int,
         kwargs.update(local)
     where = (spec.model, spec.api_base)
     # LiteLLM's request building stays on the loop's thread for providers where it waits on nothing
-    inline = "" if spec.router is not None or spec.is_local else provider(spec.model, spec.api_base)[0]
+    inline = "" if spec.router is not None or spec.is_local else str(
+        kwargs.get("custom_llm_provider") or provider(spec.model, spec.api_base)[0])
     attempt = 0
     while True:
         form = _SCHEMA_FORM.get(where, 0)
