@@ -9,7 +9,7 @@ as far as it can. Benchmarks: overhead, concurrency, replay, startup, sampling, 
 memory, router, replay_process (a finished job run again as a new command), workers
 (benchmarks/workers.py: one job in 1 and 2 processes), rerun (benchmarks/rerun.py),
 stream_memory (benchmarks/stream_memory.py: a streamed job's peak RSS against its item
-count), curator. ``curator`` runs benchmarks/curator.py: Bespoke Curator beside the bare
+count), cpu_per_request (benchmarks/cpu_per_request.py), curator. ``curator`` runs benchmarks/curator.py: Bespoke Curator beside the bare
 LiteLLM loop and ``annotate`` on each item it applies to, Curator installed by that script
 into its own virtual environment on first use (``--no-curator`` leaves it out of a full
 run). The SER benchmarks are benchmarks/ser_probe.py and benchmarks/ser_pipeline.py.
@@ -313,6 +313,7 @@ def bench_replay_process(quick: bool, tmp: Path) -> dict[str, Any]:
 WORKERS_JSON = ROOT / "benchmarks" / "results" / "workers.json"
 RERUN_JSON = ROOT / "benchmarks" / "results" / "rerun.json"
 STREAM_MEMORY_JSON = ROOT / "benchmarks" / "results" / "stream_memory.json"
+CPU_JSON = ROOT / "benchmarks" / "results" / "cpu_per_request.json"
 
 
 def _script(name: str, saved: Path, out_flag: str, quick_args: list[str], quick: bool, tmp: Path) -> dict[str, Any]:
@@ -328,6 +329,12 @@ def _script(name: str, saved: Path, out_flag: str, quick_args: list[str], quick:
 def bench_workers(quick: bool, tmp: Path) -> dict[str, Any]:
     """benchmarks/workers.py: one job in 1 and 2 processes."""
     return _script("workers", WORKERS_JSON, "--out", ["--items", "1500", "--rounds", "1"], quick, tmp)
+
+
+def bench_cpu_per_request(quick: bool, tmp: Path) -> dict[str, Any]:
+    """benchmarks/cpu_per_request.py: client CPU per request of annotate against the bare loop."""
+    return _script("cpu_per_request", CPU_JSON, "--json", ["--requests", "300", "--rounds", "1", "--k", "1"],
+                   quick, tmp)
 
 
 def bench_stream_memory(quick: bool, tmp: Path) -> dict[str, Any]:
@@ -359,11 +366,12 @@ def bench_curator(quick: bool, tmp: Path) -> dict[str, Any]:
 BENCHES = {"overhead": bench_overhead, "concurrency": bench_concurrency, "replay": bench_replay,
            "startup": bench_startup, "sampling": bench_sampling, "local": bench_local, "memory": bench_memory,
            "router": bench_router, "replay_process": bench_replay_process, "workers": bench_workers,
-           "rerun": bench_rerun, "stream_memory": bench_stream_memory,
+           "rerun": bench_rerun, "stream_memory": bench_stream_memory, "cpu_per_request": bench_cpu_per_request,
            "curator": bench_curator}
 
 #: Benchmarks that are scripts of their own: their latest full figures, run here or on their own.
-SAVED = {"curator": CURATOR_JSON, "workers": WORKERS_JSON, "rerun": RERUN_JSON, "stream_memory": STREAM_MEMORY_JSON}
+SAVED = {"curator": CURATOR_JSON, "workers": WORKERS_JSON, "rerun": RERUN_JSON, "stream_memory": STREAM_MEMORY_JSON,
+         "cpu_per_request": CPU_JSON}
 
 
 def findings(results: dict[str, Any]) -> list[str]:
@@ -388,6 +396,13 @@ def findings(results: dict[str, Any]) -> list[str]:
                      "accounting, plus per-run fixed costs (rendering every row, labels at the end). Against a "
                      "hosted API, whose latency is 300 ms–3 s rather than "
                      f"{o['latency_s'] * 1000:.0f} ms on loopback, it is a fraction of a percent.")
+    if "cpu_per_request" in results:
+        ratio = results["cpu_per_request"]["ratio"]
+        lines.append("- **Client CPU per request** (target 0.8× the bare loop): `annotate` at "
+                     + ", ".join(f"{value:.2f}× ({key})" for key, value in sorted(ratio.items()))
+                     + " (section 14). Not reached: LiteLLM prices every answer, builds its logging payload and "
+                     "looks up model information on each call, and no setting of LiteLLM switches that off "
+                     "(`docs/cpu.md` has the profile and each setting measured).")
     if "replay" in results:
         r = results["replay"]
         verdict = "above" if r["votes_per_s"] >= r["target_votes_per_s"] else "below"
@@ -568,6 +583,22 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                   f"{m['import_litellm_s']:.2f} s for `import litellm` alone (**+{extra:.2f} s**; target at most "
                   f"+1 s: LiteLLM loads in a background thread while the input is read and rendered); the same job "
                   f"replayed with no call: {m['replay_s']:.2f} s, without importing LiteLLM.", ""]
+    if "cpu_per_request" in results:
+        cp = results["cpu_per_request"]
+        med = cp["median_cpu_ms_per_request"]
+        lines += ["## 14. Client CPU per request at the ceiling", "",
+                  "`python benchmarks/cpu_per_request.py --requests 1500 --rounds 3 --k 1,3 --json "
+                  "benchmarks/results/cpu_per_request.json` (or " + command("cpu_per_request") + ")", "",
+                  f"{cp['requests']:,} requests per run, concurrency {cp['concurrency']}, the asyncio loopback server "
+                  f"({cp['latency_s'] * 1000:.0f} ms latency, its own process); the client process's CPU (every "
+                  f"thread) per request, each run a fresh process, the two interleaved over {cp['rounds']} rounds, "
+                  "medians. Target: `annotate` at most 0.8× the bare loop. The profile of both paths, what was cut "
+                  "and what no LiteLLM setting switches off: `docs/cpu.md`.", "",
+                  "| k | bare loop (ms) | `annotate` (ms) | annotate / bare |", "|---|---|---|---|"]
+        for k in sorted({key.split("=")[1] for key in cp["ratio"]}):
+            lines.append(f"| {k} | {med[f'bare k={k}']:.2f} | {med[f'annotate k={k}']:.2f} | "
+                         f"{cp['ratio'][f'k={k}']:.2f} |")
+        lines.append("")
     return "\n".join(lines)
 
 
