@@ -535,9 +535,10 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                   "| items | peak RSS (MB) | seconds | items/s |", "|---|---|---|---|"]
         lines += [f"| {r['items']:,} | {r['peak_rss_mb']:.0f} | {r['wall_s']:.1f} | {r['items_per_s']:,.0f} |"
                   for r in sm["streamed"]]
+        lines += ["", sm["note"]] if sm.get("note") else []
         lines += ["", "What the peak holds beyond the interpreter and its libraries is bounded, not per item: "
                   "SQLite's page caches (the answer cache's 32 MB and memory map of 64 MB, set by diskcache; the "
-                  "item index's 8 MB) fill up to about 300,000 rows, and one chunk of rows, votes and labels.", ""]
+                  "item index's 8 MB), which fill within the first million rows, and one chunk of rows, votes and labels.", ""]
     lines += ["## 8. SER probe mode", "", "See `docs/ser.md` (`python benchmarks/ser_probe.py`; the input pipeline: `python benchmarks/ser_pipeline.py`).", "", "On an H200 (2026-11-30, `benchmarks/results/ser_pipeline_cuda.json`): fine-tuning at 0.98 (batch 16) and 0.86 (batch 64) of the in-memory step rate; probe epochs from the cache 19× faster than the old loop.", ""]
     lines += findings(results)
     if "router" in results:
@@ -553,7 +554,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                       f"{sl['requests']} requests: one server {sl['single_server_rps']:.1f} req/s, the Router over "
                       f"two {sl['router_rps']:.1f} req/s.", ""]
     if "curator" in results:
-        lines += curator_section(results["curator"])
+        lines += curator_section(results["curator"], results.get("stream_memory"))
     if "replay_process" in results:
         r = results["replay_process"]
         verdict = "above" if r["votes_per_s"] >= r["target_votes_per_s"] else "below"
@@ -615,7 +616,7 @@ def _curator_command(figures: dict[str, Any], item: str) -> str:
     return f"`python benchmarks/curator.py --items {item}` (measured {figures['date'][:10]} by `{figures['command']}`{took})"
 
 
-def _curator_items(items: dict[str, Any], version: str | None) -> list[str]:
+def _curator_items(items: dict[str, Any], version: str | None, stream_memory: dict[str, Any] | None) -> list[str]:
     """The items of issue 18 beyond the ceiling, Curator's figure beside ours, each with its command."""
     lines: list[str] = []
     c = items.get("concurrency")
@@ -699,7 +700,8 @@ def _curator_items(items: dict[str, Any], version: str | None) -> list[str]:
     if mem:
         ours = mem.get("ours") or {}
         annotate_mb = {row["items"]: row["peak_rss_mb"] for row in ours.get("rows") or []}
-        stream_mb = {row["items"]: row["peak_rss_mb"] for row in ours.get("streamed") or []}
+        stream_mb = {row["items"]: row["peak_rss_mb"]
+                     for row in (stream_memory or {}).get("streamed") or ours.get("streamed") or []}
         lines += ["### Memory: a job replayed from the cache", "", _curator_command(mem, "memory"), "",
                   "Peak RSS (`VmHWM`) of the process, k = 1. Curator's cache filled as above: \"resume\" is the "
                   "first run over it (every answer read from `responses_0.jsonl`, the dataset built), \"replay\" "
@@ -724,7 +726,9 @@ def _curator_items(items: dict[str, Any], version: str | None) -> list[str]:
     return lines
 
 
-def curator_section(cu: dict[str, Any]) -> list[str]:
+def curator_section(cu: dict[str, Any], stream_memory: dict[str, Any] | None = None) -> list[str]:
+    """Section 10; ``stream_memory``: the latest streamed figures of section 7, which replace
+    the ones curator.json copied when it ran."""
     versions = cu["versions"]
     venv = versions.get("curator_venv", {})
     items = cu.get("items") or {}
@@ -756,7 +760,7 @@ def curator_section(cu: dict[str, Any]) -> list[str]:
             lines.append(f"| {names[name]} | {m[name]['requests_per_s']:.0f} | {m[name]['cpu_ms_per_request']:.2f} | "
                          f"{m[name]['cpu_ms_per_request'] / m['bare']['cpu_ms_per_request']:.2f} |")
         lines.append("")
-    lines += _curator_items(items, venv.get("bespokelabs-curator"))
+    lines += _curator_items(items, venv.get("bespokelabs-curator"), stream_memory)
     lines += [f"Versions: litellm {versions['litellm']} here; in Curator's environment litellm "
               f"{venv.get('litellm')}, aiohttp {venv.get('aiohttp')}, openai {venv.get('openai')}, datasets "
               f"{venv.get('datasets')}.", ""]
