@@ -98,7 +98,8 @@ async def _run(data: Any, task: str | Path | Task, models: ModelsLike, *, stream
                             stream=stream, ray=ray)
     if batch:
         check_batch(specs, out_dir, cache)
-    if collect_state is None and (cache is False or cache is None) and (out is None or overwrite):
+    if collect_state is None and (cache is False or cache is None) and (out is None or overwrite) \
+            and workers == 1 and ray is None:  # (workers import it in their own processes)
         start_import()  # every vote needs a call: LiteLLM loads while the input is read and rendered
     check_budget(specs, budget_usd)
     builder = JobBuilder(the_task, specs, samples, default_root(data, media_root), labels, context)

@@ -119,3 +119,21 @@ def test_the_cli_runs_workers(fake_server, tmp_path):
     assert done.returncode == 0, done.stderr
     assert len((out / "votes.jsonl").read_text().splitlines()) == 10 and server.calls == 10
 
+
+
+def test_the_parent_of_workers_leaves_litellm_to_them(fake_server, tmp_path):
+    """Each worker imports LiteLLM for its calls; the parent, which makes none, does not
+    spend a core importing it too (it did with --no-cache --overwrite)."""
+    import os
+    import subprocess
+    import sys
+
+    server = fake_server(answer)
+    code = (f"import sys; from llm_annotator import annotate; "
+            f"r = annotate({str(data(tmp_path, 6))!r}, 'sentiment', ['openai/fake-a'], api_base={server.url!r}, "
+            f"id_column='id', cache=False, out={str(tmp_path / 'run')!r}, overwrite=True, workers=2, progress=False); "
+            "print(r.manifest['counts']['valid'], 'litellm' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OPENAI_API_KEY": "sk-x"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["6", "False"] and server.calls == 6
