@@ -4,7 +4,8 @@
 
 The server is the asyncio OpenAI-compatible loopback server of ``cpu_per_request.py``, in
 its own process, answering after 1 ms; its CPU share over each run is recorded, to show whether it was the
-limit. Each run is a whole ``annotate`` call as a user makes it (reading, rendering,
+limit, and so is the job's CPU (the calling process and its workers): CPU per request, and
+the cores the job and the server kept busy. Each run is a whole ``annotate`` call as a user makes it (reading, rendering,
 the workers' start and LiteLLM import, votes.jsonl, labels, run.json), k = 1, the
 sentiment task, no cache, 128 requests in flight per process; runs with 1 and N workers
 alternate, round after round, and medians are reported with every run's figures.
@@ -18,6 +19,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -44,15 +46,25 @@ def one_run(url: str, server_pid: int, items: int, workers: int, tag: str) -> di
     rows = [{"id": f"{tag}-{i}", "text": f"benchmark sentence {tag} {i} with a few more words in it"}
             for i in range(items)]
     with tempfile.TemporaryDirectory() as tmp:
-        server_cpu, wall = cpu_seconds(server_pid), time.perf_counter()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, once they have exited
+        server_cpu, own_cpu, wall = cpu_seconds(server_pid), time.process_time(), time.perf_counter()
         result = annotate(rows, "sentiment", [{"model": "openai/fake", "concurrency": CONCURRENCY}], api_base=url,
                           api_key="x", cache=False, out=Path(tmp) / "run", progress=False, id_column="id",
                           workers=workers)
         wall = time.perf_counter() - wall
+        own_cpu = time.process_time() - own_cpu
         server_cpu = cpu_seconds(server_pid) - server_cpu
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        workers_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     assert result.manifest["counts"]["valid"] == items, result.manifest["counts"]
+    job_cpu = own_cpu + workers_cpu
     return {"workers": workers, "wall_s": round(wall, 3), "requests_per_s": round(items / wall, 1),
-            "server_cpu_share": round(server_cpu / wall, 3)}
+            "server_cpu_share": round(server_cpu / wall, 3),
+            # where the CPU went: the calling process, its worker processes, the job's CPU per request,
+            # and the cores busy on the job and the server together
+            "parent_cpu_s": round(own_cpu, 2), "workers_cpu_s": round(workers_cpu, 2),
+            "job_cpu_ms_per_request": round(1000 * job_cpu / items, 3),
+            "cores_busy": round((job_cpu + server_cpu) / wall, 2)}
 
 
 def main() -> None:
