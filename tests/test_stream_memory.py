@@ -68,3 +68,18 @@ def test_a_streamed_input_peaks_at_twelve_times_the_rows_where_it_did_at_one(tmp
     streamed_peak(tmp_path, 100)  # what is imported on first use is not counted
     small, large = streamed_peak(tmp_path, 1_000), streamed_peak(tmp_path, 12_000)
     assert large - small < 500_000, f"{small / 1e6:.2f} MB at 1,000 rows, {large / 1e6:.2f} MB at 12,000"
+
+
+def test_an_index_that_cannot_be_written_is_one_line_that_says_where_and_what_to_do():
+    import sqlite3
+
+    import pytest
+
+    from llm_annotator.core.errors import RunDirError
+    from llm_annotator.store.item_index import writable
+
+    with pytest.raises(RunDirError) as error, writable():
+        raise sqlite3.OperationalError("database or disk is full")
+    text = str(error.value)
+    assert "item index in the temporary folder (database or disk is full)" in text and "TMPDIR" in text
+    assert "\n" not in text

@@ -1,12 +1,14 @@
 """A streamed input's per-row index, on disk: item ids, prompt hashes, resumed votes.
 
 A streamed run keeps nothing per item in memory, so 10 million rows peak where 1 million
-do. What it must remember of every row goes into a SQLite file of its own, a temporary
-file removed on :meth:`ItemIndex.close` (57 MB for a million rows with 13-character ids):
-the row's item id (unique: a repeated id is refused, naming both rows), its prompt hashes
-when the row is in the job, and the keys of votes read back from an earlier run. SQLite's
-page cache is bounded (:data:`CACHE_KIB`), its sorts spill to temporary files, and lookups
-by id go through its B-tree: a few microseconds each.
+do. What it must remember of every row goes into a private SQLite database on disk (57 MB
+for a million rows with 13-character ids): the row's item id (unique: a repeated id is
+refused, naming both rows), its prompt hashes when the row is in the job, and the keys of
+votes read back from an earlier run. SQLite makes it a temporary file in ``SQLITE_TMPDIR``
+or ``TMPDIR`` (else ``/var/tmp``, ``/tmp``) and unlinks the file as it opens it, so no
+index outlives its process, however that process ends (a kill included). Its page cache
+is bounded (:data:`CACHE_KIB`), its sorts spill to temporary files too, and lookups by id
+go through its B-tree: a few microseconds each.
 
 Ids come as :class:`llm_annotator.core.data.IdAssigner` gives them: an id column's values,
 else the row's content hash with ``~1``, ``~2`` ... for repeated rows in input order.
@@ -14,16 +16,13 @@ else the row's content hash with ``~1``, ``~2`` ... for repeated rows in input o
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sqlite3
-import tempfile
-import weakref
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from llm_annotator.core.data import Row, duplicate_id, row_hash, row_id
-from llm_annotator.core.errors import DataError
+from llm_annotator.core.errors import DataError, RunDirError
 
 #: SQLite's page cache per index (KiB): what the index holds in memory, however many rows.
 CACHE_KIB = 8_192
@@ -34,9 +33,16 @@ CREATE TABLE hashes (row INTEGER PRIMARY KEY, codes BLOB NOT NULL);
 """
 
 
-def _remove(connection: sqlite3.Connection, path: str) -> None:
-    connection.close()
-    Path(path).unlink(missing_ok=True)  # no journal: the file is all there is
+@contextlib.contextmanager
+def writable() -> Iterator[None]:
+    """SQLite's failures to write the index (no usable temporary folder, a full disk) as one
+    line that says where the index goes and what to do."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise RunDirError(f"cannot write the streamed run's item index in the temporary folder ({exc})",
+                          fix="set TMPDIR (or SQLITE_TMPDIR) to a writable folder with free space, about 60 MB "
+                              "per million rows") from None
 
 
 class ItemIndex:
@@ -46,13 +52,9 @@ class ItemIndex:
     hex digits, kept as 8 bytes.
     """
 
-    def __init__(self, source: str, id_column: str | None, width: int, directory: str | Path | None = None) -> None:
+    def __init__(self, source: str, id_column: str | None, width: int) -> None:
         self.source, self.id_column, self.width = source, id_column, width
-        handle, self.path = tempfile.mkstemp(prefix=".llm-annotator-index-", suffix=".sqlite",
-                                             dir=str(directory) if directory is not None else None)
-        os.close(handle)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._closer = weakref.finalize(self, _remove, self.db, self.path)
+        self.db = sqlite3.connect("", isolation_level=None, check_same_thread=False)  # "": private, temporary
         for pragma in ("journal_mode = OFF", "synchronous = OFF", f"cache_size = -{CACHE_KIB}", "temp_store = FILE"):
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(_SCHEMA)
@@ -64,20 +66,21 @@ class ItemIndex:
         self._memo: tuple[str, tuple[str, ...] | None] | None = None
 
     def close(self) -> None:
-        """Remove the index file."""
-        self._closer()
+        """Close the index (SQLite frees its file)."""
+        self.db.close()
 
     # -- pass 1: ids and hashes ------------------------------------------------------------
     def assign(self, records: Sequence[Row], offset: int) -> list[str]:
         """The item ids of the rows ``offset``, ``offset + 1`` ... (given in order, chunk
         after chunk), recorded; a repeated id of an id column is a :class:`DataError`."""
         keys = [row_id(row, offset + n, self.source, self.id_column) for n, row in enumerate(records)]
-        try:
-            self.db.executemany("INSERT INTO items (row, id) VALUES (?, ?)", enumerate(keys, start=offset))
-        except sqlite3.IntegrityError:  # an id seen before: the chunk's rows again, one by one
-            self.db.execute("DELETE FROM items WHERE row >= ?", (offset,))  # no journal, so no rollback
-            keys = self._repeated(keys, offset)
-            self.db.executemany("INSERT INTO items (row, id) VALUES (?, ?)", enumerate(keys, start=offset))
+        with writable():
+            try:
+                self.db.executemany("INSERT INTO items (row, id) VALUES (?, ?)", enumerate(keys, start=offset))
+            except sqlite3.IntegrityError:  # an id seen before: the chunk's rows again, one by one
+                self.db.execute("DELETE FROM items WHERE row >= ?", (offset,))  # no journal, so no rollback
+                keys = self._repeated(keys, offset)
+                self.db.executemany("INSERT INTO items (row, id) VALUES (?, ?)", enumerate(keys, start=offset))
         self.n_rows = offset + len(keys)
         return keys
 
@@ -103,7 +106,8 @@ class ItemIndex:
     def put_hashes(self, found: Iterable[tuple[int, Sequence[str]]]) -> None:
         """Record the prompt hashes of rows in the job: (row number, hashes) pairs."""
         rows = [(row, b"".join(bytes.fromhex(h) for h in hashes)) for row, hashes in found]
-        self.db.executemany("INSERT INTO hashes (row, codes) VALUES (?, ?)", rows)
+        with writable():
+            self.db.executemany("INSERT INTO hashes (row, codes) VALUES (?, ?)", rows)
         self.n_items += len(rows)
         self._memo = None
 
@@ -205,7 +209,8 @@ class DiskKeys(MutableMapping[tuple[str, str, int], Any]):
     def __setitem__(self, key: tuple[str, str, int], value: Any) -> None:
         if value is not None:
             raise ValueError("DiskKeys keeps vote keys only (value None)")
-        self._n += self.db.execute(f"INSERT OR IGNORE INTO {self.table} VALUES (?, ?, ?)", key).rowcount
+        with writable():
+            self._n += self.db.execute(f"INSERT OR IGNORE INTO {self.table} VALUES (?, ?, ?)", key).rowcount
 
     def __delitem__(self, key: tuple[str, str, int]) -> None:
         if key not in self:
@@ -246,12 +251,14 @@ class RowOrder:
             self._flush()
 
     def _flush(self) -> None:
-        self.db.executemany(f"INSERT INTO {self.table} VALUES (?, ?)", self._batch)
+        with writable():
+            self.db.executemany(f"INSERT INTO {self.table} VALUES (?, ?)", self._batch)
         self._batch = []
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         self._flush()
-        return iter(self.db.execute(f"SELECT row, value FROM {self.table} ORDER BY row, rowid"))
+        with writable():  # the sort spills to temporary files
+            return iter(self.db.execute(f"SELECT row, value FROM {self.table} ORDER BY row, rowid"))
 
 
-__all__ = ["CACHE_KIB", "DiskKeys", "ItemHashes", "ItemIndex", "RowOrder"]
+__all__ = ["CACHE_KIB", "DiskKeys", "ItemHashes", "ItemIndex", "RowOrder", "writable"]
