@@ -102,6 +102,13 @@ def test_the_import_error_is_kept_and_told_at_every_use(monkeypatch):
     assert not client._LOCK.locked()
 
 
+def test_no_usable_temporary_folder_while_litellm_loads_says_so(monkeypatch):
+    monkeypatch.setattr(client, "_LOADED", {"error": FileNotFoundError(
+        2, "No usable temporary directory found in ['/tmp', '/var/tmp']")})
+    with pytest.raises(ModelError, match=r"temporary directory .*; fix: set TMPDIR to a writable folder"):
+        client.litellm()
+
+
 def test_start_import_runs_once_and_litellm_waits_for_it(monkeypatch):
     monkeypatch.setattr(client, "_LOADED", {})
     threads = []

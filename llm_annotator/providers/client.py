@@ -51,8 +51,10 @@ def litellm() -> Any:
             _import()
     if "error" in _LOADED:
         exc = _LOADED["error"]
-        raise ModelError(f"LiteLLM cannot be imported: {type(exc).__name__}: {exc}",
-                         fix="reinstall it: pip install 'litellm>=1.80,<1.111,!=1.82.7,!=1.82.8,!=1.107.0'") from exc
+        fix = "reinstall it: pip install 'litellm>=1.80,<1.111,!=1.82.7,!=1.82.8,!=1.107.0'"
+        if isinstance(exc, OSError) and "temporary directory" in str(exc):  # tempfile's, while LiteLLM loads
+            fix = "set TMPDIR to a writable folder: LiteLLM needs one as it loads"
+        raise ModelError(f"LiteLLM cannot be imported: {type(exc).__name__}: {exc}", fix=fix) from exc
     return _LOADED["module"]
 
 
