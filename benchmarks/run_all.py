@@ -554,7 +554,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                       f"{sl['requests']} requests: one server {sl['single_server_rps']:.1f} req/s, the Router over "
                       f"two {sl['router_rps']:.1f} req/s.", ""]
     if "curator" in results:
-        lines += curator_section(results["curator"], results.get("stream_memory"))
+        lines += curator_section(results["curator"], results)
     if "replay_process" in results:
         r = results["replay_process"]
         verdict = "above" if r["votes_per_s"] >= r["target_votes_per_s"] else "below"
@@ -571,8 +571,14 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
                   f"{w['items']:,} rows, k = 1, {w['concurrency_per_process']} requests in flight per process, the "
                   f"asyncio loopback server ({w['latency_ms']:.0f} ms, its own process, at most "
                   f"{max(x['server_cpu_share'] for x in w['runs']):.1%} of a core): one process "
-                  f"{med['1']:.0f} requests/s, two workers {med['2']:.0f} (**{w['speedup']:.2f}×**; target 1.6×; "
-                  "docs/scale.md says where the rest goes).", ""]
+                  f"{med['1']:.0f} requests/s, two workers {med['2']:.0f} (**{w['speedup']:.2f}×**; target 1.6×); "
+                  f"load average {w['load_average_1min']:.1f} at the end."
+                  + ("" if "cores_busy" not in w["runs"][0] else
+                     " Cores kept busy by the job and the server: "
+                     + ", ".join(f"{x['cores_busy']:.2f} ({x['workers']} process{'es' if x['workers'] > 1 else ''})"
+                                 for x in w["runs"])
+                     + "; CPU per request " + ", ".join(f"{x['job_cpu_ms_per_request']:.2f} ms" for x in w["runs"])
+                     + " (docs/scale.md)."), ""]
     if "rerun" in results:
         r = results["rerun"]
         m = r["median_s"]
@@ -616,7 +622,7 @@ def _curator_command(figures: dict[str, Any], item: str) -> str:
     return f"`python benchmarks/curator.py --items {item}` (measured {figures['date'][:10]} by `{figures['command']}`{took})"
 
 
-def _curator_items(items: dict[str, Any], version: str | None, stream_memory: dict[str, Any] | None) -> list[str]:
+def _curator_items(items: dict[str, Any], version: str | None, latest: dict[str, Any]) -> list[str]:
     """The items of issue 18 beyond the ceiling, Curator's figure beside ours, each with its command."""
     lines: list[str] = []
     c = items.get("concurrency")
@@ -637,6 +643,10 @@ def _curator_items(items: dict[str, Any], version: str | None, stream_memory: di
     w = items.get("workers")
     if w:
         ours = w.get("ours") or {}
+        if "workers" in latest:  # section 12's latest run
+            lw = latest["workers"]
+            ours = {"median_requests_per_s": lw["median_requests_per_s"], "command": lw["command"],
+                    "date": lw["date"], "loadavg_1min": lw.get("load_average_1min")}
         med = ours.get("median_requests_per_s") or {}
         lines += ["### Many cores: one job in one and two processes", "", _curator_command(w, "workers"), "",
                   f"The setting of section 12 (`{ours.get('command')}`, {ours.get('date')}): the asyncio loopback "
@@ -701,7 +711,7 @@ def _curator_items(items: dict[str, Any], version: str | None, stream_memory: di
         ours = mem.get("ours") or {}
         annotate_mb = {row["items"]: row["peak_rss_mb"] for row in ours.get("rows") or []}
         stream_mb = {row["items"]: row["peak_rss_mb"]
-                     for row in (stream_memory or {}).get("streamed") or ours.get("streamed") or []}
+                     for row in latest.get("stream_memory", {}).get("streamed") or ours.get("streamed") or []}
         lines += ["### Memory: a job replayed from the cache", "", _curator_command(mem, "memory"), "",
                   "Peak RSS (`VmHWM`) of the process, k = 1. Curator's cache filled as above: \"resume\" is the "
                   "first run over it (every answer read from `responses_0.jsonl`, the dataset built), \"replay\" "
@@ -726,9 +736,9 @@ def _curator_items(items: dict[str, Any], version: str | None, stream_memory: di
     return lines
 
 
-def curator_section(cu: dict[str, Any], stream_memory: dict[str, Any] | None = None) -> list[str]:
-    """Section 10; ``stream_memory``: the latest streamed figures of section 7, which replace
-    the ones curator.json copied when it ran."""
+def curator_section(cu: dict[str, Any], latest: dict[str, Any] | None = None) -> list[str]:
+    """Section 10; ``latest``: the figures of the other sections, whose latest workers and
+    streamed-memory runs replace the ones curator.json copied when it ran."""
     versions = cu["versions"]
     venv = versions.get("curator_venv", {})
     items = cu.get("items") or {}
@@ -760,7 +770,7 @@ def curator_section(cu: dict[str, Any], stream_memory: dict[str, Any] | None = N
             lines.append(f"| {names[name]} | {m[name]['requests_per_s']:.0f} | {m[name]['cpu_ms_per_request']:.2f} | "
                          f"{m[name]['cpu_ms_per_request'] / m['bare']['cpu_ms_per_request']:.2f} |")
         lines.append("")
-    lines += _curator_items(items, venv.get("bespokelabs-curator"), stream_memory)
+    lines += _curator_items(items, venv.get("bespokelabs-curator"), latest or {})
     lines += [f"Versions: litellm {versions['litellm']} here; in Curator's environment litellm "
               f"{venv.get('litellm')}, aiohttp {venv.get('aiohttp')}, openai {venv.get('openai')}, datasets "
               f"{venv.get('datasets')}.", ""]
