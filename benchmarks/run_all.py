@@ -809,7 +809,7 @@ def main() -> None:
             "llm_annotator": metadata.version("llm-annotator-kit"), "quick": args.quick}
     results["meta"] = meta
     for name, saved_json in SAVED.items():
-        if name not in results and saved_json.exists():  # the latest, run here or on its own
+        if name not in names and saved_json.exists():  # the latest, run here or on its own
             results[name] = json.loads(saved_json.read_text())
     out_json.write_text(json.dumps(results, indent=2) + "\n")
     (ROOT / "docs" / "benchmarks.md").write_text(markdown(results, meta))
