@@ -124,13 +124,18 @@ def output_frame(frame: Any, primary: str, name: str) -> Any:
     return out[keep].reset_index(drop=True) if not all(keep) else out
 
 
+def count_error(counts: dict[str, int], error: Any) -> None:
+    """One more vote of ``error``'s kind in ``counts`` (None/NaN: no error, not counted)."""
+    kind = ErrorKind.of(error)
+    if kind is not None:
+        counts[kind.value] = counts.get(kind.value, 0) + 1
+
+
 def error_counts(errors: Iterable[Any]) -> dict[str, int]:
     """Votes per error kind, from an iterable of ``error`` texts (None/NaN skipped)."""
     counts: dict[str, int] = {}
     for error in errors:
-        kind = ErrorKind.of(error)
-        if kind is not None:
-            counts[kind.value] = counts.get(kind.value, 0) + 1
+        count_error(counts, error)
     return dict(sorted(counts.items()))
 
 
@@ -140,5 +145,5 @@ def invalid_and_failed(counts: dict[str, int]) -> tuple[int, int]:
     return invalid, sum(counts.values()) - invalid
 
 
-__all__ = ["FORMAT_VERSION", "VOTE_COLUMNS", "Vote", "VoteKey", "error_counts", "invalid_and_failed", "output_frame",
-           "votes_frame"]
+__all__ = ["FORMAT_VERSION", "VOTE_COLUMNS", "Vote", "VoteKey", "count_error", "error_counts",
+           "invalid_and_failed", "output_frame", "votes_frame"]

@@ -29,7 +29,7 @@ from llm_annotator.core.data import Dataset
 from llm_annotator.core.errors import ErrorKind
 from llm_annotator.core.outputs import OutputSpec
 from llm_annotator.core.task import Task
-from llm_annotator.core.votes import error_counts
+from llm_annotator.core.votes import count_error
 from llm_annotator.outputs.tables import EXPLANATIONS
 
 #: Rows of ``explanations.csv`` written at a time.
@@ -163,8 +163,7 @@ def sum_votes(path: Path, rows: Rows, task: Task, names: Sequence[str]) -> Label
     annotator = {name: a for a, name in enumerate(names)}
     specs = task.output_specs
     order = rows.row_order()
-    errors: list[str] = []
-    output_errors: list[list[str]] = [[] for _ in specs]
+    reasons: list[dict[str, int]] = [{} for _ in specs]  # votes per error kind, of each output
     asked = [0] * len(specs)  # votes per output: the annotators that answer it
     valid = [0] * len(specs)
     by_annotator = [0] * len(names)
@@ -184,7 +183,7 @@ def sum_votes(path: Path, rows: Rows, task: Task, names: Sequence[str]) -> Label
             if isinstance(explanation, Mapping):
                 keys.update(explanation)
             if vote.get("label") is None:
-                errors.append(str(vote.get("error")))
+                count_error(reasons[0], str(vote.get("error")))
             else:
                 by_annotator[annotator[vote["annotator"]]] += 1
             for n, spec in enumerate(specs):
@@ -195,12 +194,12 @@ def sum_votes(path: Path, rows: Rows, task: Task, names: Sequence[str]) -> Label
                 label, _, _, error = answer
                 valid[n] += label is not None
                 if label is None and n:
-                    output_errors[n].append(str(error))
-    tally = {"votes": n_votes, "valid": valid[0], "errors": error_counts(errors), "cost_usd": cost,
+                    count_error(reasons[n], str(error))
+    tally = {"votes": n_votes, "valid": valid[0], "errors": dict(sorted(reasons[0].items())), "cost_usd": cost,
              "valid_by_annotator": {name: by_annotator[a] for name, a in annotator.items()}}
     if len(specs) > 1:
         tally["by_output"] = {spec.name: {"votes": asked[n], "valid": valid[n],
-                                          "by_reason": error_counts(errors if n == 0 else output_errors[n])}
+                                          "by_reason": dict(sorted(reasons[n].items()))}
                               for n, spec in enumerate(specs)}
     return LabelSums(path, order, task, names, tally, frozenset(keys))
 
