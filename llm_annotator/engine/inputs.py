@@ -7,7 +7,8 @@ chunk by chunk, with their prompt hashes. A dataset in memory is one chunk.
 
 The streamed input holds nothing per item in memory: each row's id and prompt hashes
 (64-bit, one per distinct prompt of the job) go into an index on disk
-(:class:`llm_annotator.store.item_index.ItemIndex`, removed by :meth:`StreamInput.close`).
+(:class:`llm_annotator.store.item_index.ItemIndex`: a temporary file SQLite unlinks as it
+opens it, so it ends with :meth:`StreamInput.close` or with the process).
 A file must not change between the passes (size and modification time are checked), and
 an iterable must yield the same rows each time it is iterated (a streaming
 ``datasets.IterableDataset`` does).
@@ -72,7 +73,7 @@ class StreamInput:
         self.hashes = ItemHashes(self.index)
 
     def close(self) -> None:
-        """Remove the index file (the input cannot be read again after)."""
+        """Close the index, which frees its file (the input cannot be read again after)."""
         self.index.close()
 
     def _stamp(self) -> tuple[int, int] | None:
